@@ -1,0 +1,64 @@
+"""edgeops: take a trained model to a fleet of edge devices and keep it healthy there.
+
+The public surface is small::
+
+    import edgeops
+    model = edgeops.load("model.onnx")          # or .tflite
+    out = model.run({"pixels": x})             # {output name: array}
+    model.stats.snapshot()                     # latency percentiles, counts
+
+``import edgeops`` stays cheap: numpy and the standard library only. Runtime
+backends (onnxruntime, LiteRT, tflite-runtime) load when a model is opened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    CheckFailed,
+    DataError,
+    EdgeOpsError,
+    GuardrailError,
+    InputError,
+    ModelFormatError,
+    ModelLoadError,
+    ProviderUnavailableError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runtime import Guardrails, Model, RunStats, TensorSpec, load
+
+__all__ = [
+    "__version__",
+    "load",
+    "Model",
+    "TensorSpec",
+    "Guardrails",
+    "RunStats",
+    "EdgeOpsError",
+    "InputError",
+    "ModelLoadError",
+    "ModelFormatError",
+    "ProviderUnavailableError",
+    "GuardrailError",
+    "DataError",
+    "CheckFailed",
+]
+
+_LAZY = {"load", "Model", "TensorSpec", "Guardrails", "RunStats"}
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime pulls in nothing heavy either, but keeping it lazy makes
+    # `import edgeops` for the CLI's --version and for errors nearly free.
+    if name in _LAZY:
+        from . import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'edgeops' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
