@@ -1,0 +1,141 @@
+"""The TFLite backend: LiteRT (``ai-edge-litert``) or ``tflite-runtime``, whichever is installed.
+
+The flatbuffer is validated by :mod:`edgeops.formats` before the interpreter sees
+it, because a corrupt file can crash the interpreter instead of raising. Inputs
+and outputs take the names of the model's SignatureDef when it has one, so a
+``.tflite`` exported from an ONNX model answers to the same names. Dynamic dims
+(``shape_signature`` -1) are resized on demand. Delegates: XNNPACK is LiteRT's
+default CPU path (the right one for Arm boards); ``providers=["cpu"]`` turns it
+off, and any other entry is loaded as an external delegate library
+(e.g. ``libedgetpu.so.1``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from ...errors import BackendError, BackendUnavailableError, ModelFormatError, ProviderUnavailableError
+from ...formats import read_tflite, tflite_io_map
+from ...targets import Target
+from ..spec import TensorSpec
+
+RUNTIMES = ("litert", "tflite-runtime")
+
+
+def import_interpreter(runtime: str | None) -> tuple[str, Any]:
+    """Return ``(runtime name, interpreter module)``, preferring LiteRT."""
+    order = [runtime] if runtime else list(RUNTIMES)
+    problems = []
+    for name in order:
+        try:
+            if name == "litert":
+                from ai_edge_litert import interpreter as mod
+            else:
+                from tflite_runtime import interpreter as mod  # type: ignore[import-not-found,no-redef]
+        except ImportError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if name == "tflite-runtime" and int(np.__version__.split(".")[0]) >= 2:
+            problems.append(f"tflite-runtime: needs numpy<2, this environment has numpy {np.__version__}")
+            continue
+        return name, mod
+    raise BackendUnavailableError(
+        "no TFLite runtime is usable here (" + "; ".join(problems) + "); pip install 'edgeops[litert]' "
+        "or, where LiteRT has no wheel (Raspberry Pi OS, Python 3.11), pip install 'edgeops[tflite]' (numpy<2)"
+    )
+
+
+class TFLiteBackend:
+    """Runs a ``.tflite`` file with LiteRT or tflite-runtime."""
+
+    def __init__(self, path: str, *, threads: int | None, providers: list[Any] | None, target: Target,
+                 runtime: str | None = None):
+        with open(path, "rb") as fh:
+            data = fh.read()
+        read_tflite(data)  # raises ModelFormatError on anything the interpreter could choke on
+        io = tflite_io_map(data)
+        self.name, mod = import_interpreter(runtime)
+        self.version = _version(self.name)
+        kwargs: dict[str, Any] = {"model_content": data}
+        if threads:
+            kwargs["num_threads"] = threads
+        self.providers, delegates, no_default = _delegates(mod, providers)
+        if delegates:
+            kwargs["experimental_delegates"] = delegates
+        if no_default:
+            kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interp = mod.Interpreter(**kwargs)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFormatError(f"{path}: the TFLite interpreter refused the model ({exc})") from exc
+        details = {d["index"]: d for d in self.interp.get_input_details() + self.interp.get_output_details()}
+        self.inputs = [_spec(name, details[idx]) for name, idx in io["inputs"].items()]
+        self.outputs = [_spec(name, details[idx]) for name, idx in io["outputs"].items()]
+        self._in = [(name, idx) for name, idx in io["inputs"].items()]
+        self._out = list(io["outputs"].values())
+        self._shapes = {idx: tuple(details[idx]["shape"]) for _, idx in self._in}
+        self._lock = threading.Lock()  # an interpreter is not thread-safe
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        interp = self.interp
+        with self._lock:
+            for name, idx in self._in:
+                arr = feeds[name]
+                if arr.shape != self._shapes[idx]:
+                    self._resize(idx, arr.shape)
+                interp.set_tensor(idx, arr)
+            interp.invoke()
+            return [interp.get_tensor(i) for i in self._out]
+
+    def _resize(self, idx: int, shape: tuple[int, ...]) -> None:
+        try:
+            self.interp.resize_tensor_input(idx, list(shape), strict=True)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"the TFLite model cannot take an input of shape {list(shape)} ({exc})") from exc
+        self._shapes[idx] = tuple(shape)
+
+
+def _delegates(mod: Any, providers: list[Any] | None) -> tuple[list[str], list[Any], bool]:
+    if not providers:
+        return ["xnnpack"], [], False
+    names, delegates, no_default = [], [], True
+    for p in providers:
+        key = str(p).lower()
+        if key in ("cpu", "reference", "builtin"):
+            names.append("cpu")
+        elif key == "xnnpack":
+            names.append("xnnpack")
+            no_default = False
+        else:
+            try:
+                delegates.append(mod.load_delegate(str(p)))
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise ProviderUnavailableError(
+                    f"TFLite delegate {p!r} could not be loaded ({exc}); give the path of the delegate's "
+                    "shared library (e.g. libedgetpu.so.1) or use 'xnnpack' / 'cpu'"
+                ) from exc
+            names.append(str(p))
+    return names, delegates, no_default
+
+
+def _spec(name: str, d: dict[str, Any]) -> TensorSpec:
+    sig = d.get("shape_signature")
+    dims = sig if sig is not None and len(sig) == len(d["shape"]) else d["shape"]
+    shape = tuple(int(x) if x >= 0 else None for x in dims)
+    scale, zero = d.get("quantization", (0.0, 0))
+    quant = (float(scale), int(zero)) if scale else None
+    return TensorSpec(name, shape, np.dtype(d["dtype"]), quant)
+
+
+def _version(runtime: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ai-edge-litert" if runtime == "litert" else "tflite-runtime")
+    except PackageNotFoundError:
+        return "unknown"

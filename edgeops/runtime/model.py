@@ -1,0 +1,181 @@
+"""``Model``: one loaded model with checked inputs, statistics and optional guardrails.
+
+``run`` is the hot path of every device, so it does the least that keeps the
+contract: a fast check of the feeds (see :mod:`.spec`), the backend call, one
+latency record (see :mod:`.stats`), and the output dict. Guardrails add their
+checks only when enabled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from time import perf_counter_ns
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgeOpsError, InferenceError, ModelFormatError, ModelNotFoundError, UsageError
+from ..targets import Target, get_target
+from .backends import Backend, open_backend
+from .guardrails import Guardrails
+from .spec import InputChecker, TensorSpec
+from .stats import RunStats
+
+_EXTENSIONS = {".onnx": "onnx", ".ort": "onnx", ".tflite": "tflite", ".lite": "tflite"}
+
+
+class Model:
+    """A model ready to run. Get one from :func:`edgeops.load`."""
+
+    def __init__(self, backend: Backend, *, path: str | None = None, fmt: str | None = None,
+                 target: Target | None = None):
+        self._backend = backend
+        self._run = backend.run
+        self.path = path
+        self.format = fmt
+        self.target = target
+        self.inputs: list[TensorSpec] = list(backend.inputs)
+        self.outputs: list[TensorSpec] = list(backend.outputs)
+        self._output_names = [o.name for o in self.outputs]
+        self._checker = InputChecker(self.inputs)
+        self.stats = RunStats()
+        self.guardrails: Guardrails | None = None
+        self._sha256: str | None = None
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    def run(self, inputs: Any) -> dict[str, np.ndarray]:
+        """Run the model: ``{input name: array}`` (or a bare array for one input) -> ``{output name: array}``."""
+        t0 = perf_counter_ns()
+        try:
+            feeds = self._checker.prepare(inputs)
+            if self.guardrails is None:
+                outs = self._run(feeds)
+            else:
+                outs = self._run_guarded(feeds)
+        except EdgeOpsError:
+            self.stats.errors += 1
+            raise
+        except Exception as exc:
+            self.stats.errors += 1
+            raise InferenceError(f"{self.backend} failed to run the model: {exc}") from exc
+        self.stats.record(perf_counter_ns() - t0)
+        return dict(zip(self._output_names, outs))
+
+    __call__ = run
+
+    def _run_guarded(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        g = self.guardrails
+        assert g is not None
+        outs = self._run(g.check_inputs(feeds))
+        return g.check_outputs(self._output_names, outs)
+
+    # -- guardrails ------------------------------------------------------------------------
+
+    def enable_guardrails(self, guardrails: Guardrails | dict[str, Any] | str | os.PathLike[str],
+                          **policies: Any) -> Guardrails:
+        """Check every run against a reference profile; see :class:`~edgeops.Guardrails`.
+
+        Pass a ready ``Guardrails`` or a profile (dict or JSON path) plus the keyword
+        arguments of :meth:`Guardrails.from_profile` (``inputs="clip"``, ``outputs="pass"``, ...).
+        """
+        g = guardrails if isinstance(guardrails, Guardrails) else Guardrails.from_profile(guardrails, **policies)
+        g.validate_names([s.name for s in self.inputs], self._output_names)
+        self.guardrails = g
+        return g
+
+    def disable_guardrails(self) -> None:
+        self.guardrails = None
+
+    # -- facts about the model ------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """Name of the engine running the model: onnxruntime, litert, tflite-runtime."""
+        return self._backend.name
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers (onnxruntime) or delegates (TFLite) in use, best first."""
+        return list(self._backend.providers)
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of the model file (computed once, on first use)."""
+        if self._sha256 is None and self.path is not None:
+            h = hashlib.sha256()
+            with open(self.path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is and how it runs, JSON-ready (the agent's ``model``/``runtime`` facts)."""
+        return {
+            "path": self.path,
+            "format": self.format,
+            "backend": self.backend,
+            "backend_version": getattr(self._backend, "version", None),
+            "providers": self.providers,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+        }
+
+    def __repr__(self) -> str:
+        ins = ", ".join(s.describe() for s in self.inputs)
+        return f"<Model {self.path or '(in memory)'} [{self.backend}] inputs: {ins}>"
+
+
+def detect_format(path: str) -> str:
+    """``onnx`` or ``tflite``, by extension, else by the file's first bytes."""
+    from ..formats import sniff_format
+
+    ext = os.path.splitext(path)[1].lower()
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not head:
+        raise ModelFormatError(f"{path} is empty; re-export the model or check the copy")
+    sniffed = sniff_format(head)
+    fmt = _EXTENSIONS.get(ext)
+    if fmt == "onnx" and sniffed == "tflite" or fmt == "tflite" and sniffed not in ("tflite", None):
+        raise ModelFormatError(f"{path} has a .{ext[1:]} name but holds {sniffed} data; rename it or check the file")
+    if fmt is None:
+        fmt = sniffed
+    if fmt not in ("onnx", "tflite"):
+        raise ModelFormatError(
+            f"{path} is not a model edgeops can run (expected an .onnx or .tflite file)"
+        )
+    return fmt
+
+
+def load(path: str | os.PathLike[str], *, backend: str | None = None, threads: int | None = None,
+         providers: list[Any] | None = None, target: str | Target | None = None,
+         guardrails: Guardrails | dict[str, Any] | str | os.PathLike[str] | None = None) -> Model:
+    """Open a ``.onnx`` or ``.tflite`` model and return a :class:`Model`.
+
+    ``backend`` forces onnxruntime, litert or tflite-runtime; ``threads`` sets the
+    intra-op thread count; ``providers`` lists onnxruntime execution providers
+    (``"cuda"``, ``"tensorrt"``, ``("CUDAExecutionProvider", {...})``) or TFLite
+    delegates (``"xnnpack"``, ``"cpu"``, a delegate library path) to use, best
+    first; unset, they follow ``target`` (default: the machine this runs on).
+    ``guardrails`` enables range checks from a reference profile.
+    """
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise ModelNotFoundError(f"{p} is a directory, not a model file")
+    if not os.path.exists(p):
+        raise ModelNotFoundError(f"model file {p} not found")
+    if not os.access(p, os.R_OK):
+        raise ModelNotFoundError(f"model file {p} is not readable (check its permissions)")
+    if providers is not None and not isinstance(providers, (list, tuple)):
+        raise UsageError("providers must be a list, e.g. ['cuda', 'cpu']")
+    fmt = detect_format(p)
+    tgt = get_target(target)
+    be = open_backend(p, fmt, backend=backend, threads=threads,
+                      providers=list(providers) if providers else None, target=tgt)
+    model = Model(be, path=p, fmt=fmt, target=tgt)
+    if guardrails is not None:
+        model.enable_guardrails(guardrails)
+    return model
