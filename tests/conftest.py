@@ -62,7 +62,8 @@ def make_onnx(tmp_path):
 @pytest.fixture
 def two_input_model(make_onnx):
     """y = a + b with a: float32 [N, 3], b: float32 [N, 3]; z = a * 2 (int64 c is passed through as w)."""
-    from onnx import TensorProto as T, helper
+    from onnx import TensorProto as T
+    from onnx import helper
 
     return make_onnx(
         [helper.make_node("Add", ["a", "b"], ["y"]),

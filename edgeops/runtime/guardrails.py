@@ -68,9 +68,19 @@ class RangeCheck:
         if np.any(self.low > self.high):
             raise DataError(f"reference range of {self.name!r} has min > max")
         self.fill = (self.low + self.high) / 2 if self.fill is None else np.asarray(self.fill, dtype=np.float64)
+        self._scalar = self.low.ndim == 0 and self.high.ndim == 0
+        self._lo, self._hi = (float(self.low), float(self.high)) if self._scalar else (None, None)
 
     def apply(self, where: str, arr: np.ndarray, lock: threading.Lock) -> np.ndarray:
         """Check ``arr``; count what is wrong and return it, fixed per the policy."""
+        if arr.size == 0:
+            return arr
+        if self._scalar:
+            # Fast path: two reductions; NaN makes both comparisons False and falls through.
+            if self._lo <= arr.min() and arr.max() <= self._hi:
+                return arr
+        elif (arr >= self.low).all() and (arr <= self.high).all():
+            return arr
         numeric = arr.dtype.kind == "f"
         finite = np.isfinite(arr) if numeric else None
         all_finite = True if finite is None else bool(finite.all())

@@ -39,6 +39,7 @@ class Model:
         self.outputs: list[TensorSpec] = list(backend.outputs)
         self._output_names = [o.name for o in self.outputs]
         self._checker = InputChecker(self.inputs)
+        self._prepare = self._checker.fast_prepare()
         self.stats = RunStats()
         self.guardrails: Guardrails | None = None
         self._sha256: str | None = None
@@ -49,7 +50,7 @@ class Model:
         """Run the model: ``{input name: array}`` (or a bare array for one input) -> ``{output name: array}``."""
         t0 = perf_counter_ns()
         try:
-            feeds = self._checker.prepare(inputs)
+            feeds = self._prepare(inputs)
             if self.guardrails is None:
                 outs = self._run(feeds)
             else:

@@ -49,7 +49,7 @@ class RunStats:
         self.count = 0
         self.errors = 0
         self.total_ns = 0
-        self.min_ns = 0
+        self.min_ns = 1 << 62
         self.max_ns = 0
         self.counts = [0] * _BUCKETS
         self.since = time.monotonic()
@@ -60,7 +60,7 @@ class RunStats:
         self.total_ns += ns
         if ns > self.max_ns:
             self.max_ns = ns
-        if ns < self.min_ns or self.count == 1:
+        if ns < self.min_ns:
             self.min_ns = ns
         b = ns.bit_length()
         self.counts[ns if b <= 5 else ((b - 4) << 4) | ((ns >> (b - 5)) & 15)] += 1

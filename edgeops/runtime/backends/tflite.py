@@ -55,8 +55,8 @@ class TFLiteBackend:
                  runtime: str | None = None):
         with open(path, "rb") as fh:
             data = fh.read()
-        read_tflite(data)  # raises ModelFormatError on anything the interpreter could choke on
-        io = tflite_io_map(data)
+        read_tflite(data, source=path)  # raises ModelFormatError on anything the interpreter could choke on
+        io = tflite_io_map(data, source=path)
         self.name, mod = import_interpreter(runtime)
         self.version = _version(self.name)
         kwargs: dict[str, Any] = {"model_content": data}
@@ -77,19 +77,30 @@ class TFLiteBackend:
         self.outputs = [_spec(name, details[idx]) for name, idx in io["outputs"].items()]
         self._in = [(name, idx) for name, idx in io["inputs"].items()]
         self._out = list(io["outputs"].values())
-        self._shapes = {idx: tuple(details[idx]["shape"]) for _, idx in self._in}
+        self._shapes = {idx: tuple(int(d) for d in details[idx]["shape"]) for _, idx in self._in}
         self._lock = threading.Lock()  # an interpreter is not thread-safe
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        interp = self.interp
-        with self._lock:
-            for name, idx in self._in:
-                arr = feeds[name]
-                if arr.shape != self._shapes[idx]:
-                    self._resize(idx, arr.shape)
-                interp.set_tensor(idx, arr)
-            interp.invoke()
-            return [interp.get_tensor(i) for i in self._out]
+        self.run = self._make_run()  # type: ignore[method-assign]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:  # replaced per instance in __init__
+        return self._make_run()(feeds)
+
+    def _make_run(self):  # type: ignore[no-untyped-def]
+        """The hot path as a closure over bound methods: no attribute look-ups per call."""
+        set_tensor, invoke, get_tensor = self.interp.set_tensor, self.interp.invoke, self.interp.get_tensor
+        ins, outs, shapes, lock, resize = self._in, self._out, self._shapes, self._lock, self._resize
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            with lock:
+                for name, idx in ins:
+                    arr = feeds[name]
+                    if arr.shape != shapes[idx]:
+                        resize(idx, arr.shape)
+                    set_tensor(idx, arr)
+                invoke()
+                return [get_tensor(i) for i in outs]
+
+        return run
 
     def _resize(self, idx: int, shape: tuple[int, ...]) -> None:
         try:
