@@ -1,0 +1,125 @@
+"""``edgeops quickstart``: the tour of what edgeops does, on the bundled digits example.
+
+It grows with the project. Today: inspect the example model, run the held-out
+digits through the runtime one by one (accuracy and always-on latency
+statistics), run the same model as TFLite when a TFLite runtime is installed,
+and show guardrails catching out-of-range input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from ..errors import DataError
+from ._output import console, emit_json
+
+
+def find_examples() -> Path:
+    """The example models folder of a source checkout (or $EDGEOPS_EXAMPLES)."""
+    candidates = [os.environ.get("EDGEOPS_EXAMPLES"), Path(__file__).resolve().parents[2] / "examples" / "models",
+                  Path.cwd() / "examples" / "models"]
+    for c in candidates:
+        if c and (Path(c) / "digits_mlp.onnx").is_file():
+            return Path(c)
+    raise DataError(
+        "the example models (examples/models/digits_mlp.onnx) were not found; run quickstart from a "
+        "source checkout of edgeops or set EDGEOPS_EXAMPLES to the folder"
+    )
+
+
+@click.command()
+@click.option("--examples", "examples_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the example models (default: examples/models of the checkout).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+def quickstart(examples_dir: str | None, as_json: bool) -> None:
+    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails."""
+    import edgeops
+
+    from ..formats import read_summary
+
+    ex = Path(examples_dir) if examples_dir else find_examples()
+    err = console(stderr=True)
+    x = np.load(ex / "digits_mlp_test.npz")["pixels"]
+    labels = np.load(ex / "digits_test_labels.npy")
+    report: dict[str, Any] = {"examples": str(ex), "samples": int(len(x))}
+
+    onnx_path = ex / "digits_mlp.onnx"
+    report["info"] = read_summary(onnx_path).to_dict()
+    err.print(f"[bold]1. inspect[/bold] {onnx_path.name}: ops {report['info']['ops']}")
+
+    err.print(f"[bold]2. run[/bold] {len(x)} held-out digits one at a time through edgeops.load(...).run")
+    model = edgeops.load(onnx_path, threads=1)
+    ref = _run_all(model, x)
+    report["onnx"] = _summary(model, ref, labels)
+
+    tfl_path = ex / "digits_mlp.tflite"
+    try:
+        tfl = edgeops.load(tfl_path, threads=1)
+    except edgeops.EdgeOpsError as exc:
+        report["tflite"] = {"skipped": str(exc)}
+        err.print(f"[bold]3. tflite[/bold] skipped: {exc}")
+    else:
+        err.print(f"[bold]3. tflite[/bold] the same digits through {tfl.backend}")
+        got = _run_all(tfl, x)
+        report["tflite"] = _summary(tfl, got, labels)
+        report["tflite"]["max_abs_diff_vs_onnx"] = float(np.max(np.abs(got - ref)))
+
+    err.print("[bold]4. guardrails[/bold] profile ranges, policy clip; 10 inputs with a broken sensor value")
+    guard = model.enable_guardrails(ex / "digits_mlp.profile.json", inputs="clip")
+    broken = x[:10].copy()
+    broken[:, 0] = 7.5  # far above the 0..1 range the model was trained on
+    broken[3, 5] = np.nan
+    for row in broken:
+        model.run({"pixels": row[None]})
+    report["guardrails"] = guard.snapshot()["inputs"]["pixels"]
+    model.disable_guardrails()
+
+    if as_json:
+        emit_json(report)
+        return
+    _print_table(report)
+
+
+def _run_all(model: Any, x: np.ndarray) -> np.ndarray:
+    name = model.inputs[0].name
+    out_name = model.outputs[0].name
+    return np.concatenate([model.run({name: x[i:i + 1]})[out_name] for i in range(len(x))])
+
+
+def _summary(model: Any, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    snap = model.stats.snapshot()
+    return {
+        "backend": model.backend,
+        "providers": model.providers,
+        "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
+        "runs": snap["count"],
+        "errors": snap["errors"],
+        "latency_ms": snap["latency_ms"],
+    }
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    table = Table("model", "backend", "accuracy", "runs", "p50 ms", "p95 ms", "p99 ms", "mean ms",
+                  title=f"digits MLP, {report['samples']} held-out samples")
+    for key in ("onnx", "tflite"):
+        r = report[key]
+        if "skipped" in r:
+            table.add_row(key, "skipped", "", "", "", "", "", "")
+            continue
+        lat = r["latency_ms"]
+        table.add_row(key, r["backend"], f"{r['accuracy']:.2%}", str(r["runs"]),
+                      *(f"{lat[k]:.4f}" for k in ("p50", "p95", "p99", "mean")))
+    out.print(table)
+    if "max_abs_diff_vs_onnx" in report["tflite"]:
+        out.print(f"TFLite vs ONNX: max |difference| of probabilities {report['tflite']['max_abs_diff_vs_onnx']:.2e}")
+    g = report["guardrails"]
+    out.print(f"guardrails: {g['above']} calls had values above the range, {g['nonfinite']} had NaN/inf, "
+              f"{g['values']} values clipped or replaced")

@@ -1,0 +1,83 @@
+"""The edgeops CLI: version, help, info, quickstart; exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import edgeops
+from tests.conftest import HAS_TFLITE, needs_ort
+
+
+def cli(*args, check=False):
+    proc = subprocess.run([sys.executable, "-m", "edgeops", *map(str, args)], capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_version():
+    assert cli("--version", check=True).stdout.strip().endswith(edgeops.__version__)
+
+
+def test_help_lists_the_commands():
+    out = cli("--help", check=True).stdout
+    for command in ("info", "quickstart"):
+        assert command in out
+
+
+@pytest.mark.parametrize("name, fmt, ops", [
+    ("digits_mlp.onnx", "onnx", {"Gemm": 2, "Relu": 1, "Softmax": 1}),
+    ("digits_mlp.tflite", "tflite", {"FULLY_CONNECTED": 2, "SOFTMAX": 1}),
+])
+def test_info_json(examples, name, fmt, ops):
+    proc = cli("info", examples / name, "--json", check=True)
+    data = json.loads(proc.stdout)
+    assert data["format"] == fmt
+    assert data["inputs"] == [{"name": "pixels", "shape": [None, 64], "dtype": "float32"}]
+    assert data["outputs"][0]["name"] == "probabilities"
+    assert data["outputs"][0]["shape"] == [None, 10]
+    assert data["ops"] == ops
+    assert data["size_bytes"] == (examples / name).stat().st_size
+    assert data["versions"]
+
+
+def test_info_human(examples):
+    out = cli("info", examples / "digits_cnn.onnx", check=True).stdout
+    assert "image" in out and "Conv" in out and "opset" in out
+
+
+@pytest.mark.parametrize("name, data, words", [
+    pytest.param("missing.onnx", None, "no such file", id="missing"),
+    pytest.param("empty.onnx", b"", "empty", id="empty"),
+    pytest.param("junk.tflite", b"junk" * 50, "tflite", id="junk"),
+    pytest.param("junk.onnx", bytes(range(256)), "onnx", id="junk-onnx"),
+])
+def test_info_bad_file_is_exit_2_and_one_line(tmp_path, name, data, words):
+    path = tmp_path / name
+    if data is not None:
+        path.write_bytes(data)
+    proc = cli("info", path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and words in proc.stderr.lower()
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stdout == ""
+
+
+def test_unknown_option_is_exit_2():
+    assert cli("info", "--bogus").returncode == 2
+
+
+@needs_ort
+def test_quickstart_json():
+    proc = cli("quickstart", "--json", check=True)
+    report = json.loads(proc.stdout)
+    assert report["onnx"]["accuracy"] > 0.95
+    assert report["onnx"]["runs"] == report["samples"]
+    assert report["guardrails"]["above"] == 10 and report["guardrails"]["nonfinite"] == 1
+    if HAS_TFLITE:
+        assert report["tflite"]["max_abs_diff_vs_onnx"] < 1e-4
