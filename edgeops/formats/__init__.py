@@ -1,0 +1,97 @@
+"""Model files without their frameworks: read and validate .onnx and .tflite with the stdlib alone.
+
+``edgeops info MODEL`` and the runtime's pre-load check use these, so they must work on a
+device that has only numpy and click: the ONNX reader walks the protobuf wire format
+itself (no ``onnx``) and the TFLite reader is a bounds-checked flatbuffer walker (no
+``flatbuffers`` / ``ai_edge_litert``) that also rejects what could crash the interpreter.
+
+    >>> summary = read_summary("model.tflite")          # doctest: +SKIP
+    >>> summary.inputs[0].shape, summary.ops             # doctest: +SKIP
+    ((None, 4), {'FULLY_CONNECTED': 1, 'SOFTMAX': 1})
+
+Every failure is a :class:`~edgeops.errors.ModelNotFoundError` (path missing or
+unreadable) or a :class:`~edgeops.errors.ModelFormatError` (anything wrong with the bytes);
+no other exception escapes for any input bytes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+
+from edgeops.errors import ModelFormatError, ModelNotFoundError
+
+from ._summary import ModelSummary, TensorInfo
+from .onnx_file import looks_like_onnx, onnx_external_files, read_onnx
+from .tflite_file import read_tflite, tflite_io_map
+
+__all__ = [
+    "ModelSummary",
+    "TensorInfo",
+    "sniff_format",
+    "read_onnx",
+    "read_tflite",
+    "read_summary",
+    "tflite_io_map",
+    "onnx_external_files",
+]
+
+SNIFF_BYTES = 64  # how much of a file sniff_format needs
+MMAP_BYTES = 64 << 20  # larger files are mapped, not read into memory
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Guess a model format from the first bytes of a file (``SNIFF_BYTES`` are plenty).
+
+    ``"tflite"`` (file identifier ``TFL3`` at byte 4), ``"zip"`` (an edgeops bundle, or
+    another archive), ``"onnx"`` (starts like a protobuf ModelProto), else ``None``.
+    """
+    head = bytes(head[:SNIFF_BYTES])
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if looks_like_onnx(head):
+        return "onnx"
+    return None
+
+
+def read_summary(path: str | os.PathLike) -> ModelSummary:
+    """Read a .onnx or .tflite file and summarize it; the content decides, then the extension."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ModelNotFoundError(f"{name}: not a regular file; pass a .onnx or .tflite file")
+            if info.st_size < MMAP_BYTES:
+                return _summarize(f.read(), name)
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return _summarize(data, name)
+    except ModelNotFoundError:
+        raise
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"{name}: no such file; check the path") from exc
+    except IsADirectoryError as exc:
+        raise ModelNotFoundError(f"{name}: is a directory, not a model file; pass the .onnx or "
+                                 ".tflite file inside it") from exc
+    except OSError as exc:
+        raise ModelNotFoundError(f"{name}: cannot be read ({exc.strerror or exc}); check the path "
+                                 "and its permissions") from exc
+
+
+def _summarize(data, name: str) -> ModelSummary:
+    kind = sniff_format(data)
+    ext = os.path.splitext(name)[1].lower()
+    if kind == "tflite" or (kind is None and ext == ".tflite"):
+        return read_tflite(data, source=name)
+    if kind == "onnx" or (kind is None and ext == ".onnx"):
+        return read_onnx(data, source=name)
+    if kind == "zip":
+        raise ModelFormatError(f"{name}: a zip archive (an edgeops bundle?), not a .onnx or .tflite "
+                               "file; open bundles with edgeops.load, or extract the model first")
+    if not data:
+        raise ModelFormatError(f"{name}: the file is empty; re-export the model or check the copy")
+    raise ModelFormatError(f"{name}: neither an ONNX nor a TFLite model (starts with {bytes(data[:8])!r}); "
+                           "pass a .onnx or .tflite file")
