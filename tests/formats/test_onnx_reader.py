@@ -62,7 +62,7 @@ def scan_model():
          helper.make_tensor_value_info("init", TensorProto.FLOAT, [2]),
          helper.make_tensor_value_info("seq", TensorProto.FLOAT, ["T", 2])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["iterations", 2])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def conv_model():
@@ -80,7 +80,7 @@ def conv_model():
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8, 1, 1])],
         [w1, w2])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="convs")
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="convs", ir_version=8)
 
 
 @pytest.fixture(params=["tiny-if", "conv-dynamic", "loop-scan"])
