@@ -84,12 +84,11 @@ class RangeCheck:
         numeric = arr.dtype.kind == "f"
         finite = np.isfinite(arr) if numeric else None
         all_finite = True if finite is None else bool(finite.all())
-        with np.errstate(invalid="ignore"):
-            below_mask = arr < self.low
-            above_mask = arr > self.high
-        n_below = int(below_mask.sum())
-        n_above = int(above_mask.sum())
-        n_bad = n_below + n_above + (0 if all_finite else int((~finite).sum()))
+        below_mask = arr < self.low  # NaN compares False: counted as non-finite instead
+        above_mask = arr > self.high
+        n_below = np.count_nonzero(below_mask)
+        n_above = np.count_nonzero(above_mask)
+        n_bad = n_below + n_above + (0 if all_finite else arr.size - np.count_nonzero(finite))
         if n_bad == 0:
             return arr
         with lock:
