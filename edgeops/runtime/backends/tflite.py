@@ -90,6 +90,20 @@ class TFLiteBackend:
         set_tensor, invoke, get_tensor = self.interp.set_tensor, self.interp.invoke, self.interp.get_tensor
         ins, outs, shapes, lock, resize = self._in, self._out, self._shapes, self._lock, self._resize
 
+        if len(ins) == 1 and len(outs) == 1:  # the common case, without loops
+            ((name, idx),), out = ins, outs[0]
+
+            def run_one(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+                arr = feeds[name]
+                with lock:
+                    if arr.shape != shapes[idx]:
+                        resize(idx, arr.shape)
+                    set_tensor(idx, arr)
+                    invoke()
+                    return [get_tensor(out)]
+
+            return run_one
+
         def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
             with lock:
                 for name, idx in ins:
