@@ -43,8 +43,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import info, quickstart
+    from . import bench, info, quickstart
 
+    cli.add_command(bench.bench)
     cli.add_command(info.info)
     cli.add_command(quickstart.quickstart)
 

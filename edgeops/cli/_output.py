@@ -27,6 +27,11 @@ def emit_json(data: Any) -> None:
 
 
 def console(stderr: bool = False) -> Any:
+    """A rich console; when the output is not a terminal (a pipe, a file, CI logs) tables get 200 columns."""
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, width=width)

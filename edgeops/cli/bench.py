@@ -1,0 +1,116 @@
+"""``edgeops bench MODEL [MODEL ...]``: latency through the production runtime, side by side, with gates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import CheckFailed, UsageError
+from ._output import console, emit_json
+
+
+def _shapes(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for v in values:
+        name, sep, dims = v.rpartition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise UsageError(f"--input-shape {v!r} must look like NAME:D1,D2,... (e.g. pixels:1,64)") from None
+    return shapes
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--runs", default=100, show_default=True, help="Minimum steady-state runs.")
+@click.option("--warmup", default=10, show_default=True, help="Warmup runs, reported apart.")
+@click.option("--duration", type=float, default=None, help="Run for exactly S seconds (sets min and max duration).")
+@click.option("--min-duration", type=float, default=1.0, show_default=True, help="Keep running at least S seconds.")
+@click.option("--max-duration", type=float, default=150.0, show_default=True, help="Stop after S seconds.")
+@click.option("--threads", type=int, default=None, help="Intra-op threads (default: the runtime's).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "litert", "tflite-runtime"]), default=None)
+@click.option("--provider", "providers", multiple=True, help="Execution provider or delegate, best first (repeat).")
+@click.option("--batch", default=1, show_default=True, help="Batch size fed to dynamic batch axes.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, help="Inputs from a .npz/.npy data file.")
+@click.option("--input-shape", "input_shapes", multiple=True, help="NAME:D1,D2,... for dynamic dims (repeat).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--end-to-end", is_flag=True, help="Time preprocessing too (needs --preprocess).")
+@click.option("--preprocess", default=None, help="e.g. 'scale=1/255,mean=0.5,std=0.25,layout=nhwc->nchw'.")
+@click.option("--cv-warn", type=float, default=0.10, show_default=True, help="Warn above this coefficient of variation.")
+@click.option("--max-p95-ms", type=float, default=None, help="Gate: exit 1 if any model's p95 is above.")
+@click.option("--max-mean-ms", type=float, default=None, help="Gate: exit 1 if any model's mean is above.")
+@click.option("--max-rss-mb", type=float, default=None, help="Gate: exit 1 if any model's peak RSS is above.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model, as a list, on stdout.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+@click.option("--markdown", "as_markdown", is_flag=True, help="A markdown table on stdout.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write latency distributions and CDFs to a PNG.")
+def bench(models: tuple[str, ...], runs: int, warmup: int, duration: float | None, min_duration: float,
+          max_duration: float, threads: int | None, backend: str | None, providers: tuple[str, ...], batch: int,
+          data: str | None, input_shapes: tuple[str, ...], seed: int, end_to_end: bool, preprocess: str | None,
+          cv_warn: float, max_p95_ms: float | None, max_mean_ms: float | None, max_rss_mb: float | None,
+          as_json: bool, as_csv: bool, as_markdown: bool, plot: str | None) -> None:
+    """Benchmark latency of one or more models (.onnx, .tflite) through the edgeops runtime."""
+    from ..bench import Settings, report, run
+    from ..bench.harness import progress_bar
+    from ..runtime.preprocess import Preprocess
+
+    if sum((as_json, as_csv, as_markdown)) > 1:
+        raise UsageError("choose one of --json, --csv, --markdown")
+    if end_to_end != (preprocess is not None):
+        raise UsageError("--end-to-end and --preprocess go together: end-to-end times the preprocessing you describe")
+    if duration is not None:
+        min_duration = max_duration = duration
+        runs = 1
+    settings = Settings(runs=runs, warmup=warmup, min_duration=min_duration, max_duration=max_duration,
+                        threads=threads, backend=backend, providers=list(providers) or None, batch=batch,
+                        data=data, input_shapes=_shapes(input_shapes), seed=seed, cv_warn=cv_warn,
+                        preprocess=Preprocess.parse(preprocess) if preprocess else None)
+    update, close = progress_bar()
+    try:
+        results = run(models, settings, progress=update)
+    finally:
+        close()
+    dicts = [r.to_dict(samples=bool(plot)) for r in results]
+    if plot:
+        report.plot(dicts, plot)
+    rows = [{k: v for k, v in d.items() if k != "samples_ms"} for d in dicts]
+    if as_json:
+        emit_json(rows)
+    elif as_csv:
+        click.echo(report.to_csv(rows), nl=False)
+    elif as_markdown:
+        click.echo(report.to_markdown(rows))
+    else:
+        _human(rows, plot)
+    failures = gate_failures(rows, max_p95_ms=max_p95_ms, max_mean_ms=max_mean_ms, max_rss_mb=max_rss_mb)
+    if failures:
+        raise CheckFailed("benchmark gate failed: " + "; ".join(failures))
+
+
+def gate_failures(rows: list[dict[str, Any]], *, max_p95_ms: float | None, max_mean_ms: float | None,
+                  max_rss_mb: float | None) -> list[str]:
+    out = []
+    for r in rows:
+        lat = r["latency_ms"]
+        for value, limit, what in ((lat["p95"], max_p95_ms, "p95"), (lat["mean"], max_mean_ms, "mean")):
+            if limit is not None and value is not None and value > limit:
+                out.append(f"{r['model']}: {what} {value:.3f} ms > {limit:g} ms")
+        rss = r.get("peak_rss_mb")
+        if max_rss_mb is not None and rss is not None and rss > max_rss_mb:
+            out.append(f"{r['model']}: peak RSS {rss:.1f} MB > {max_rss_mb:g} MB")
+    return out
+
+
+def _human(rows: list[dict[str, Any]], plot: str | None) -> None:
+    from ..bench import report
+
+    out = console()
+    out.print(report.to_table(rows))
+    for r in rows:
+        for w in r["warnings"]:
+            out.print(f"[yellow]warning[/yellow] {r['model']}: {w}")
+    if plot:
+        out.print(f"plot written to {plot}")
