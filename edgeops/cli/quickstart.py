@@ -3,7 +3,7 @@
 It grows with the project. Today: inspect the example model, run the held-out
 digits through the runtime one by one (accuracy and always-on latency
 statistics), run the same model as TFLite when a TFLite runtime is installed,
-and show guardrails catching out-of-range input.
+show guardrails catching out-of-range input, and benchmark both files side by side.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def find_examples() -> Path:
               help="Folder of the example models (default: examples/models of the checkout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def quickstart(examples_dir: str | None, as_json: bool) -> None:
-    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails."""
+    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, benchmark."""
     import edgeops
 
     from ..formats import read_summary
@@ -78,6 +78,13 @@ def quickstart(examples_dir: str | None, as_json: bool) -> None:
         model.run({"pixels": row[None]})
     report["guardrails"] = guard.snapshot()["inputs"]["pixels"]
     model.disable_guardrails()
+
+    err.print("[bold]5. bench[/bold] a short latency benchmark of both files through the same runtime")
+    from ..bench import run as bench_run
+
+    candidates = [onnx_path] + ([tfl_path] if "skipped" not in report["tflite"] else [])
+    results = bench_run(candidates, runs=200, warmup=20, min_duration=0.5, threads=1)
+    report["bench"] = [r.to_dict() for r in results]
 
     if as_json:
         emit_json(report)
@@ -123,3 +130,7 @@ def _print_table(report: dict[str, Any]) -> None:
     g = report["guardrails"]
     out.print(f"guardrails: {g['above']} calls had values above the range, {g['nonfinite']} had NaN/inf, "
               f"{g['values']} values clipped or replaced")
+    from ..bench import report as bench_report
+
+    out.print(bench_report.to_table(report["bench"]))
+    out.print("more: edgeops bench MODEL ... --plot latency.png, edgeops info MODEL")

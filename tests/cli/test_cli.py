@@ -25,7 +25,7 @@ def test_version():
 
 def test_help_lists_the_commands():
     out = cli("--help", check=True).stdout
-    for command in ("info", "quickstart"):
+    for command in ("bench", "info", "quickstart"):
         assert command in out
 
 
@@ -79,5 +79,7 @@ def test_quickstart_json():
     assert report["onnx"]["accuracy"] > 0.95
     assert report["onnx"]["runs"] == report["samples"]
     assert report["guardrails"]["above"] == 10 and report["guardrails"]["nonfinite"] == 1
+    assert report["bench"][0]["model"].endswith("digits_mlp.onnx") and report["bench"][0]["runs"] >= 200
     if HAS_TFLITE:
         assert report["tflite"]["max_abs_diff_vs_onnx"] < 1e-4
+        assert report["bench"][1]["backend"] in ("litert", "tflite-runtime")
