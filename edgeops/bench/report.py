@@ -48,7 +48,7 @@ CSV_FIELDS = (
     "init_ms", "first_inference_ms", "warmup_count", "warmup_mean_ms", "runs", "duration_s",
     *(f"latency_{stat}_ms" for stat in LATENCY_STATS),
     "cv", "throughput_per_s", "peak_rss_mb", "rss_delta_mb", "cpu_percent",
-    "cpu_count", "platform",
+    "cpu_count", "platform", "machine", "throttled_flags",
     "cpu_freq_start_mhz", "cpu_freq_end_mhz", "cpu_freq_min_mhz", "cpu_freq_max_mhz",
     "temperature_start_c", "temperature_end_c", "temperature_max_c",
     "warnings", "p50_ratio_vs_first",
@@ -244,8 +244,8 @@ def _flat(result: Result, ratio: float | None) -> dict[str, Any]:
     row["warmup_mean_ms"] = _get(result, "warmup", "mean_ms")
     for stat in LATENCY_STATS:
         row[f"latency_{stat}_ms"] = _get(result, "latency_ms", stat)
-    row["cpu_count"] = _get(result, "system", "cpu_count")
-    row["platform"] = _get(result, "system", "platform")
+    for key in ("cpu_count", "platform", "machine", "throttled_flags"):
+        row[key] = _get(result, "system", key)
     for key in ("start", "end", "min", "max"):
         row[f"cpu_freq_{key}_mhz"] = _get(result, "system", "cpu_freq_mhz", key)
     for key in ("start", "end", "max"):
@@ -268,7 +268,7 @@ def to_csv(results: Sequence[Result]) -> str:
 # ------------------------------------------------------------------------------------------------ plot
 
 WIDE_SPREAD = 10.0  # log-x when the slowest sample is this many times the fastest
-BINS = 60
+BINS, MIN_BINS, MAX_BINS = 60, 20, 200  # histogram bins: default, and the range the data may pick
 CDF_POINTS = 4000  # the CDF is drawn through at most this many points (the tail kept whole)
 MARKED = (("p50", 50.0, "center"), ("p95", 95.0, "top"), ("p99", 99.0, "bottom"))
 
@@ -278,8 +278,8 @@ def _samples(results: Sequence[Result]) -> list[np.ndarray]:
         raise UsageError("no benchmark results to plot")
     out = []
     for name, result in zip(model_names(results), results):
-        raw = result.get("samples_ms") or []
-        values = np.array([v for v in raw if _number(v) is not None], dtype=np.float64)
+        values = np.array(result.get("samples_ms") or [], dtype=np.float64)  # None becomes NaN
+        values = values[np.isfinite(values)]
         if values.size == 0:
             raise UsageError(f"{name}: no latency samples to plot; benchmark again keeping the samples "
                              "(BenchResult.to_dict(samples=True))")
@@ -287,15 +287,27 @@ def _samples(results: Sequence[Result]) -> list[np.ndarray]:
     return out
 
 
+def _bin_count(samples: list[np.ndarray], span: float, transform: Any) -> int:
+    """Freedman-Diaconis on the (transformed) samples; the coarsest model's width, so none looks noisy."""
+    widths = []
+    for values in samples:
+        q25, q75 = np.percentile(transform(values), [25, 75])
+        if q75 > q25:
+            widths.append(2 * (q75 - q25) / values.size ** (1 / 3))
+    if not widths or span <= 0:
+        return BINS
+    return int(np.clip(np.ceil(span / max(widths)), MIN_BINS, MAX_BINS))
+
+
 def _bin_edges(samples: list[np.ndarray]) -> tuple[np.ndarray, bool]:
     """Shared histogram edges for every model, and whether the x axis should be logarithmic."""
     lo = min(float(s[0]) for s in samples)
     hi = max(float(s[-1]) for s in samples)
     if lo > 0 and hi / lo >= WIDE_SPREAD:
-        return np.geomspace(lo, hi, BINS + 1), True
+        return np.geomspace(lo, hi, _bin_count(samples, np.log10(hi / lo), np.log10) + 1), True
     if hi <= lo:
         lo, hi = lo - 0.5 * abs(lo or 1.0), hi + 0.5 * abs(hi or 1.0)
-    return np.linspace(lo, hi, BINS + 1), False
+    return np.linspace(lo, hi, _bin_count(samples, hi - lo, np.asarray) + 1), False
 
 
 def _draw_histograms(ax: Any, samples: list[np.ndarray], labels: list[str], edges: np.ndarray, colors: list) -> None:

@@ -109,8 +109,8 @@ def _human(rows: list[dict[str, Any]], plot: str | None) -> None:
 
     out = console()
     out.print(report.to_table(rows))
-    for r in rows:
+    for name, r in zip(report.model_names(rows), rows):
         for w in r["warnings"]:
-            out.print(f"[yellow]warning[/yellow] {r['model']}: {w}")
+            out.print(f"[yellow]warning[/yellow] {name}: {w}")
     if plot:
         out.print(f"plot written to {plot}")
