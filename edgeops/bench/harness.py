@@ -250,7 +250,8 @@ def warnings_for(ms: np.ndarray, data: dict[str, Any], readings: list[system.Rea
 
 def progress_bar() -> tuple[Progress, Callable[[], None]]:
     """A rich progress bar on stderr: ``(update, close)``."""
-    from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
     bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                        transient=True, console=_stderr_console())
