@@ -48,6 +48,7 @@ def test_csv_and_markdown(models):
 
 
 def test_human_table_with_ratios_and_a_plot(models, tmp_path):
+    pytest.importorskip("matplotlib")
     png = tmp_path / "lat.png"
     proc = cli(*models[:2], *FAST, "--plot", png)
     assert proc.returncode == 0, proc.stderr
