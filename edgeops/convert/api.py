@@ -1,0 +1,205 @@
+"""``edgeops.convert``: ONNX in, an optimized and quantized ONNX for a device target out.
+
+Steps, each recorded in the report: check the target allows what was asked
+(before any work), load, opset upgrade when quantization needs it, fix dims,
+shape inference, optimization (onnxruntime basic level, saved standalone),
+quantization, a check that the result passes onnx's checker and opens in
+onnxruntime, optional validation gates, then an atomic write of the model and of
+its reference data profile. A failure leaves no output file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CheckFailed, UsageError
+from ..targets import Target, get_target
+from . import graph
+from . import quantize as qz
+
+MODES = ("none", "fp16", "dynamic", "int8")
+
+
+@dataclass
+class ConvertReport:
+    source: str
+    output: str
+    target: str
+    quantize: str
+    size_before: int = 0
+    size_after: int = 0
+    ops_before: dict[str, int] = field(default_factory=dict)
+    ops_after: dict[str, int] = field(default_factory=dict)
+    nodes_quantized: int = 0
+    nodes_excluded: list[str] = field(default_factory=list)
+    op_types_excluded: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    profile: str | None = None
+    validation: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["size_ratio"] = self.size_before / self.size_after if self.size_after else None
+        return d
+
+
+def choose_mode(target: Target, quantize_mode: str | None, calibration: str | None) -> str:
+    """The quantization mode: the one asked for if the target allows it, else the target's best default."""
+    if quantize_mode is not None:
+        if quantize_mode not in MODES:
+            raise UsageError(f"--quantize must be one of {', '.join(MODES)}, not {quantize_mode!r}")
+        if quantize_mode != "none" and quantize_mode not in target.quantization:
+            raise UsageError(f"target {target.name} does not take {quantize_mode} models "
+                             f"(it takes: {', '.join(target.quantization)})")
+        if quantize_mode == "int8" and not calibration:
+            raise UsageError("--quantize int8 (static) needs --calibration DATA: a .npz of representative inputs")
+        return quantize_mode
+    if calibration and "int8" in target.quantization:
+        return "int8"
+    if target.default_quantization != "int8":
+        return target.default_quantization
+    if "dynamic" in target.quantization:
+        return "dynamic"
+    raise UsageError(f"target {target.name} needs int8 models: give --calibration DATA")
+
+
+def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, target: str | Target | None = None,
+            quantize: str | None = None, calibration: str | None = None, calibration_method: str = "minmax",
+            per_channel: bool | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
+            exclude_nodes: list[str] | tuple[str, ...] = (), exclude_op_types: list[str] | tuple[str, ...] = (),
+            format: str | None = None, validate: str | None = None, labels: str | None = None,
+            gates: Any = None, force: bool = False, profile: bool = True) -> ConvertReport:
+    """Convert ``model`` (.onnx) for ``target`` and write ``output``; see the module docstring.
+
+    ``validate`` (a data file) runs ``edgeops.validate`` with ``labels`` and ``gates``
+    (:class:`edgeops.validate.Gates`) against the source model and refuses to write a
+    model that fails them unless ``force``.
+    """
+    started = time.perf_counter()
+    src, out = os.fspath(model), os.fspath(output)
+    tgt = get_target(target if target is not None else "generic-cpu")
+    fmt = format or ("tflite" if out.endswith(".tflite") else "c" if out.endswith(".c") else "onnx")
+    if fmt not in tgt.formats:
+        raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}")
+    if fmt != "onnx":
+        raise UsageError(f"--format {fmt} is not available in this version; convert to .onnx")
+    mode = choose_mode(tgt, quantize, calibration)
+    if calibration and mode != "int8":
+        raise UsageError(f"--calibration is used by --quantize int8 only, not {mode}")
+    if per_channel is None:
+        per_channel = True
+    onnx = graph.import_onnx()
+    report = ConvertReport(src, out, tgt.name, mode, nodes_excluded=list(exclude_nodes),
+                           op_types_excluded=list(exclude_op_types))
+    proto = graph.load(src)
+    report.size_before = os.path.getsize(src)
+    report.ops_before = graph.op_histogram(proto)
+    missing = sorted(set(exclude_nodes) - {n.name for n in proto.graph.node})
+    if missing:
+        raise UsageError(f"--exclude-nodes names nodes the model does not have: {', '.join(missing)}")
+
+    with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
+        step = os.path.join(tmp, "step.onnx")
+        if mode in ("int8", "dynamic"):
+            proto, note = graph.upgrade_opset(proto, graph.QUANT_MIN_OPSET)
+            if note:
+                report.steps.append(note)
+        proto, notes = graph.fix_input_shapes(proto, dict(input_shapes or {}), static=tgt.static_shapes)
+        report.steps += notes
+        proto = graph.infer_shapes(proto)
+        onnx.save(proto, step)
+        optimized = os.path.join(tmp, "optimized.onnx")
+        graph.optimize(step, optimized)
+        report.steps.append("optimized (constant folding, fusions)")
+        result = os.path.join(tmp, "result.onnx")
+        _quantize(mode, optimized, result, tmp, calibration, calibration_method, per_channel,
+                  list(exclude_nodes), list(exclude_op_types), report)
+        if mode in ("int8", "dynamic"):
+            onnx.save(graph.compact(onnx.load(result)), result)
+        graph.check_runs(result)
+        final = onnx.load(result)
+        report.ops_after = graph.op_histogram(final)
+        report.nodes_quantized = qz.quantized_nodes(final, mode)
+        if validate:
+            report.validation = _validate(src, result, validate, labels, gates, force)
+        _write_atomically(result, out)
+        if profile and (calibration or validate):
+            report.profile = _write_profile(out, calibration or validate)
+    report.size_after = os.path.getsize(out)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, method: str, per_channel: bool,
+              exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport) -> None:
+    onnx = graph.import_onnx()
+    if mode == "none":
+        shutil.copyfile(src, dst)
+        return
+    if mode == "fp16":
+        qz.fp16(onnx.load(src), dst, exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types)
+        report.steps.append("fp16 weights and activations, float32 inputs/outputs kept")
+        return
+    prepared = os.path.join(tmp, "prepared.onnx")
+    report.steps += qz.preprocess(src, prepared)
+    model = onnx.load(prepared)
+    try:
+        if mode == "int8":
+            qz.static_int8(prepared, dst, calibration or "", method=method, per_channel=per_channel,
+                                 exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types, model=model)
+            report.steps.append(f"static int8 QDQ, {method} calibration, "
+                                f"{'per-channel' if per_channel else 'per-tensor'} weights")
+        else:
+            qz.dynamic_int8(prepared, dst, per_channel=per_channel, exclude_nodes=exclude_nodes,
+                                  exclude_op_types=exclude_op_types, model=model)
+            report.steps.append("dynamic int8 (weights int8, activations quantized at run time)")
+    except (UsageError, CheckFailed):
+        raise
+    except Exception as exc:
+        from ..errors import DataError, EdgeOpsError
+
+        if isinstance(exc, EdgeOpsError):
+            raise
+        raise DataError(f"onnxruntime.quantization failed: {str(exc).splitlines()[0][:300]}; try "
+                        "--quantize dynamic, or exclude the op it names with --exclude-op-types") from exc
+
+
+def _validate(src: str, candidate: str, data: str, labels: str | None, gates: Any, force: bool) -> dict[str, Any]:
+    from ..validate import validate as run_validation
+
+    result = run_validation(src, candidate, data, labels=labels, gates=gates)
+    summary = result.to_dict()
+    if not result.passed and not force:
+        raise CheckFailed("converted model failed validation, nothing written (use --force to write it anyway): "
+                          + "; ".join(result.failures))
+    return summary
+
+
+def _write_atomically(src: str, dst: str) -> None:
+    folder = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".edgeops-", suffix=".onnx", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_profile(model_path: str, data: str) -> str:
+    from ..validate import build_profile, write_profile
+
+    path = os.path.splitext(model_path)[0] + ".profile.json"
+    write_profile(build_profile(model_path, data), path)
+    return path

@@ -1,0 +1,218 @@
+"""ONNX graph preparation before quantization: opset, dims, shapes, optimization.
+
+Each step takes and returns an ``onnx.ModelProto`` (or a path, where onnxruntime
+needs one) and raises a :class:`~edgeops.errors.ConversionError`-style
+``UsageError``/``ModelFormatError`` with what to do, instead of letting a broken
+model through.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+from ..errors import ModelFormatError, UsageError
+
+QUANT_MIN_OPSET = 13  # per-channel QDQ needs QuantizeLinear's axis attribute (opset 13)
+
+
+def import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as exc:
+        from ..errors import BackendUnavailableError
+
+        raise BackendUnavailableError("converting needs onnx and onnxruntime: pip install 'edgeops[convert]'") from exc
+    return onnx
+
+
+def load(path: str) -> Any:
+    onnx = import_onnx()
+    if not os.path.isfile(path):
+        from ..errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"model file {path} not found")
+    from ..formats import read_summary
+
+    read_summary(path)  # clear ModelFormatError for junk before onnx's protobuf error
+    try:
+        return onnx.load(path)
+    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError ...
+        raise ModelFormatError(f"{path}: onnx cannot load the model ({exc})") from exc
+
+
+def opset_of(model: Any) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def op_histogram(model: Any) -> dict[str, int]:
+    counts = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}:{n.op_type}" for n in model.graph.node)
+    return dict(counts.most_common())
+
+
+def upgrade_opset(model: Any, minimum: int) -> tuple[Any, str | None]:
+    """Raise the default-domain opset to ``minimum`` with onnx's version converter."""
+    current = opset_of(model)
+    if current >= minimum:
+        return model, None
+    onnx = import_onnx()
+    from onnx import version_converter
+
+    try:
+        upgraded = version_converter.convert_version(model, minimum)
+        onnx.checker.check_model(upgraded)
+    except Exception as exc:
+        raise UsageError(
+            f"the model uses opset {current}; quantization needs opset {minimum} and onnx's version converter "
+            f"failed ({str(exc).splitlines()[0][:200]}); re-export the model with opset >= {minimum}"
+        ) from exc
+    return upgraded, f"opset {current} -> {minimum}"
+
+
+def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]], *, static: bool) -> tuple[Any, list[str]]:
+    """Set input dims from ``shapes``; with ``static`` every remaining dynamic batch dim becomes 1."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    unknown = sorted(set(shapes) - {i.name for i in inputs})
+    if unknown:
+        raise UsageError(f"--input-shape names {', '.join(unknown)}, which the model does not have "
+                         f"(inputs: {', '.join(i.name for i in inputs)})")
+    notes = []
+    for inp in inputs:
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name in shapes:
+            want = shapes[inp.name]
+            if len(want) != len(dims):
+                raise UsageError(f"--input-shape {inp.name}: the model's input has rank {len(dims)}, not {len(want)}")
+            for d, v in zip(dims, want):
+                if d.HasField("dim_value") and d.dim_value != v:
+                    raise UsageError(f"--input-shape {inp.name}: dim {d.dim_value} is fixed in the model, cannot be {v}")
+                d.dim_value = int(v)
+            notes.append(f"{inp.name} fixed to {list(want)}")
+        elif static:
+            for i, d in enumerate(dims):
+                if not d.HasField("dim_value"):
+                    if i != 0:
+                        raise UsageError(f"the target needs static shapes and input {inp.name} has dynamic dim {i}; "
+                                         f"give --input-shape {inp.name}:D1,D2,...")
+                    d.dim_value = 1
+            notes.append(f"{inp.name} batch fixed to 1 (static target)")
+    if notes:
+        del model.graph.value_info[:]  # stale shapes; re-inferred next
+    return model, notes
+
+
+def infer_shapes(model: Any) -> Any:
+    onnx = import_onnx()
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # shape inference is a help, not a requirement
+        return model
+
+
+def optimize(src: str, dst: str, threads: int | None = None) -> None:
+    """Constant folding and ONNX-standard fusions (BatchNorm into Conv, ...) via onnxruntime's basic level,
+    saved as a standalone model that any ONNX runtime can read."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = dst
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelFormatError(f"onnxruntime cannot load the model to optimize it: {str(exc).splitlines()[0]}") from exc
+
+
+def check_runs(path: str) -> None:
+    """The output must pass onnx's checker and open in onnxruntime: never leave an invalid file."""
+    onnx = import_onnx()
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(path, full_check=True)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelFormatError(
+            f"the converted model is invalid ({str(exc).splitlines()[0][:300]}); nothing was written. "
+            "Try another --quantize mode, --exclude-op-types for the op named, or report the model"
+        ) from exc
+
+
+_SUFFIXES = (("_QuantizeLinear_Output", "/q"), ("_DequantizeLinear_Output", "/dq"), ("_quantized_scale", "/qs"),
+             ("_quantized_zero_point", "/qz"), ("_quantized", "/q8"), ("_zero_point", "/z"), ("_scale", "/s"))
+
+
+def compact(model: Any) -> Any:
+    """Make a small model's file small: the quantizer's long derived names get short suffixes
+    (``relu1_QuantizeLinear_Output`` -> ``relu1/q``; original tensor names are kept), Q/DQ nodes lose
+    their names, all-zero int32 bias zero points (optional inputs) go, and so do value_info and doc strings."""
+    onnx = import_onnx()
+    graph = model.graph
+    io_names = {v.name for v in list(graph.input) + list(graph.output)}
+
+    def short(name: str) -> str:
+        if name in io_names:
+            return name
+        for long, tail in _SUFFIXES:
+            if name.endswith(long):
+                return name[: -len(long)] + tail
+        return name
+
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        node.doc_string = ""
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node.name = ""
+            if node.op_type == "DequantizeLinear" and len(node.input) == 3:
+                zp = inits.get(node.input[2])
+                if zp is not None and zp.data_type == onnx.TensorProto.INT32 and not onnx.numpy_helper.to_array(zp).any():
+                    del node.input[2]
+        for i, name in enumerate(node.input):
+            node.input[i] = short(name)
+        for i, name in enumerate(node.output):
+            node.output[i] = short(name)
+    used = {i for n in graph.node for i in n.input} | io_names
+    keep = []
+    for init in graph.initializer:
+        init.name = short(init.name)
+        if init.name in used:
+            keep.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    del graph.value_info[:]
+    model.doc_string = ""
+    return model
+
+
+def sort_topologically(model: Any) -> Any:
+    """Order graph nodes so every input is produced before it is used (onnx's checker requires it;
+    onnxruntime's fp16 converter appends input casts at the end of the node list)."""
+    graph = model.graph
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in ready for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # a cycle or a missing producer: leave the order to the checker
+            ordered.extend(rest)
+            break
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+    return model

@@ -1,0 +1,161 @@
+"""Quantization with onnxruntime.quantization: static int8 (QDQ), dynamic int8, fp16.
+
+Static int8 calibrates on a DESIGN.md data file with a progress bar. Preprocessing
+(``quant_pre_process``: symbolic shape inference and optimization) fails on some
+real graphs, e.g. detectors with data-dependent shapes; then it is retried
+without symbolic shape inference and finally skipped, and the report says so.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from ..datafiles import load_inputs
+from ..errors import DataError, UsageError
+
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+MAX_CALIBRATION = 500  # samples; more rarely changes the ranges and costs time
+
+
+class DataReader:
+    """onnxruntime's CalibrationDataReader over a data file, one sample at a time, with progress."""
+
+    def __init__(self, path: str, inputs: list[tuple[str, list[Any]]], limit: int = MAX_CALIBRATION):
+        arrays = load_inputs(path, [name for name, _ in inputs])
+        self.n = min(next(iter(arrays.values())).shape[0], limit)
+        self.arrays = {}
+        for name, dims in inputs:
+            a = arrays[name][: self.n]
+            self._check(name, dims, a)
+            self.arrays[name] = a.astype(np.float32) if a.dtype == np.float64 else a
+        self.i = 0
+        self._bar: Any = None
+
+    @staticmethod
+    def _check(name: str, dims: list[Any], a: np.ndarray) -> None:
+        """Samples along axis 0 and the model's batch axis is that axis (DESIGN.md data files)."""
+        sample, want = a.shape[1:], dims[1:]
+        if a.ndim != len(dims) or any(isinstance(w, int) and w > 0 and w != s for w, s in zip(want, sample)):
+            raise DataError(f"calibration data for {name!r} has samples of shape {list(sample)}, the model wants "
+                            f"{[w if isinstance(w, int) and w > 0 else '?' for w in want]} (samples along axis 0)")
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= self.n:
+            if self._bar is not None:
+                self._bar.stop()
+                self._bar = None
+            return None
+        if self._bar is None and self.i == 0:
+            self._start_bar()
+        feeds = {k: np.ascontiguousarray(v[self.i:self.i + 1]) for k, v in self.arrays.items()}
+        self.i += 1
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.i)
+        return feeds
+
+    def rewind(self) -> None:
+        self.i = 0
+
+    def _start_bar(self) -> None:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(console=Console(file=sys.stderr), transient=True)
+        self._task = self._bar.add_task("calibrating", total=self.n)
+        self._bar.start()
+
+
+def graph_inputs(model: Any) -> list[tuple[str, list[Any]]]:
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for i in model.graph.input:
+        if i.name in inits:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+        out.append((i.name, dims))
+    return out
+
+
+def preprocess(src: str, dst: str) -> list[str]:
+    """``quant_pre_process`` with fallbacks; returns notes on what was skipped."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    attempts = [({}, None),
+                ({"skip_symbolic_shape": True}, "symbolic shape inference failed; used onnx shape inference"),
+                ({"skip_symbolic_shape": True, "skip_optimization": True},
+                 "quantization preprocessing failed; quantized the optimized model as it was")]
+    for kwargs, note in attempts:
+        try:
+            quant_pre_process(src, dst, **kwargs)
+            return [note] if note else []
+        except Exception:  # noqa: BLE001 - each failure mode has a fallback
+            continue
+    import shutil
+
+    shutil.copyfile(src, dst)
+    return ["quantization preprocessing failed in every mode; quantized the optimized model as it was"]
+
+
+def static_int8(src: str, dst: str, calibration: str, *, method: str, per_channel: bool,
+                exclude_nodes: list[str], exclude_op_types: list[str], model: Any) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in METHODS:
+        raise UsageError(f"calibration method must be one of {', '.join(METHODS)}, not {method!r}")
+    reader = DataReader(calibration, graph_inputs(model))
+    op_types = _op_types(model, exclude_op_types)
+    quantize_static(src, dst, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+                    nodes_to_exclude=list(exclude_nodes), op_types_to_quantize=op_types,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+
+
+def dynamic_int8(src: str, dst: str, *, per_channel: bool, exclude_nodes: list[str],
+                 exclude_op_types: list[str], model: Any) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
+                     nodes_to_exclude=list(exclude_nodes), op_types_to_quantize=_op_types(model, exclude_op_types))
+
+
+def fp16(model: Any, dst: str, *, exclude_nodes: list[str], exclude_op_types: list[str]) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False,
+                                         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(exclude_op_types),
+                                         node_block_list=list(exclude_nodes))
+    from .graph import sort_topologically
+
+    onnx.save(sort_topologically(converted), dst)
+
+
+def _op_types(model: Any, exclude: list[str]) -> list[str] | None:
+    if not exclude:
+        return None
+    present = {n.op_type for n in model.graph.node}
+    return sorted(present - set(exclude))
+
+
+def quantized_nodes(model: Any, mode: str) -> int:
+    """How many compute nodes of the output run quantized (or in fp16)."""
+    nodes = model.graph.node
+    if mode == "int8":
+        produced_by_dq = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+        return sum(1 for n in nodes if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+                   and any(i in produced_by_dq for i in n.input))
+    if mode == "dynamic":
+        return sum(1 for n in nodes if n.op_type in ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
+                                                     "DynamicQuantizeLSTM", "QAttention", "QGemm"))
+    if mode == "fp16":
+        return sum(1 for n in nodes if n.op_type != "Cast")
+    return 0
+
+
+def file_size(path: str) -> int:
+    return os.path.getsize(path)
