@@ -43,11 +43,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import bench, info, quickstart
+    from . import bench, convert, info, quickstart, validate
 
     cli.add_command(bench.bench)
+    cli.add_command(convert.convert)
     cli.add_command(info.info)
     cli.add_command(quickstart.quickstart)
+    cli.add_command(validate.validate)
 
 
 _register()

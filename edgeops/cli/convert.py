@@ -1,0 +1,96 @@
+"""``edgeops convert MODEL -o OUT``: optimize and quantize a model for a device target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ._output import console, emit_json
+from .bench import _shapes
+
+
+def _names(values: tuple[str, ...]) -> list[str]:
+    return [n for v in values for n in v.split(",") if n]
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the model.")
+@click.option("--target", default="generic-cpu", show_default=True,
+              help="generic-cpu, rpi4, rpi5, jetson-orin, jetson-nano, cortex-m.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite", "c"]), default=None,
+              help="Output format (default: from the output's extension).")
+@click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8"]), default=None,
+              help="Default: int8 with --calibration, else the target's preferred mode.")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None, help="Calibration data (.npz/.npy).")
+@click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True)
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight quantization granularity.")
+@click.option("--input-shape", "input_shapes", multiple=True, help="NAME:D1,D2,... fixes dynamic dims (repeat).")
+@click.option("--exclude-nodes", multiple=True, help="Node names to keep in float (comma-separated or repeated).")
+@click.option("--exclude-op-types", multiple=True, help="Op types to keep in float, e.g. Softmax,Add.")
+@click.option("--validate", "validate_data", type=click.Path(dir_okay=False), default=None,
+              help="Validate against the source model on this data; refuse to write a model that fails the gates.")
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Labels for --validate (.npy).")
+@click.option("--max-accuracy-drop", type=float, default=None, help="Gate, percentage points.")
+@click.option("--min-agreement", type=float, default=None, help="Gate, top-1 agreement 0..1.")
+@click.option("--min-cosine", type=float, default=None, help="Gate, output cosine similarity.")
+@click.option("--max-p95-ms", type=float, default=None, help="Gate, candidate p95 latency.")
+@click.option("--force", is_flag=True, help="Write the model even when validation gates fail.")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON on stdout.")
+def convert(model: str, output: str, target: str, fmt: str | None, quantize: str | None, calibration: str | None,
+            calibration_method: str, per_channel: bool, input_shapes: tuple[str, ...], exclude_nodes: tuple[str, ...],
+            exclude_op_types: tuple[str, ...], validate_data: str | None, labels: str | None,
+            max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
+            max_p95_ms: float | None, force: bool, as_json: bool) -> None:
+    """Convert MODEL (.onnx) for a device target: optimize, quantize, check, optionally validate."""
+    from ..convert import convert as run_convert
+    from ..errors import UsageError
+
+    gates = None
+    if any(v is not None for v in (max_accuracy_drop, min_agreement, min_cosine, max_p95_ms)):
+        if not validate_data:
+            raise UsageError("validation gates need --validate DATA")
+        from ..validate import Gates
+
+        gates = Gates(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_cosine=min_cosine,
+                      max_p95_ms=max_p95_ms)
+    if labels and not validate_data:
+        raise UsageError("--labels goes with --validate DATA")
+    report = run_convert(model, output, target=target, quantize=quantize, calibration=calibration,
+                         calibration_method=calibration_method, per_channel=per_channel,
+                         input_shapes=_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
+                         exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
+                         labels=labels, gates=gates, force=force)
+    data = report.to_dict()
+    if as_json:
+        emit_json(data)
+    else:
+        _human(data)
+
+
+def _human(d: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    out.print(f"[bold]{d['source']}[/bold] -> [bold]{d['output']}[/bold]  target {d['target']}, "
+              f"quantize {d['quantize']}, {d['seconds']:.1f} s")
+    out.print(f"size {d['size_before'] / 1024:.1f} KiB -> {d['size_after'] / 1024:.1f} KiB "
+              f"({d['size_ratio']:.2f}x smaller), {d['nodes_quantized']} nodes quantized")
+    for step in d["steps"]:
+        out.print(f"  - {step}")
+    ops = Table("op", "before", "after", box=None)
+    for op in sorted(set(d["ops_before"]) | set(d["ops_after"])):
+        ops.add_row(op, str(d["ops_before"].get(op, "")), str(d["ops_after"].get(op, "")))
+    out.print(ops)
+    if d.get("validation"):
+        v = d["validation"]
+        acc = v.get("accuracy") or {}
+        if acc:
+            out.print(f"validation: {acc.get('metric')} {acc.get('reference')} -> {acc.get('candidate')} "
+                      f"(drop {acc.get('drop_points')} points), passed: {v.get('passed')}")
+        for f in v.get("failures", []):
+            out.print(f"[red]gate failed (written with --force)[/red] {f}")
+    if d.get("profile"):
+        out.print(f"reference profile: {d['profile']}")

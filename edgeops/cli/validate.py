@@ -1,0 +1,132 @@
+"""``edgeops validate REFERENCE CANDIDATE --data DATA``: does the converted model still do its job?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import CheckFailed
+from ._output import console, emit_json
+
+
+@click.command()
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.argument("candidate", type=click.Path(dir_okay=False))
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="Samples: .npz keyed by input name, or .npy.")
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Labels .npy: class indices or targets.")
+@click.option("--task", type=click.Choice(["auto", "classification", "regression"]), default="auto", show_default=True,
+              help="auto: integer labels are classes, float labels regression targets.")
+@click.option("--max-accuracy-drop", type=float, default=None, metavar="PTS",
+              help="Gate: accuracy may drop at most PTS percentage points (needs --labels).")
+@click.option("--min-agreement", type=float, default=None, metavar="F", help="Gate: top-1 agreement of at least F (0..1).")
+@click.option("--min-cosine", type=float, default=None, metavar="F", help="Gate: mean cosine similarity of at least F.")
+@click.option("--max-p95-ms", type=float, default=None, metavar="MS", help="Gate: candidate p95 latency at most MS.")
+@click.option("--no-latency", is_flag=True, help="Skip the latency and memory measurement.")
+@click.option("--bench-runs", type=int, default=200, show_default=True, help="Latency runs per model.")
+@click.option("--threads", type=int, default=None, help="Intra-op threads for both models.")
+@click.option("--max-samples", type=int, default=None, metavar="N", help="Use only the first N samples.")
+@click.option("--no-diagnose", is_flag=True, help="Do not look for where a failing ONNX candidate diverges.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML report here.")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the reference data profile (JSON, read by guardrails) here.")
+def validate(reference: str, candidate: str, data: str, labels: str | None, task: str,
+             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
+             max_p95_ms: float | None, no_latency: bool, bench_runs: int, threads: int | None,
+             max_samples: int | None, no_diagnose: bool, as_json: bool, report_path: str | None,
+             profile_path: str | None) -> None:
+    """Compare CANDIDATE (e.g. the quantized model) with REFERENCE on the same data.
+
+    Per-output parity (errors, cosine, top-1 agreement), accuracy on --labels with
+    confidence intervals, latency of both, and gates: a missed gate exits 1, after
+    the JSON and the report are written.
+    """
+    from ..validate import Gates, build_profile, write_profile
+    from ..validate import validate as run_validation
+
+    gates = Gates(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_cosine=min_cosine,
+                  max_p95_ms=max_p95_ms)
+    report = run_validation(reference, candidate, data, labels=labels, task=task, gates=gates,
+                            latency=not no_latency, bench_runs=bench_runs, diagnose=not no_diagnose,
+                            threads=threads, max_samples=max_samples)
+    if profile_path:
+        write_profile(build_profile(reference, data, max_samples=max_samples), profile_path)
+    if report_path:
+        report.write_html(report_path)
+    d = report.to_dict()
+    if as_json:
+        emit_json(d)
+    else:
+        _human(d, report_path, profile_path)
+    if not report.passed:
+        raise CheckFailed(f"validation failed: {'; '.join(report.failures)}")
+
+
+def _num(value: Any, spec: str = ".4g") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _human(d: dict[str, Any], report_path: str | None, profile_path: str | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    out.print(f"[bold]validate[/bold] {d['candidate']} against {d['reference']}: {d['samples']} samples")
+    t = Table("output", "max abs err", "mean abs err", "max rel err", "cosine", "worst cosine", "top-1 agree",
+              title="parity", title_justify="left")
+    for name, m in d["outputs"].items():
+        shown = name if m["candidate_output"] == name else f"{name} <-> {m['candidate_output']}"
+        t.add_row(shown, _num(m["max_abs_error"]), _num(m["mean_abs_error"]), _num(m["max_rel_error"]),
+                  _num(m["cosine"], ".6f"), _num(m["min_cosine"], ".6f"), _num(m["top1_agreement"], ".4f"))
+    out.print(t)
+    a = d["accuracy"]
+    if a is not None:
+        lo, hi = a["ci95"]
+        if a["metric"] == "accuracy":
+            t = Table("model", "accuracy", "95% interval", title=f"accuracy on labels ({a['output']})",
+                      title_justify="left")
+            for role in ("reference", "candidate"):
+                ci = a[f"{role}_ci95"]
+                t.add_row(role, f"{a[role]:.2%}", f"{ci[0]:.2%} .. {ci[1]:.2%}")
+            t.add_row("drop", f"{_num(a['drop_points'], '.2f')} points", f"{_num(lo, '.2f')} .. {_num(hi, '.2f')}")
+        else:
+            t = Table("model", "MAE", "95% interval", title=f"regression error on labels ({a['output']})",
+                      title_justify="left")
+            t.add_row("reference", _num(a["reference"]), "")
+            t.add_row("candidate", _num(a["candidate"]), "")
+            t.add_row("difference", _num(a["difference"]), f"{_num(lo)} .. {_num(hi)}")
+        out.print(t)
+    lat = d["latency"]
+    if lat is not None:
+        t = Table("model", "p50 ms", "p95 ms", "mean ms", "peak RSS MB", title="latency (one sample per run)",
+                  title_justify="left")
+        for role in ("reference", "candidate"):
+            m = lat[role]
+            t.add_row(role, _num(m["p50"], ".3f"), _num(m["p95"], ".3f"), _num(m["mean"], ".3f"),
+                      _num(m["peak_rss_mb"], ".1f"))
+        out.print(t)
+        out.print(f"candidate p50 is {_num(lat['p50_ratio'], '.2f')}x the reference's")
+    if d["divergence"]:
+        diag = d["diagnosis"] or {}
+        t = Table("tensor", "op", "node", "SQNR dB", "added dB", title=f"where it diverges ({diag.get('method')})",
+                  title_justify="left")
+        for e in d["divergence"]:
+            t.add_row(e["tensor"], e["op_type"] or "", e["node"] or "", _num(e["sqnr_db"], ".1f"),
+                      _num(e["introduced_db"], ".1f"))
+        out.print(t)
+        if diag.get("hint"):
+            out.print(f"hint: {diag['hint']}", markup=False)
+    for note in d["notes"]:
+        out.print(f"note: {note}", markup=False)
+    for path, what in ((report_path, "report"), (profile_path, "profile")):
+        if path:
+            out.print(f"{what} written to {path}", markup=False)
+    if not d["gates"]:
+        out.print("[green]PASS[/green] (no gates set)")
+    for failure in d["failures"]:
+        out.print(f"[red]FAIL[/red] {escape(failure)}")
+    if d["passed"] and d["gates"]:
+        out.print(f"[green]PASS[/green] all {len(d['gates'])} gate(s): "
+                  + ", ".join(f"{k} {v:.10g}" for k, v in d["gates"].items()))

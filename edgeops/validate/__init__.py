@@ -1,0 +1,35 @@
+"""Validate a converted model: parity with its reference, accuracy on labels, latency, gates, diagnosis.
+
+    from edgeops.validate import Gates, validate
+    report = validate("model.onnx", "model_int8.onnx", "test.npz", labels="labels.npy",
+                      gates=Gates(max_accuracy_drop=1.0, min_agreement=0.97))
+    print(report.passed, report.failures)
+    report.write_html("report.html")
+
+Both models run through :func:`edgeops.load` on the same samples (:mod:`.runner`);
+:mod:`.metrics` compares each output and scores accuracy with confidence intervals;
+:mod:`.gates` turns limits into failure lines; :mod:`.divergence` finds where an
+ONNX candidate departs from its reference; :mod:`.profile` writes the reference
+data profile that guardrails and monitoring read.
+"""
+
+import sys
+import types
+from typing import Any
+
+from .core import validate
+from .gates import Gates
+from .profile import build_profile, write_profile
+from .report import ValidationReport
+
+__all__ = ["validate", "Gates", "ValidationReport", "build_profile", "write_profile"]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``edgeops.validate(...)`` call :func:`validate` while the module's names stay reachable."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ValidationReport:
+        return validate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

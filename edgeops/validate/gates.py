@@ -1,0 +1,69 @@
+"""Gates: the limits a candidate must meet, and one readable line per limit it misses.
+
+A value that is not a number (NaN from a candidate that produced NaN/inf) fails
+every gate it is checked against: comparisons are written as ``not (value <= limit)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import UsageError
+
+
+@dataclass
+class Gates:
+    """Limits for :func:`edgeops.validate.validate`; ``None`` leaves a gate off."""
+
+    max_accuracy_drop: float | None = None  # percentage points: (reference acc - candidate acc) * 100
+    min_agreement: float | None = None  # top-1 agreement, 0..1, on every classification output
+    min_cosine: float | None = None  # min over outputs of the mean per-sample cosine similarity
+    max_p95_ms: float | None = None  # candidate p95 latency
+
+    def check(self) -> None:
+        """Raise :class:`~edgeops.UsageError` for limits that cannot mean anything."""
+        for name, value in asdict(self).items():
+            if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
+                raise UsageError(f"gate {name} must be a number, not {value!r}")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
+            raise UsageError(f"min agreement is a fraction between 0 and 1, not {self.min_agreement:g} "
+                             "(e.g. 0.97 for 97 %)")
+        if self.min_cosine is not None and not -1 <= self.min_cosine <= 1:
+            raise UsageError(f"min cosine is between -1 and 1, not {self.min_cosine:g} (e.g. 0.99)")
+        if self.max_p95_ms is not None and self.max_p95_ms <= 0:
+            raise UsageError(f"max p95 latency must be above 0 ms, not {self.max_p95_ms:g}")
+        if self.max_accuracy_drop is not None and not -100 <= self.max_accuracy_drop <= 100:
+            raise UsageError(f"max accuracy drop is in percentage points (0.5 = half a point), "
+                             f"not {self.max_accuracy_drop:g}")
+
+    def given(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def failures(self, outputs: dict[str, dict[str, Any]], accuracy: dict[str, Any] | None,
+                 latency: dict[str, Any] | None) -> list[str]:
+        """One line per gate the candidate misses."""
+        out = []
+        if self.max_accuracy_drop is not None and accuracy is not None and accuracy["drop_points"] is not None:
+            drop, (lo, hi) = accuracy["drop_points"], accuracy["ci95"]
+            if not drop <= self.max_accuracy_drop:
+                out.append(f"accuracy drop {drop:.2f} points > {self.max_accuracy_drop:.10g} allowed "
+                           f"(95% CI {lo:.2f}..{hi:.2f}; reference {accuracy['reference']:.2%}, "
+                           f"candidate {accuracy['candidate']:.2%})")
+        if self.min_agreement is not None:
+            for name, m in outputs.items():
+                agree = m["top1_agreement"]
+                if agree is not None and not agree >= self.min_agreement:
+                    out.append(f"top-1 agreement {agree:.4f} on {name!r} < {self.min_agreement:.10g} required")
+        if self.min_cosine is not None:
+            for name, m in outputs.items():
+                if not m["cosine"] >= self.min_cosine:
+                    out.append(f"cosine similarity {m['cosine']:.6f} on {name!r} < {self.min_cosine:.10g} required "
+                               f"(worst sample {m['min_cosine']:.4f})")
+        if self.max_p95_ms is not None and latency is not None:
+            p95 = latency["candidate"]["p95"]
+            if not p95 <= self.max_p95_ms:
+                out.append(f"candidate p95 latency {p95:.3f} ms > {self.max_p95_ms:.10g} ms allowed "
+                           f"(reference {latency['reference']['p95']:.3f} ms)")
+        return out

@@ -1,0 +1,161 @@
+"""The reference data profile: what a model's inputs and outputs looked like on known-good data.
+
+The guardrails (:meth:`edgeops.Guardrails.from_profile`), drift monitoring and
+the bundle manifest read it. Schema (``version`` 1)::
+
+    {"version": 1, "model": "<sha256 of the model file, or its path>", "samples": 1437, "bins": 10,
+     "inputs":  {"pixels": {"min": 0.0, "max": 1.0, "mean": 0.30, "std": 0.37, "shape": [null, 64],
+                            "histogram": {"edges": [11 numbers], "counts": [10 integers]}, "nonfinite": 0}},
+     "outputs": {"probabilities": {...}}}
+
+``min``/``max``/``mean``/``std`` are scalars over every finite element; ``shape``
+is one sample's shape with ``null`` for the batch axis; the histogram has equal
+bins between ``min`` and ``max``. The model is run over the data in chunks;
+outputs are kept for the histogram up to ``KEEP_BYTES`` and otherwise computed
+in a second pass, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, UsageError
+from ..runtime.model import Model
+from .report import jsonable
+from .runner import Feeder, chunk_size, chunks, open_model, read_data
+
+VERSION = 1
+KEEP_BYTES = 64 << 20
+
+
+class _Moments:
+    """Streaming min, max, mean, std and non-finite count of every element seen."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.total = 0.0
+        self.squares = 0.0
+        self.lo = np.inf
+        self.hi = -np.inf
+        self.nonfinite = 0
+        self.shape: list[int | None] | None = None
+
+    def add(self, values: np.ndarray) -> None:
+        v = np.asarray(values, dtype=np.float64).ravel()
+        finite = v[np.isfinite(v)]
+        self.nonfinite += v.size - finite.size
+        if finite.size:
+            self.n += finite.size
+            self.total += float(finite.sum())
+            self.squares += float(np.square(finite).sum())
+            self.lo = min(self.lo, float(finite.min()))
+            self.hi = max(self.hi, float(finite.max()))
+
+    def entry(self, edges: np.ndarray | None, counts: np.ndarray | None) -> dict[str, Any]:
+        mean = self.total / self.n if self.n else float("nan")
+        var = max(self.squares / self.n - mean * mean, 0.0) if self.n else float("nan")
+        entry: dict[str, Any] = {"min": self.lo, "max": self.hi} if self.n else {}  # no range without values
+        entry.update({
+            "mean": mean, "std": float(np.sqrt(var)), "shape": self.shape,
+            "histogram": None if edges is None else {"edges": edges.tolist(), "counts": counts.tolist()},
+            "nonfinite": self.nonfinite,
+        })
+        return entry
+
+    def edges(self, bins: int) -> np.ndarray | None:
+        if not self.n:
+            return None
+        return np.histogram_bin_edges(np.array([self.lo, self.hi]), bins=bins, range=(self.lo, self.hi))
+
+
+def _counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return np.histogram(v[np.isfinite(v)], bins=edges)[0]
+
+
+def build_profile(model: str | os.PathLike[str] | Model, data: Any, *, bins: int = 10,
+                  max_samples: int | None = None) -> dict[str, Any]:
+    """Run ``model`` over ``data`` (a data-file path or ``{input name: array}``) and profile both sides."""
+    if not isinstance(bins, int) or bins < 1:
+        raise UsageError(f"bins must be a positive integer, not {bins!r}")
+    m = open_model(model, None)
+    arrays = read_data(data, m)
+    if max_samples is not None:
+        arrays = {k: a[:max_samples] for k, a in arrays.items()}
+    feeder = Feeder(m, arrays, "model")
+    n = next(iter(arrays.values())).shape[0]
+    size = chunk_size(arrays)
+
+    inputs = {}
+    for spec in m.inputs:
+        a = arrays[feeder.keys[spec.name]]
+        mo = _Moments()
+        for start in range(0, n, size):
+            mo.add(a[start:start + size])
+        mo.shape = [None, *a.shape[1:]] if feeder.batched else list(a.shape[1:])
+        edges = mo.edges(bins)
+        counts = None if edges is None else sum(_counts(a[s:s + size], edges) for s in range(0, n, size))
+        inputs[spec.name] = mo.entry(edges, counts)
+
+    outs = {o.name: _Moments() for o in m.outputs}
+    kept: dict[str, list[np.ndarray]] | None = {name: [] for name in outs}
+    kept_bytes = 0
+    for start, stop in chunks(n, size, f"profile {os.path.basename(m.path or 'model')}"):
+        for name, v in feeder.run(start, stop).items():
+            mo = outs[name]
+            mo.add(v)
+            if mo.shape is None:
+                mo.shape = [None, *v.shape[1:]]
+            if kept is not None:
+                kept[name].append(v)
+                kept_bytes += v.nbytes
+                if kept_bytes > KEEP_BYTES:
+                    kept = None  # too big to keep: histograms take a second pass
+    outputs = {}
+    for name, mo in outs.items():
+        edges = mo.edges(bins)
+        counts = None
+        if edges is not None:
+            if kept is not None:
+                counts = sum(_counts(v, edges) for v in kept[name])
+            else:
+                counts = sum(_counts(feeder.run(s, t)[name], edges) for s, t in chunks(n, size, "profile histograms"))
+        outputs[name] = mo.entry(edges, counts)
+    return {"version": VERSION, "model": m.sha256 or m.path, "samples": int(n), "bins": bins,
+            "inputs": inputs, "outputs": outputs}
+
+
+def write_profile(profile: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``profile`` as JSON, atomically: a temporary file in the same folder, fsync, rename."""
+    if not isinstance(profile, dict) or not ("inputs" in profile or "outputs" in profile):
+        raise DataError("a reference profile is a dict with 'inputs' and/or 'outputs' sections")
+    target = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    text = json.dumps(jsonable(profile), indent=2)
+    fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".json.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a profile is shared like the model
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
