@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "__version__",
     "load",
+    "convert",
+    "validate",
+    "bench",
     "Model",
     "TensorSpec",
     "Guardrails",
@@ -48,6 +51,7 @@ __all__ = [
 ]
 
 _LAZY = {"load", "Model", "TensorSpec", "Guardrails", "RunStats"}
+_SUBPACKAGES = {"convert", "validate", "bench"}  # callable modules: edgeops.convert(...), edgeops.validate(...)
 
 
 def __getattr__(name: str) -> Any:
@@ -57,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from . import runtime
 
         return getattr(runtime, name)
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'edgeops' has no attribute {name!r}")
 
 

@@ -74,9 +74,12 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
             per_channel: bool | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
             exclude_nodes: list[str] | tuple[str, ...] = (), exclude_op_types: list[str] | tuple[str, ...] = (),
             format: str | None = None, validate: str | None = None, labels: str | None = None,
-            gates: Any = None, force: bool = False, profile: bool = True) -> ConvertReport:
+            gates: Any = None, force: bool = False, profile: bool = True,
+            reduce_range: bool | None = None) -> ConvertReport:
     """Convert ``model`` (.onnx) for ``target`` and write ``output``; see the module docstring.
 
+    ``reduce_range`` (default: on for x86-64 targets) quantizes static int8 weights to 7 bits: x86 CPUs
+    without VNNI multiply uint8 x int8 pairs into saturating int16 sums, which wrecks per-channel models.
     ``validate`` (a data file) runs ``edgeops.validate`` with ``labels`` and ``gates``
     (:class:`edgeops.validate.Gates`) against the source model and refuses to write a
     model that fails them unless ``force``.
@@ -94,6 +97,8 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         raise UsageError(f"--calibration is used by --quantize int8 only, not {mode}")
     if per_channel is None:
         per_channel = True
+    if reduce_range is None:
+        reduce_range = tgt.arch == "x86_64"
     onnx = graph.import_onnx()
     report = ConvertReport(src, out, tgt.name, mode, nodes_excluded=list(exclude_nodes),
                            op_types_excluded=list(exclude_op_types))
@@ -118,7 +123,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         graph.optimize(step, optimized)
         report.steps.append("optimized (constant folding, fusions)")
         result = os.path.join(tmp, "result.onnx")
-        _quantize(mode, optimized, result, tmp, calibration, calibration_method, per_channel,
+        _quantize(mode, optimized, result, tmp, calibration, calibration_method, per_channel, reduce_range,
                   list(exclude_nodes), list(exclude_op_types), report)
         if mode in ("int8", "dynamic"):
             onnx.save(graph.compact(onnx.load(result)), result)
@@ -128,16 +133,20 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         report.nodes_quantized = qz.quantized_nodes(final, mode)
         if validate:
             report.validation = _validate(src, result, validate, labels, gates, force)
+        prof = _profile(result, calibration or validate) if profile and (calibration or validate) else None
         _write_atomically(result, out)
-        if profile and (calibration or validate):
-            report.profile = _write_profile(out, calibration or validate)
+        if prof is not None:
+            from ..validate import write_profile
+
+            report.profile = os.path.splitext(out)[0] + ".profile.json"
+            write_profile(prof, report.profile)
     report.size_after = os.path.getsize(out)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, method: str, per_channel: bool,
-              exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport) -> None:
+              reduce_range: bool, exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport) -> None:
     onnx = graph.import_onnx()
     if mode == "none":
         shutil.copyfile(src, dst)
@@ -152,9 +161,11 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
     try:
         if mode == "int8":
             qz.static_int8(prepared, dst, calibration or "", method=method, per_channel=per_channel,
-                                 exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types, model=model)
+                                 exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types, model=model,
+                                 reduce_range=reduce_range)
             report.steps.append(f"static int8 QDQ, {method} calibration, "
-                                f"{'per-channel' if per_channel else 'per-tensor'} weights")
+                                f"{'per-channel' if per_channel else 'per-tensor'} "
+                                f"{'7-bit (reduce_range, for x86 without VNNI)' if reduce_range else '8-bit'} weights")
         else:
             qz.dynamic_int8(prepared, dst, per_channel=per_channel, exclude_nodes=exclude_nodes,
                                   exclude_op_types=exclude_op_types, model=model)
@@ -197,9 +208,8 @@ def _write_atomically(src: str, dst: str) -> None:
         raise
 
 
-def _write_profile(model_path: str, data: str) -> str:
-    from ..validate import build_profile, write_profile
+def _profile(model_path: str, data: str) -> dict[str, Any]:
+    """The reference data profile of the converted model on the calibration (or validation) data."""
+    from ..validate import build_profile
 
-    path = os.path.splitext(model_path)[0] + ".profile.json"
-    write_profile(build_profile(model_path, data), path)
-    return path
+    return build_profile(model_path, data)

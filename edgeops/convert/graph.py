@@ -152,6 +152,9 @@ _SUFFIXES = (("_QuantizeLinear_Output", "/q"), ("_DequantizeLinear_Output", "/dq
              ("_quantized_zero_point", "/qz"), ("_quantized", "/q8"), ("_zero_point", "/z"), ("_scale", "/s"))
 
 
+_OPTIMIZER_PREFIXES = ("ConvBnFusion_W_", "ConvBnFusion_BN_B_", "ConvAddFusion_Add_B_", "ConvMulFusion_W_")
+
+
 def compact(model: Any) -> Any:
     """Make a small model's file small: the quantizer's long derived names get short suffixes
     (``relu1_QuantizeLinear_Output`` -> ``relu1/q``; original tensor names are kept), Q/DQ nodes lose
@@ -163,6 +166,10 @@ def compact(model: Any) -> Any:
     def short(name: str) -> str:
         if name in io_names:
             return name
+        for prefix in _OPTIMIZER_PREFIXES:  # onnxruntime's fusions rename weights: give the originals back
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
         for long, tail in _SUFFIXES:
             if name.endswith(long):
                 return name[: -len(long)] + tail

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from typing import Any
 
 from ..errors import BackendUnavailableError, UsageError
@@ -31,7 +32,9 @@ def from_torch(module: Any, example_inputs: Any, output: str | os.PathLike[str],
     with tempfile.TemporaryDirectory(prefix="edgeops-torch-") as tmp:
         path = os.path.join(tmp, "exported.onnx")
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # the TorchScript exporter needs no onnxscript; torch >= 2.9 warns that it is the legacy path
+                warnings.simplefilter("ignore", DeprecationWarning)
                 torch.onnx.export(module, examples, path, input_names=names, output_names=outs,
                                   dynamic_axes=axes, opset_version=opset, dynamo=False)
         except Exception as exc:

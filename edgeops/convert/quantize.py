@@ -101,7 +101,7 @@ def preprocess(src: str, dst: str) -> list[str]:
 
 
 def static_int8(src: str, dst: str, calibration: str, *, method: str, per_channel: bool,
-                exclude_nodes: list[str], exclude_op_types: list[str], model: Any) -> None:
+                exclude_nodes: list[str], exclude_op_types: list[str], model: Any, reduce_range: bool = False) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if method not in METHODS:
@@ -111,7 +111,7 @@ def static_int8(src: str, dst: str, calibration: str, *, method: str, per_channe
     quantize_static(src, dst, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=getattr(CalibrationMethod, METHODS[method]),
-                    nodes_to_exclude=list(exclude_nodes), op_types_to_quantize=op_types,
+                    nodes_to_exclude=list(exclude_nodes), op_types_to_quantize=op_types, reduce_range=reduce_range,
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
 
 
