@@ -12,7 +12,6 @@ CPU frequency and temperature, and warnings when the numbers should not be trust
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -249,24 +248,8 @@ def warnings_for(ms: np.ndarray, data: dict[str, Any], readings: list[system.Rea
 
 
 def progress_bar() -> tuple[Progress, Callable[[], None]]:
-    """A rich progress bar on stderr: ``(update, close)``."""
-    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as RichProgress
+    """Progress on stderr (a terminal only): ``(update, close)``."""
+    from .._progress import Bars
 
-    bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                       transient=True, console=_stderr_console())
-    tasks: dict[str, Any] = {}
-    bar.start()
-
-    def update(label: str, fraction: float) -> None:
-        if label not in tasks:
-            tasks[label] = bar.add_task(f"bench {os.path.basename(label)}", total=1.0)
-        bar.update(tasks[label], completed=fraction)
-
-    return update, bar.stop
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(file=sys.stderr)
+    bars = Bars()
+    return (lambda label, fraction: bars.update(f"bench {os.path.basename(label)}", fraction)), bars.close

@@ -102,7 +102,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     onnx = graph.import_onnx()
     report = ConvertReport(src, out, tgt.name, mode, nodes_excluded=list(exclude_nodes),
                            op_types_excluded=list(exclude_op_types))
-    proto = graph.load(src)
+    proto = graph.name_nodes(graph.load(src))
     report.size_before = os.path.getsize(src)
     report.ops_before = graph.op_histogram(proto)
     missing = sorted(set(exclude_nodes) - {n.name for n in proto.graph.node})

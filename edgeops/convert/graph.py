@@ -223,3 +223,17 @@ def sort_topologically(model: Any) -> Any:
     del graph.node[:]
     graph.node.extend(ordered)
     return model
+
+
+def name_nodes(model: Any) -> Any:
+    """Give every unnamed node the name of its first output, so ``--exclude-nodes`` and the
+    divergence report can point at it (exported graphs often leave node names empty)."""
+    taken = {n.name for n in model.graph.node if n.name}
+    for node in model.graph.node:
+        if not node.name and node.output:
+            name = node.output[0]
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+    return model

@@ -9,11 +9,11 @@ without symbolic shape inference and finally skipped, and the report says so.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import numpy as np
 
+from .._progress import Bars
 from ..datafiles import load_inputs
 from ..errors import DataError, UsageError
 
@@ -33,7 +33,7 @@ class DataReader:
             self._check(name, dims, a)
             self.arrays[name] = a.astype(np.float32) if a.dtype == np.float64 else a
         self.i = 0
-        self._bar: Any = None
+        self._bars = Bars()
 
     @staticmethod
     def _check(name: str, dims: list[Any], a: np.ndarray) -> None:
@@ -45,28 +45,15 @@ class DataReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.i >= self.n:
-            if self._bar is not None:
-                self._bar.stop()
-                self._bar = None
+            self._bars.close()
             return None
-        if self._bar is None and self.i == 0:
-            self._start_bar()
         feeds = {k: np.ascontiguousarray(v[self.i:self.i + 1]) for k, v in self.arrays.items()}
         self.i += 1
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.i)
+        self._bars.update("calibrating", self.i, self.n)
         return feeds
 
     def rewind(self) -> None:
         self.i = 0
-
-    def _start_bar(self) -> None:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self._bar = Progress(console=Console(file=sys.stderr), transient=True)
-        self._task = self._bar.add_task("calibrating", total=self.n)
-        self._bar.start()
 
 
 def graph_inputs(model: Any) -> list[tuple[str, list[Any]]]:

@@ -282,6 +282,7 @@ def _hint(ranked: list[dict[str, Any]]) -> str | None:
     note = ""
     if unnamed:
         ops = ",".join(sorted({e["op_type"] for e in unnamed}))
-        note = f" (unnamed nodes are shown by their output tensor; name them, or try --exclude-op-types {ops})"
+        note = (f" (unnamed nodes go by their first output tensor, the name edgeops convert gives them; "
+                f"or try --exclude-op-types {ops})")
     return f"exclude these nodes: --exclude-nodes {','.join(names)}{note}; the error starts at " + ", ".join(
         why(e) for e in culprits)

@@ -21,7 +21,6 @@ progress bar on stderr for long runs in a terminal.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -224,14 +223,13 @@ def chunks(n: int, size: int, description: str) -> Iterator[tuple[int, int]]:
 
 @contextmanager
 def _progress(total: int, description: str) -> Iterator[Any]:
-    if total < PROGRESS_MIN or not sys.stderr.isatty():
-        yield lambda k: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from .._progress import Bars
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   transient=True, console=Console(file=sys.stderr))
-    with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda k: bar.advance(task, k)
+    with Bars(enabled=None if total >= PROGRESS_MIN else False) as bars:
+        done = [0]
+
+        def advance(k: int) -> None:
+            done[0] += k
+            bars.update(description, done[0], total)
+
+        yield advance
