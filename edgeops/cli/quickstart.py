@@ -3,7 +3,8 @@
 It grows with the project. Today: inspect the example model, run the held-out
 digits through the runtime one by one (accuracy and always-on latency
 statistics), run the same model as TFLite when a TFLite runtime is installed,
-show guardrails catching out-of-range input, and benchmark both files side by side.
+show guardrails catching out-of-range input, convert the CNN to int8 behind
+validation gates, and benchmark the files side by side.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def find_examples() -> Path:
               help="Folder of the example models (default: examples/models of the checkout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def quickstart(examples_dir: str | None, as_json: bool) -> None:
-    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, benchmark."""
+    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, int8, benchmark."""
     import edgeops
 
     from ..formats import read_summary
@@ -79,17 +80,56 @@ def quickstart(examples_dir: str | None, as_json: bool) -> None:
     report["guardrails"] = guard.snapshot()["inputs"]["pixels"]
     model.disable_guardrails()
 
-    err.print("[bold]5. bench[/bold] a short latency benchmark of both files through the same runtime")
+    report["convert"] = _convert_and_validate(ex, err)
+    err.print("[bold]6. bench[/bold] short latency benchmarks, side by side, through the same runtime")
     from ..bench import run as bench_run
 
     candidates = [onnx_path] + ([tfl_path] if "skipped" not in report["tflite"] else [])
     results = bench_run(candidates, runs=200, warmup=20, min_duration=0.5, threads=1)
     report["bench"] = [r.to_dict() for r in results]
+    if "output" in report["convert"]:
+        pair = bench_run([ex / "digits_cnn.onnx", Path(report["convert"]["output"])], runs=200, warmup=20,
+                         min_duration=0.5, threads=1)
+        report["bench"] += [r.to_dict() for r in pair]
 
     if as_json:
         emit_json(report)
         return
     _print_table(report)
+
+
+def _convert_and_validate(ex: Path, err: Any) -> dict[str, Any]:
+    """Step 5: static int8 of the CNN, written only if validation on the held-out digits passes its gates."""
+    from ..errors import EdgeOpsError
+
+    try:
+        from ..convert import convert
+        from ..validate import Gates
+    except ImportError as exc:  # the convert extra is not installed
+        return {"skipped": str(exc)}
+    err.print("[bold]5. convert + validate[/bold] digits_cnn.onnx to static int8 for generic-cpu, "
+              "gates: accuracy drop <= 1 point, top-1 agreement >= 97 %")
+    out = Path(os.environ.get("EDGEOPS_QUICKSTART_DIR") or _workdir()) / "digits_cnn_int8.onnx"
+    try:
+        rep = convert(ex / "digits_cnn.onnx", out, quantize="int8", calibration=str(ex / "digits_cnn_calib.npz"),
+                      validate=str(ex / "digits_cnn_test.npz"), labels=str(ex / "digits_test_labels.npy"),
+                      gates=Gates(max_accuracy_drop=1.0, min_agreement=0.97))
+    except EdgeOpsError as exc:
+        return {"skipped": str(exc)}
+    d = rep.to_dict()
+    v = d["validation"] or {}
+    return {"output": str(out), "profile": d["profile"], "size_before": d["size_before"], "size_after": d["size_after"],
+            "size_ratio": d["size_ratio"], "nodes_quantized": d["nodes_quantized"], "seconds": d["seconds"],
+            "accuracy": v.get("accuracy"), "passed": v.get("passed"),
+            "agreement": (v.get("outputs") or {}).get("probabilities", {}).get("top1_agreement")}
+
+
+def _workdir() -> str:
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), "edgeops-quickstart")
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _run_all(model: Any, x: np.ndarray) -> np.ndarray:
@@ -130,6 +170,17 @@ def _print_table(report: dict[str, Any]) -> None:
     g = report["guardrails"]
     out.print(f"guardrails: {g['above']} calls had values above the range, {g['nonfinite']} had NaN/inf, "
               f"{g['values']} values clipped or replaced")
+    c = report["convert"]
+    if "skipped" in c:
+        out.print(f"convert: skipped ({c['skipped']})")
+    else:
+        acc = c["accuracy"] or {}
+        ci = acc.get("ci95") or [float("nan"), float("nan")]
+        out.print(f"convert: digits_cnn int8 {c['size_before'] / 1024:.1f} KiB -> {c['size_after'] / 1024:.1f} KiB "
+                  f"({c['size_ratio']:.2f}x smaller), accuracy {acc.get('reference', float('nan')):.2%} -> "
+                  f"{acc.get('candidate', float('nan')):.2%} (drop {acc.get('drop_points', float('nan')):.2f} points, "
+                  f"95% CI {ci[0]:.2f}..{ci[1]:.2f}), top-1 agreement {c['agreement']:.2%}, gates passed: {c['passed']}")
+        out.print(f"written to {c['output']} with its reference profile {c['profile']}")
     from ..bench import report as bench_report
 
     out.print(bench_report.to_table(report["bench"]))

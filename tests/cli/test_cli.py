@@ -73,13 +73,18 @@ def test_unknown_option_is_exit_2():
 
 
 @needs_ort
-def test_quickstart_json():
+def test_quickstart_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEOPS_QUICKSTART_DIR", str(tmp_path))
     proc = cli("quickstart", "--json", check=True)
     report = json.loads(proc.stdout)
     assert report["onnx"]["accuracy"] > 0.95
     assert report["onnx"]["runs"] == report["samples"]
     assert report["guardrails"]["above"] == 10 and report["guardrails"]["nonfinite"] == 1
     assert report["bench"][0]["model"].endswith("digits_mlp.onnx") and report["bench"][0]["runs"] >= 200
+    if "skipped" not in report["convert"]:
+        c = report["convert"]
+        assert c["passed"] and c["size_ratio"] > 2 and c["accuracy"]["drop_points"] <= 1.0
+        assert report["bench"][-1]["model"] == c["output"]
     if HAS_TFLITE:
         assert report["tflite"]["max_abs_diff_vs_onnx"] < 1e-4
         assert report["bench"][1]["backend"] in ("litert", "tflite-runtime")
