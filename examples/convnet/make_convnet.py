@@ -76,21 +76,8 @@ REQUIREMENTS = {
 
 
 def check_requirements() -> None:
-    """Exit with one message naming every missing package."""
-    missing = []
-    for module, (package, purpose) in REQUIREMENTS.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append((package, purpose))
-    if missing:
-        lines = [f"  {package:<16} for {purpose}" for package, purpose in missing]
-        install = "pip install " + " ".join(package for package, _ in missing)
-        sys.exit(
-            "make_convnet.py needs packages that are not installed:\n"
-            + "\n".join(lines)
-            + f"\ninstall them with: {install}"
-        )
+    """Exit with one message naming every missing package (the same check as make_models.py)."""
+    _make_models().check_requirements(REQUIREMENTS, "make_convnet.py")
 
 
 def log(message: str) -> None:

@@ -48,10 +48,10 @@ REQUIREMENTS = {
 }
 
 
-def check_requirements() -> None:
+def check_requirements(requirements: dict[str, tuple[str, str]] = REQUIREMENTS, script: str = "make_models.py") -> None:
     """Exit with one message naming every missing package (the CNN trainer needs only numpy)."""
     missing = []
-    for module, (package, purpose) in REQUIREMENTS.items():
+    for module, (package, purpose) in requirements.items():
         try:
             importlib.import_module(module)
         except ImportError:
@@ -60,7 +60,7 @@ def check_requirements() -> None:
         lines = [f"  {package:<16} for {purpose}" for package, purpose in missing]
         install = "pip install " + " ".join(package for package, _ in missing)
         sys.exit(
-            "make_models.py needs packages that are not installed:\n"
+            f"{script} needs packages that are not installed:\n"
             + "\n".join(lines)
             + f"\ninstall them with: {install}"
         )
