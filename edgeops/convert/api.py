@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CheckFailed, UsageError
+from ..errors import CheckFailed, DataError, EdgeOpsError, UsageError
 from ..targets import Target, get_target
 from . import graph
 from . import quantize as qz
@@ -170,13 +170,9 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
             qz.dynamic_int8(prepared, dst, per_channel=per_channel, exclude_nodes=exclude_nodes,
                                   exclude_op_types=exclude_op_types, model=model)
             report.steps.append("dynamic int8 (weights int8, activations quantized at run time)")
-    except (UsageError, CheckFailed):
+    except EdgeOpsError:
         raise
-    except Exception as exc:
-        from ..errors import DataError, EdgeOpsError
-
-        if isinstance(exc, EdgeOpsError):
-            raise
+    except Exception as exc:  # onnxruntime.quantization raises plain exceptions of many kinds
         raise DataError(f"onnxruntime.quantization failed: {str(exc).splitlines()[0][:300]}; try "
                         "--quantize dynamic, or exclude the op it names with --exclude-op-types") from exc
 

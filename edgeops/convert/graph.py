@@ -1,9 +1,8 @@
 """ONNX graph preparation before quantization: opset, dims, shapes, optimization.
 
 Each step takes and returns an ``onnx.ModelProto`` (or a path, where onnxruntime
-needs one) and raises a :class:`~edgeops.errors.ConversionError`-style
-``UsageError``/``ModelFormatError`` with what to do, instead of letting a broken
-model through.
+needs one) and raises a ``UsageError`` or ``ModelFormatError`` that says what to
+do, instead of letting a broken model through.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ without symbolic shape inference and finally skipped, and the report says so.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -142,7 +141,3 @@ def quantized_nodes(model: Any, mode: str) -> int:
     if mode == "fp16":
         return sum(1 for n in nodes if n.op_type != "Cast")
     return 0
-
-
-def file_size(path: str) -> int:
-    return os.path.getsize(path)
