@@ -74,3 +74,14 @@ def two_input_model(make_onnx):
         [("two", np.array(2.0, np.float32))],
         name="two_inputs",
     )
+
+
+def check_profile_stats(stats: dict, shape: list) -> None:
+    """A reference-profile entry is self-consistent: ordered stats and a 10-bin histogram over [min, max]."""
+    assert stats["shape"] == shape
+    assert stats["min"] <= stats["mean"] <= stats["max"]
+    assert 0.0 <= stats["std"] <= stats["max"] - stats["min"]
+    edges, counts = stats["histogram"]["edges"], stats["histogram"]["counts"]
+    assert len(edges) == 11 and len(counts) == 10
+    assert edges == sorted(edges) and all(c >= 0 for c in counts)
+    assert edges[0] == pytest.approx(stats["min"]) and edges[-1] == pytest.approx(stats["max"])

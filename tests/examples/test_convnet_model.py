@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import check_profile_stats
+
 MODELS = Path(__file__).parents[2] / "examples" / "models"
 MODEL = MODELS / "digits_mobilenet.onnx"
 MIN_ACCURACY = 0.95
@@ -178,23 +180,13 @@ def test_labels_line_up_with_the_test_split() -> None:
     assert calib.shape == (100, *SHAPE)
 
 
-def _check_stats(stats: dict, shape: list) -> None:
-    assert stats["shape"] == shape
-    assert stats["min"] <= stats["mean"] <= stats["max"]
-    assert 0.0 <= stats["std"] <= stats["max"] - stats["min"]
-    edges, counts = stats["histogram"]["edges"], stats["histogram"]["counts"]
-    assert len(edges) == 11 and len(counts) == 10
-    assert edges == sorted(edges) and all(c >= 0 for c in counts)
-    assert edges[0] == pytest.approx(stats["min"]) and edges[-1] == pytest.approx(stats["max"])
-
-
 def test_profile_is_consistent_with_the_data() -> None:
     profile = json.loads((MODELS / "digits_mobilenet.profile.json").read_text())
     assert profile["version"] == 1
     assert list(profile["inputs"]) == ["image"] and list(profile["outputs"]) == ["probabilities"]
 
     image = profile["inputs"]["image"]
-    _check_stats(image, [None, *SHAPE])
+    check_profile_stats(image, [None, *SHAPE])
     assert image["min"] >= 0.0 and image["max"] <= 1.0
     per_sample = int(np.prod(SHAPE))
     assert sum(image["histogram"]["counts"]) % per_sample == 0
@@ -205,7 +197,7 @@ def test_profile_is_consistent_with_the_data() -> None:
     assert abs(float(test_images.std()) - image["std"]) < 0.05
 
     probabilities = profile["outputs"]["probabilities"]
-    _check_stats(probabilities, [None, 10])
+    check_profile_stats(probabilities, [None, 10])
     assert probabilities["min"] >= 0.0 and probabilities["max"] <= 1.0
     assert probabilities["mean"] == pytest.approx(0.1, abs=1e-6)  # rows sum to 1 over 10 classes
     assert sum(probabilities["histogram"]["counts"]) == samples * 10

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import check_profile_stats
+
 MODELS = Path(__file__).parents[2] / "examples" / "models"
 MIN_ACCURACY = 0.95
 TFLITE_TOLERANCE = 1e-5
@@ -147,16 +149,6 @@ def test_data_files_agree_with_each_other() -> None:
     np.testing.assert_array_equal(image.reshape(100, 64), pixels)
 
 
-def _check_stats(stats: dict, shape: list) -> None:
-    assert stats["shape"] == shape
-    assert stats["min"] <= stats["mean"] <= stats["max"]
-    assert 0.0 <= stats["std"] <= stats["max"] - stats["min"]
-    edges, counts = stats["histogram"]["edges"], stats["histogram"]["counts"]
-    assert len(edges) == 11 and len(counts) == 10
-    assert edges == sorted(edges) and all(c >= 0 for c in counts)
-    assert edges[0] == pytest.approx(stats["min"]) and edges[-1] == pytest.approx(stats["max"])
-
-
 @pytest.mark.parametrize("model", list(ONNX_MODELS))
 def test_profile_is_consistent_with_the_data(model: str) -> None:
     profile = json.loads((MODELS / f"{model}.profile.json").read_text())
@@ -165,7 +157,7 @@ def test_profile_is_consistent_with_the_data(model: str) -> None:
     assert list(profile["inputs"]) == [name] and list(profile["outputs"]) == ["probabilities"]
 
     pixels = profile["inputs"][name]
-    _check_stats(pixels, [None, *shape])
+    check_profile_stats(pixels, [None, *shape])
     assert pixels["min"] >= 0.0 and pixels["max"] <= 1.0
     assert sum(pixels["histogram"]["counts"]) % int(np.prod(shape)) == 0
     test_inputs, _ = _test_split(model)  # same distribution as the training data
@@ -173,7 +165,7 @@ def test_profile_is_consistent_with_the_data(model: str) -> None:
     assert abs(float(test_inputs.std()) - pixels["std"]) < 0.05
 
     probabilities = profile["outputs"]["probabilities"]
-    _check_stats(probabilities, [None, 10])
+    check_profile_stats(probabilities, [None, 10])
     assert probabilities["min"] >= 0.0 and probabilities["max"] <= 1.0
     assert probabilities["mean"] == pytest.approx(0.1, abs=1e-6)  # rows sum to 1 over 10 classes
     samples = sum(pixels["histogram"]["counts"]) // int(np.prod(shape))
