@@ -45,10 +45,15 @@ def load_inputs(path: str | os.PathLike[str], input_names: list[str]) -> dict[st
                 )
             else:
                 arrays = {n: loaded[n] for n in input_names}
+    return check_samples(arrays, p)
+
+
+def check_samples(arrays: dict[str, np.ndarray], source: str = "data") -> dict[str, np.ndarray]:
+    """Every array holds samples along axis 0, and all hold the same number of them."""
     counts = {n: (a.shape[0] if a.ndim else 0) for n, a in arrays.items()}
     if any(c == 0 for c in counts.values()):
-        raise DataError(f"{p}: every array needs samples along axis 0; got shapes "
+        raise DataError(f"{source}: every array needs samples along axis 0; got shapes "
                         + ", ".join(f"{n} {list(a.shape)}" for n, a in arrays.items()))
     if len(set(counts.values())) > 1:
-        raise DataError(f"{p}: arrays have different numbers of samples: {counts}")
+        raise DataError(f"{source}: arrays have different numbers of samples: {counts}")
     return arrays

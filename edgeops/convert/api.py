@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._io import atomic_write
 from ..errors import CheckFailed, DataError, EdgeOpsError, UsageError
 from ..targets import Target, get_target
 from . import graph
@@ -134,7 +135,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         if validate:
             report.validation = _validate(src, result, validate, labels, gates, force)
         prof = _profile(result, calibration or validate) if profile and (calibration or validate) else None
-        _write_atomically(result, out)
+        atomic_write(out, copy_from=result)
         if prof is not None:
             from ..validate import write_profile
 
@@ -186,22 +187,6 @@ def _validate(src: str, candidate: str, data: str, labels: str | None, gates: An
         raise CheckFailed("converted model failed validation, nothing written (use --force to write it anyway): "
                           + "; ".join(result.failures))
     return summary
-
-
-def _write_atomically(src: str, dst: str) -> None:
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".edgeops-", suffix=".onnx", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _profile(model_path: str, data: str) -> dict[str, Any]:

@@ -34,11 +34,15 @@ def load(path: str) -> Any:
         raise ModelNotFoundError(f"model file {path} not found")
     from ..formats import read_summary
 
-    read_summary(path)  # clear ModelFormatError for junk before onnx's protobuf error
     try:
-        return onnx.load(path)
+        model = onnx.load(path)
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError ...
+        read_summary(path)  # the precise ModelFormatError (truncated at byte N, not a model, ...)
         raise ModelFormatError(f"{path}: onnx cannot load the model ({exc})") from exc
+    if not model.graph.output:  # protobuf parses many byte strings into an empty message
+        read_summary(path)
+        raise ModelFormatError(f"{path} is not an ONNX model (no graph outputs); re-export it or check the copy")
+    return model
 
 
 def opset_of(model: Any) -> int:

@@ -366,7 +366,8 @@ def tflite_io_map(data, *, source: str | None = None) -> dict[str, dict[str, int
     """``{"inputs": {name: tensor_index}, "outputs": {...}}`` in ``read_tflite``'s order.
 
     Names are the first SignatureDef's (the tensors are in its subgraph), else subgraph 0's
-    tensor names; indices are what ``Interpreter.set_tensor`` / ``get_tensor`` take.
+    tensor names; indices are what ``Interpreter.set_tensor`` / ``get_tensor`` take. The model is
+    validated as thoroughly as by :func:`read_tflite` (same walk), so one call is enough before loading.
     """
     inputs, outputs = _io(_read_model(data, source))
     return {"inputs": {n: i for n, i, _ in inputs}, "outputs": {n: i for n, i, _ in outputs}}

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write, jsonable
 from ..errors import DataError, UsageError
 from ..runtime.model import Model
-from .report import jsonable
 from .runner import Feeder, chunk_size, chunks, open_model, read_data
 
 VERSION = 1
@@ -131,31 +130,7 @@ def build_profile(model: str | os.PathLike[str] | Model, data: Any, *, bins: int
 
 
 def write_profile(profile: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``profile`` as JSON, atomically: a temporary file in the same folder, fsync, rename."""
+    """Write ``profile`` as JSON, atomically (see :func:`edgeops._io.atomic_write`)."""
     if not isinstance(profile, dict) or not ("inputs" in profile or "outputs" in profile):
         raise DataError("a reference profile is a dict with 'inputs' and/or 'outputs' sections")
-    target = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    text = json.dumps(jsonable(profile), indent=2)
-    fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".json.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a profile is shared like the model
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    atomic_write(path, json.dumps(jsonable(profile), indent=2) + "\n")

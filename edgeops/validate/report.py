@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from .._io import atomic_write, jsonable
 
 
 @dataclass
@@ -61,21 +62,4 @@ class ValidationReport:
         """A self-contained HTML page (inline CSS, tables, an inline PNG when matplotlib is installed)."""
         from .html import render
 
-        text = render(self)
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types: numpy scalars to numbers, tuples to lists, NaN and inf to None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+        atomic_write(path, render(self))

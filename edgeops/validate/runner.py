@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datafiles import load_inputs
+from ..datafiles import check_samples, load_inputs
 from ..errors import DataError, UsageError
 from ..runtime.model import Model, load
 from ..runtime.spec import TensorSpec
@@ -59,14 +59,7 @@ def read_data(data: Any, model: Model) -> dict[str, np.ndarray]:
         data = {names[0]: data}
     if not isinstance(data, dict) or not data:
         raise UsageError("data is a data-file path (.npz/.npy) or a non-empty dict {input name: array}")
-    arrays = {str(k): np.asarray(v) for k, v in data.items()}
-    counts = {k: (a.shape[0] if a.ndim else 0) for k, a in arrays.items()}
-    if any(c == 0 for c in counts.values()):
-        raise DataError("every data array needs samples along axis 0; got shapes "
-                        + ", ".join(f"{k} {list(a.shape)}" for k, a in arrays.items()))
-    if len(set(counts.values())) > 1:
-        raise DataError(f"data arrays have different numbers of samples: {counts}")
-    return arrays
+    return check_samples({str(k): np.asarray(v) for k, v in data.items()}, "data")
 
 
 class Feeder:

@@ -13,12 +13,13 @@ off, and any other entry is loaded as an external delegate library
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ...errors import BackendError, BackendUnavailableError, ModelFormatError, ProviderUnavailableError
-from ...formats import read_tflite, tflite_io_map
+from ...formats import tflite_io_map
 from ...targets import Target
 from ..spec import TensorSpec
 
@@ -55,7 +56,7 @@ class TFLiteBackend:
                  runtime: str | None = None):
         with open(path, "rb") as fh:
             data = fh.read()
-        read_tflite(data, source=path)  # raises ModelFormatError on anything the interpreter could choke on
+        # validates the whole flatbuffer first: ModelFormatError on anything the interpreter could choke on
         io = tflite_io_map(data, source=path)
         self.name, mod = import_interpreter(runtime)
         self.version = _version(self.name)
@@ -79,13 +80,9 @@ class TFLiteBackend:
         self._out = list(io["outputs"].values())
         self._shapes = {idx: tuple(int(d) for d in details[idx]["shape"]) for _, idx in self._in}
         self._lock = threading.Lock()  # an interpreter is not thread-safe
+        self.run = self._make_run()
 
-        self.run = self._make_run()  # type: ignore[method-assign]
-
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:  # replaced per instance in __init__
-        return self._make_run()(feeds)
-
-    def _make_run(self):  # type: ignore[no-untyped-def]
+    def _make_run(self) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
         """The hot path as a closure over bound methods: no attribute look-ups per call."""
         set_tensor, invoke, get_tensor = self.interp.set_tensor, self.interp.invoke, self.interp.get_tensor
         ins, outs, shapes, lock, resize = self._in, self._out, self._shapes, self._lock, self._resize

@@ -1,0 +1,71 @@
+"""Small file and JSON helpers shared by every stage.
+
+:func:`atomic_write` is the one way edgeops writes a file a reader may see at any
+moment (models, profiles, reports): a temporary file in the same folder, fsync,
+rename, then fsync of the folder, so a crash leaves the old file or the new one,
+never half of either. :func:`jsonable` turns numpy values and non-finite floats
+into plain JSON.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from typing import Any
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str | None = None, *,
+                 copy_from: str | os.PathLike[str] | None = None) -> None:
+    """Write ``data`` (or the content of the file ``copy_from``) to ``path`` atomically."""
+    if (data is None) == (copy_from is None):
+        raise TypeError("give exactly one of data or copy_from")
+    target = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".edgeops-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if copy_from is not None:
+                with open(copy_from, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            else:
+                out.write(data.encode("utf-8") if isinstance(data, str) else data)
+            out.flush()
+            os.fsync(out.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; these are shared like any other
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars to numbers, tuples to lists, NaN and inf to None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
