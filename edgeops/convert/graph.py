@@ -161,8 +161,11 @@ _OPTIMIZER_PREFIXES = ("ConvBnFusion_W_", "ConvBnFusion_BN_B_", "ConvAddFusion_A
 def compact(model: Any) -> Any:
     """Make a small model's file small: the quantizer's long derived names get short suffixes
     (``relu1_QuantizeLinear_Output`` -> ``relu1/q``; original tensor names are kept), Q/DQ nodes lose
-    their names, all-zero int32 bias zero points (optional inputs) go, and so do value_info and doc strings."""
+    their names, all-zero int32 bias zero points (optional inputs) go, and so do value_info, doc
+    strings, the quantizer's metadata and opset imports of domains no node uses. Float tails lose
+    their last rounding (:func:`float_tails`)."""
     onnx = import_onnx()
+    float_tails(model)
     graph = model.graph
     io_names = {v.name for v in list(graph.input) + list(graph.output)}
 
@@ -184,6 +187,7 @@ def compact(model: Any) -> Any:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             node.name = ""
             if node.op_type == "DequantizeLinear" and len(node.input) == 3:
+                # not int8 weight zero points: onnxruntime's QGemm fusion wants them present
                 zp = inits.get(node.input[2])
                 if zp is not None and zp.data_type == onnx.TensorProto.INT32 and not onnx.numpy_helper.to_array(zp).any():
                     del node.input[2]
@@ -201,8 +205,67 @@ def compact(model: Any) -> Any:
     graph.initializer.extend(keep)
     del graph.value_info[:]
     model.doc_string = ""
+    del model.metadata_props[:]
+    from .._version import __version__
+
+    model.producer_name, model.producer_version = "edgeops", __version__
+    used_domains = {n.domain for n in graph.node} | {"", "ai.onnx"}
+    keep_opsets = [o for o in model.opset_import if o.domain in used_domains]
+    del model.opset_import[:]
+    model.opset_import.extend(keep_opsets)
     return model
 
+
+# Producers whose onnxruntime int8 kernel survives a float output (QGemm, MatMulIntegerToFloat), or that
+# gain nothing from int8: a Q -> DQ pair after them that only float code reads is pure rounding.
+_FLOAT_OUT_OK = {"Gemm", "MatMul", "Softmax", "LogSoftmax"}
+# Readers that run in float when nothing requantizes their output (a Gemm reader would be int8 anyway).
+_FLOAT_READERS = {"Softmax", "LogSoftmax"}
+
+
+def float_tails(model: Any) -> Any:
+    """Drop the QuantizeLinear -> DequantizeLinear pairs the quantizer leaves where only float code
+    reads the result: on a graph output, or feeding a Softmax whose output is not requantized (the
+    Softmax after the last Gemm). Outputs then carry the producing op's float result instead of that
+    result rounded to 256 levels. Only after producers in ``_FLOAT_OUT_OK``: after a Conv the pair is
+    what lets onnxruntime run the Conv as QLinearConv, so it stays."""
+    while _drop_one_float_tail(model.graph):
+        pass
+    return model
+
+
+def _drop_one_float_tail(graph: Any) -> bool:
+    outputs = {o.name for o in graph.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+
+    def requantized(node: Any) -> bool:
+        return any(r.op_type == "QuantizeLinear" for o in node.output for r in readers.get(o, ()))
+
+    for dq in graph.node:
+        if dq.op_type != "DequantizeLinear" or dq.input[0] not in producer:
+            continue
+        q = producer[dq.input[0]]
+        src = producer.get(q.input[0]) if q.op_type == "QuantizeLinear" else None
+        if (src is None or src.op_type not in _FLOAT_OUT_OK or len(readers.get(q.output[0], ())) != 1
+                or q.input[0] in outputs
+                or any(r.op_type not in _FLOAT_READERS or requantized(r) for r in readers.get(dq.output[0], ()))):
+            continue
+        if dq.output[0] in outputs:  # the producer takes the output's name
+            old, new = q.input[0], dq.output[0]
+            src.output[list(src.output).index(old)] = new
+        else:  # the readers of the DQ output read the producer's tensor
+            old, new = dq.output[0], q.input[0]
+        for r in readers.get(old, ()):
+            if r is not q:
+                r.input[list(r.input).index(old)] = new
+        graph.node.remove(q)
+        graph.node.remove(dq)
+        return True
+    return False
 
 def sort_topologically(model: Any) -> Any:
     """Order graph nodes so every input is produced before it is used (onnx's checker requires it;

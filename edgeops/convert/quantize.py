@@ -8,6 +8,8 @@ without symbolic shape inference and finally skipped, and the report says so.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -94,11 +96,12 @@ def static_int8(src: str, dst: str, calibration: str, *, method: str, per_channe
         raise UsageError(f"calibration method must be one of {', '.join(METHODS)}, not {method!r}")
     reader = DataReader(calibration, graph_inputs(model))
     op_types = _op_types(model, exclude_op_types)
-    quantize_static(src, dst, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=getattr(CalibrationMethod, METHODS[method]),
-                    nodes_to_exclude=list(exclude_nodes), op_types_to_quantize=op_types, reduce_range=reduce_range,
-                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    with contextlib.redirect_stdout(sys.stderr):  # the entropy/percentile calibrators print; --json owns stdout
+        quantize_static(src, dst, reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+                        nodes_to_exclude=list(exclude_nodes), op_types_to_quantize=op_types,
+                        reduce_range=reduce_range, extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
 
 
 def dynamic_int8(src: str, dst: str, *, per_channel: bool, exclude_nodes: list[str],

@@ -24,7 +24,7 @@ def accuracy(path, x, labels):
 
 CASES = [
     # model, data key, mode, calibration, min size ratio
-    pytest.param("digits_cnn", "image", "int8", True, 2.2, id="cnn-int8"),
+    pytest.param("digits_cnn", "image", "int8", True, 2.5, id="cnn-int8"),
     pytest.param("digits_mlp", "pixels", "int8", True, 2.5, id="mlp-int8"),
     pytest.param("digits_mlp", "pixels", "dynamic", False, 2.5, id="mlp-dynamic"),
     pytest.param("digits_cnn", "image", "fp16", False, 1.5, id="cnn-fp16"),
@@ -259,3 +259,42 @@ def test_cli_convert_validate_exit_1_on_a_failed_gate(tmp_path, examples):
     proc = subprocess.run(args + ["--max-accuracy-drop", "1"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "c.onnx").exists() and (tmp_path / "c.profile.json").exists()
+
+
+def _fused_ops(path, tmp_path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "session-optimized.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+
+
+@pytest.mark.parametrize("name, fused", [
+    pytest.param("digits_cnn", {"QLinearConv": 2, "QGemm": 1}, id="cnn"),
+    pytest.param("digits_mlp", {"QGemm": 2}, id="mlp"),
+])
+def test_int8_outputs_are_float_and_onnxruntime_still_fuses_every_layer(tmp_path, examples, name, fused):
+    """Regression: dropping the Q/DQ rounding before the Softmax once also dropped the pair between
+    the MLP's two Gemms, and dropping int8 weight zero points stopped onnxruntime's QGemm fusion."""
+    out = tmp_path / "q.onnx"
+    edgeops.convert(examples / f"{name}.onnx", out, quantize="int8", calibration=str(examples / f"{name}_calib.npz"),
+                    profile=False)
+    model = onnx.load(out)
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert producer["probabilities"] == "Softmax" and producer["logits"] == "Gemm"
+    assert [o.domain for o in model.opset_import] == [""] and not model.metadata_props
+    ops = _fused_ops(out, tmp_path)
+    assert {k: ops.count(k) for k in fused} == fused
+    assert "DequantizeLinear" not in ops  # nothing left to dequantize: QGemm writes the float logits
+
+
+def test_json_stdout_stays_clean_with_the_chatty_calibrators(tmp_path, examples):
+    """Regression: onnxruntime's entropy calibrator prints progress to stdout, which broke --json."""
+    out = tmp_path / "e.onnx"
+    proc = subprocess.run([sys.executable, "-m", "edgeops", "convert", str(examples / "digits_mlp.onnx"), "-o", str(out),
+                           "--quantize", "int8", "--calibration", str(examples / "digits_mlp_calib.npz"),
+                           "--calibration-method", "entropy", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["quantize"] == "int8"
