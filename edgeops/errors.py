@@ -7,6 +7,7 @@ at the top, as one line and an exit code (``exit_code``)::
 
     EdgeOpsError                      exit 2 unless noted
     ├── UsageError                    bad arguments, impossible option combinations
+    ├── UnsupportedOpsError           nodes a converter cannot express (all listed together)
     ├── ModelLoadError                a model file cannot be opened
     │   ├── ModelNotFoundError        missing or unreadable path
     │   └── ModelFormatError          empty, truncated, corrupt or not a model at all
@@ -28,6 +29,7 @@ from __future__ import annotations
 __all__ = [
     "EdgeOpsError",
     "UsageError",
+    "UnsupportedOpsError",
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelFormatError",
@@ -53,6 +55,15 @@ class EdgeOpsError(Exception):
 
 class UsageError(EdgeOpsError):
     """Bad arguments or an impossible combination of options."""
+
+
+class UnsupportedOpsError(EdgeOpsError):
+    """A model has nodes the converter cannot express; ``problems`` lists every one of them
+    as ``(node name, op type, reason)``, not just the first."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str, str]] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class ModelLoadError(EdgeOpsError):

@@ -1,0 +1,3 @@
+"""resize converters (filled in by the op-family work)."""
+
+from __future__ import annotations

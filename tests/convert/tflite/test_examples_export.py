@@ -1,0 +1,24 @@
+"""The example models export to TFLite and agree with onnxruntime (the issue's 1e-4 bar)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import assert_parity, onnx
+
+
+@pytest.mark.parametrize("name, key", [("digits_mlp", "pixels"), ("digits_cnn", "image")])
+def test_digits_models_match_onnxruntime(examples, name, key):
+    model = onnx.load(examples / f"{name}.onnx")
+    x = np.load(examples / f"{name}_test.npz")[key][:1].astype(np.float32)
+    exported = assert_parity(model, {key: x}, rtol=1e-4, atol=1e-6)
+    assert exported.inputs[0] == (key, x.shape)  # drop-in: same name, shape and layout
+    assert exported.outputs[0][0] == "probabilities"
+
+
+def test_a_conv_chain_carries_no_transposes_between_convs(examples):
+    exported = assert_parity(onnx.load(examples / "digits_cnn.onnx"),
+                             {"image": np.load(examples / "digits_cnn_test.npz")["image"][:1]})
+    # the 1-channel input needs only a RESHAPE; the one TRANSPOSE is the NHWC -> NCHW before Flatten
+    assert exported.ops.get("TRANSPOSE", 0) <= 1 and exported.ops["CONV_2D"] == 2
