@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+
 @dataclass
 class Outcome:
     test: str
