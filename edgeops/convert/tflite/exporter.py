@@ -15,6 +15,7 @@ from typing import Any
 
 from ...errors import ModelFormatError, UnsupportedOpsError
 from .context import Context, channels_last, identity
+from .peephole import fold_transpose_into_fully_connected
 from .prepare import prepare
 from .registry import REGISTRY, Unsupported, load_all
 
@@ -62,6 +63,8 @@ def export(model: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None
 
     for out in model.graph.output:
         ctx.w.outputs.append(_final_output(ctx, out.name, io_perm[out.name]))
+    if fold_transpose_into_fully_connected(ctx.w):
+        notes.append("NHWC -> NCHW transpose before the classifier folded into its weights")
     ctx.w.fuse_activations()
     ctx.w.prune()
     out_names = [o.name for o in model.graph.output]

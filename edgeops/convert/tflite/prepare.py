@@ -37,6 +37,9 @@ def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) 
     folded = fold_constants(model)
     if folded:
         notes.append(f"folded {folded} shape/constant nodes")
+    fused = fuse_hard_swish(model)
+    if fused:
+        notes.append(f"{fused} HardSigmoid * x patterns fused back into HardSwish")
     model = graph.infer_shapes(model)
     return model, notes
 
@@ -75,6 +78,39 @@ def fold_constants(model: Any) -> int:
     del g.initializer[:]
     g.initializer.extend(live)
     return folded
+
+
+def fuse_hard_swish(model: Any) -> int:
+    """``Mul(x, HardSigmoid(x, alpha=1/6, beta=0.5))`` -> ``HardSwish(x)``: onnxruntime's optimizer
+    inlines the HardSwish function into that pair, and TFLite has HARD_SWISH as one kernel."""
+    from onnx import helper
+
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    outputs = {o.name for o in g.output}
+    fused = 0
+    for mul in list(g.node):
+        if mul.op_type != "Mul":
+            continue
+        for x, h in (tuple(mul.input), tuple(mul.input)[::-1]):
+            hs = producer.get(h)
+            if (hs is None or hs.op_type != "HardSigmoid" or hs.input[0] != x or readers.get(h) != 1
+                    or h in outputs):
+                continue
+            attrs = {a.name: helper.get_attribute_value(a) for a in hs.attribute}
+            if abs(attrs.get("alpha", 0.2) - 1 / 6) > 1e-6 or abs(attrs.get("beta", 0.5) - 0.5) > 1e-6:
+                continue
+            swish = helper.make_node("HardSwish", [x], list(mul.output), name=mul.name or hs.name)
+            g.node.insert(list(g.node).index(mul), swish)
+            g.node.remove(mul)
+            g.node.remove(hs)
+            fused += 1
+            break
+    return fused
 
 
 def _shape_of(node: Any, shape: tuple[int, ...]) -> np.ndarray:

@@ -227,7 +227,7 @@ def _aligned_buffer_class() -> Any:
                     builder.StartVector(1, len(payload), ALIGNMENT)
                     builder.head -= len(payload)
                     builder.Bytes[builder.head: builder.head + len(payload)] = payload
-                    data = builder.EndVector(len(payload))
+                    data = _end_vector(builder, len(payload))
                 tfl.BufferStart(builder)
                 if data is not None:
                     tfl.BufferAddData(builder, data)
@@ -235,6 +235,14 @@ def _aligned_buffer_class() -> Any:
 
         _BUFFER_CLASS = AlignedBufferT
     return _BUFFER_CLASS
+
+
+def _end_vector(builder: Any, n: int) -> int:
+    """flatbuffers >= 2 counts the elements itself (and warns when given them); 1.x needs the count."""
+    try:
+        return builder.EndVector()
+    except TypeError:
+        return builder.EndVector(n)
 
 
 def _opcode(tfl: Any, name: str) -> Any:
