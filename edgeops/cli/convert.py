@@ -38,13 +38,17 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--min-cosine", type=float, default=None, help="Gate, output cosine similarity.")
 @click.option("--max-p95-ms", type=float, default=None, help="Gate, candidate p95 latency.")
 @click.option("--force", is_flag=True, help="Write the model even when validation gates fail.")
+@click.option("--channels-last", is_flag=True, help="TFLite: NHWC inputs/outputs instead of the ONNX layout.")
+@click.option("--int8-io", is_flag=True, help="TFLite with --quantize int8: int8 inputs/outputs instead of float32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON on stdout.")
 def convert(model: str, output: str, target: str, fmt: str | None, quantize: str | None, calibration: str | None,
             calibration_method: str, per_channel: bool, input_shapes: tuple[str, ...], exclude_nodes: tuple[str, ...],
             exclude_op_types: tuple[str, ...], validate_data: str | None, labels: str | None,
             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
-            max_p95_ms: float | None, force: bool, as_json: bool) -> None:
-    """Convert MODEL (.onnx) for a device target: optimize, quantize, check, optionally validate."""
+            max_p95_ms: float | None, force: bool, channels_last: bool, int8_io: bool, as_json: bool) -> None:
+    """Convert MODEL (.onnx) for a device target: optimize, quantize, check, optionally validate.
+
+    The output format follows -o's extension (.onnx, .tflite, .c) unless --format says otherwise."""
     from ..convert import convert as run_convert
     from ..errors import UsageError
 
@@ -62,7 +66,7 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                          calibration_method=calibration_method, per_channel=per_channel,
                          input_shapes=_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
                          exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
-                         labels=labels, gates=gates, force=force)
+                         labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io)
     data = report.to_dict()
     if as_json:
         emit_json(data)
@@ -80,6 +84,10 @@ def _human(d: dict[str, Any]) -> None:
               f"({d['size_ratio']:.2f}x smaller), {d['nodes_quantized']} nodes quantized")
     for step in d["steps"]:
         out.print(f"  - {step}")
+    extra = d.get("extra") or {}
+    if "arena_bytes" in extra:
+        out.print(f"C array {extra['symbol']} ({extra['model_bytes']} bytes) in {d['output']} + {extra['header']}; "
+                  f"tensor arena estimate {extra['arena_bytes'] / 1024:.1f} KiB ({extra['arena_method']})")
     ops = Table("op", "before", "after", box=None)
     for op in sorted(set(d["ops_before"]) | set(d["ops_after"])):
         ops.add_row(op, str(d["ops_before"].get(op, "")), str(d["ops_after"].get(op, "")))

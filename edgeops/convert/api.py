@@ -43,6 +43,8 @@ class ConvertReport:
     seconds: float = 0.0
     profile: str | None = None
     validation: dict[str, Any] | None = None
+    format: str = "onnx"
+    extra: dict[str, Any] = field(default_factory=dict)  # format-specific: C header, symbol, arena estimate
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -76,7 +78,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
             exclude_nodes: list[str] | tuple[str, ...] = (), exclude_op_types: list[str] | tuple[str, ...] = (),
             format: str | None = None, validate: str | None = None, labels: str | None = None,
             gates: Any = None, force: bool = False, profile: bool = True,
-            reduce_range: bool | None = None) -> ConvertReport:
+            reduce_range: bool | None = None, channels_last: bool = False, int8_io: bool = False) -> ConvertReport:
     """Convert ``model`` (.onnx) for ``target`` and write ``output``; see the module docstring.
 
     ``reduce_range`` (default: on for x86-64 targets when the model has convolutions) quantizes static
@@ -86,6 +88,9 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     ``validate`` (a data file) runs ``edgeops.validate`` with ``labels`` and ``gates``
     (:class:`edgeops.validate.Gates`) against the source model and refuses to write a
     model that fails them unless ``force``.
+    ``format`` "tflite" (or an output ending in ``.tflite``) exports without TensorFlow and quantizes
+    with ai-edge-quantizer; ``channels_last`` makes its I/O NHWC, ``int8_io`` (static int8) makes its
+    I/O int8. ``format`` "c" (or ``.c``) writes ``NAME.c``/``NAME.h`` with the model as a byte array.
     """
     started = time.perf_counter()
     src, out = os.fspath(model), os.fspath(output)
@@ -93,8 +98,17 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     fmt = format or ("tflite" if out.endswith(".tflite") else "c" if out.endswith(".c") else "onnx")
     if fmt not in tgt.formats:
         raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}")
-    if fmt != "onnx":
-        raise UsageError(f"--format {fmt} is not available in this version; convert to .onnx")
+    if fmt not in ("onnx", "tflite", "c"):
+        raise UsageError(f"--format must be onnx, tflite or c, not {fmt!r}")
+    if fmt == "c" and not out.endswith(".c"):
+        raise UsageError(f"--format c writes NAME.c and NAME.h: give -o NAME.c, not {out}")
+    if fmt == "onnx" and (channels_last or int8_io):
+        raise UsageError("--channels-last and --int8-io apply to --format tflite or c")
+    if fmt != "onnx" and (exclude_nodes or exclude_op_types):
+        raise UsageError("--exclude-nodes/--exclude-op-types apply to ONNX output (onnxruntime.quantization)")
+    if fmt != "onnx" and validate and channels_last:
+        raise UsageError("--validate compares the model with the ONNX source on the same data; "
+                         "drop --channels-last (the default TFLite I/O matches the ONNX model)")
     mode = choose_mode(tgt, quantize, calibration)
     if calibration and mode != "int8":
         raise UsageError(f"--calibration is used by --quantize int8 only, not {mode}")
@@ -103,6 +117,9 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     onnx = graph.import_onnx()
     report = ConvertReport(src, out, tgt.name, mode, nodes_excluded=list(exclude_nodes),
                            op_types_excluded=list(exclude_op_types))
+    if fmt != "onnx":
+        return _convert_tflite(src, out, fmt, tgt, mode, report, input_shapes, channels_last, int8_io, calibration,
+                               validate, labels, gates, force, profile, started)
     proto = graph.name_nodes(graph.load(src))
     if reduce_range is None:
         reduce_range = tgt.arch == "x86_64" and any(n.op_type in ("Conv", "ConvTranspose") for n in proto.graph.node)
@@ -144,6 +161,36 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
             report.profile = os.path.splitext(out)[0] + ".profile.json"
             write_profile(prof, report.profile)
     report.size_after = os.path.getsize(out)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report: ConvertReport,
+                    input_shapes: dict[str, tuple[int, ...]] | None, channels_last: bool, int8_io: bool,
+                    calibration: str | None, validate: str | None, labels: str | None, gates: Any, force: bool,
+                    profile: bool, started: float) -> ConvertReport:
+    from . import to_tflite
+
+    report.format = fmt
+    report.size_before = os.path.getsize(src) if os.path.isfile(src) else 0
+    report.ops_before = graph.op_histogram(graph.load(src))
+    data = to_tflite.export_and_quantize(src, mode, input_shapes=input_shapes, channels_last=channels_last,
+                                         calibration=calibration, int8_io=int8_io, report=report)
+    with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
+        result = os.path.join(tmp, "result.tflite")
+        with open(result, "wb") as f:
+            f.write(data)
+        if validate:
+            report.validation = _validate(src, result, validate, labels, gates, force)
+        data_for_profile = calibration or validate
+        prof = _profile(result, data_for_profile) if profile and data_for_profile and not int8_io else None
+        report.extra = to_tflite.write(data, out, fmt)
+        if prof is not None:
+            from ..validate import write_profile
+
+            report.profile = os.path.splitext(out)[0] + ".profile.json"
+            write_profile(prof, report.profile)
+    report.size_after = len(data)
     report.seconds = time.perf_counter() - started
     return report
 

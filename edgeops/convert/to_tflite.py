@@ -1,0 +1,123 @@
+"""The TFLite and C-array path of ``edgeops.convert``: export, quantize, check, write.
+
+ONNX in; the TensorFlow-free exporter (``convert/tflite``) writes a float32 ``.tflite`` that is a
+drop-in for the ONNX model (same I/O names, shapes and layout unless ``channels_last``);
+ai-edge-quantizer quantizes it (dynamic int8, static int8 with calibration, fp16 weights);
+the result must pass the flatbuffer validator and run one sample in the runtime before
+anything is written. ``format="c"`` writes ``NAME.c``/``NAME.h`` with the model as an aligned byte
+array and a tensor-arena estimate for TFLite Micro.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_write
+from ..errors import EdgeOpsError, InferenceError, UsageError
+
+MAX_CALIBRATION = 500
+
+
+def export_and_quantize(src: str, mode: str, *, input_shapes: dict[str, tuple[int, ...]] | None,
+                        channels_last: bool, calibration: str | None, int8_io: bool,
+                        report: Any) -> bytes:
+    """The ``.tflite`` bytes for ``src`` in quantization ``mode``; fills ``report`` (ops, steps, nodes quantized)."""
+    from . import graph
+    from .tflite import export
+
+    if int8_io and mode != "int8":
+        raise UsageError("--int8-io needs --quantize int8 (static int8 with calibration)")
+    exported = export(graph.load(src), input_shapes=input_shapes, channels_last_io=channels_last)
+    report.steps += exported.notes
+    report.steps.append(f"exported to TFLite without TensorFlow ({sum(exported.ops.values())} ops"
+                        f"{', channels-last I/O' if channels_last else ', same I/O names, shapes and layout as the ONNX model'})")
+    data = exported.data
+    if mode != "none":
+        from .tflite.quantize import quantize
+
+        samples = _samples(calibration, exported.inputs) if mode == "int8" else None
+        data, notes = quantize(data, mode, calibration=samples, int8_io=int8_io)
+        report.steps += notes
+    summary = _check(data)
+    report.ops_after = dict(summary.ops)
+    report.nodes_quantized = quantized_ops(data) if mode != "none" else 0
+    return data
+
+
+def _samples(path: str | None, inputs: list[tuple[str, tuple[int, ...]]]) -> list[dict[str, np.ndarray]]:
+    """Calibration feeds, one sample each, laid out as the exported model's inputs."""
+    from ..datafiles import load_inputs
+    from ..errors import DataError
+
+    if not path:
+        raise UsageError("--quantize int8 (static) needs --calibration DATA: a .npz of representative inputs")
+    arrays = load_inputs(path, [n for n, _ in inputs])
+    n = min(next(iter(arrays.values())).shape[0], MAX_CALIBRATION)
+    feeds = []
+    for i in range(n):
+        feed = {}
+        for name, shape in inputs:
+            a = np.asarray(arrays[name][i:i + 1])
+            if a.dtype == np.float64:
+                a = a.astype(np.float32)
+            if a.shape != shape and a.ndim == len(shape) and a.ndim >= 3 and \
+                    a.shape == (shape[0], shape[-1], *shape[1:-1]):
+                a = np.moveaxis(a, 1, -1)  # channels-last I/O, channels-first data: the user's data stays NCHW
+            if a.shape != shape:
+                raise DataError(f"calibration data for {name!r} has samples of shape {list(a.shape[1:])}, the model "
+                                f"wants {list(shape[1:])} (samples along axis 0)")
+            feed[name] = np.ascontiguousarray(a)
+        feeds.append(feed)
+    return feeds
+
+
+def _check(data: bytes) -> Any:
+    """The result must pass the flatbuffer validator and run once in the runtime: never write a bad file."""
+    import tempfile
+
+    from ..formats.tflite_file import read_tflite
+    from ..runtime import load
+
+    summary = read_tflite(data, source="the converted model")
+    with tempfile.TemporaryDirectory(prefix="edgeops-tflite-check-") as tmp:
+        path = os.path.join(tmp, "check.tflite")
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            model = load(path)
+            feeds = {s.name: np.zeros([d or 1 for d in s.shape], s.dtype) for s in model.inputs}
+            model.run(feeds)
+        except EdgeOpsError as exc:
+            raise InferenceError(f"the converted TFLite model does not run ({exc}); nothing written. "
+                                 "Please report this with the model") from exc
+    return summary
+
+
+def quantized_ops(data: bytes) -> int:
+    """Operators that read an int8 or float16 constant (their weights were quantized)."""
+    from ai_edge_litert import schema_py_generated as tfl
+
+    model = tfl.ModelT.InitFromPackedBuf(data, 0)
+    sub = model.subgraphs[0]
+    low = {tfl.TensorType.INT8, tfl.TensorType.FLOAT16, tfl.TensorType.INT16}
+    count = 0
+    for op in sub.operators:
+        ins = [sub.tensors[i] for i in (op.inputs if op.inputs is not None else []) if i >= 0]
+        if any(t.type in low and model.buffers[t.buffer].data is not None for t in ins):
+            count += 1
+    return count
+
+
+def write(data: bytes, out: str, fmt: str) -> dict[str, Any]:
+    """Write ``.tflite`` bytes, or ``NAME.c`` + ``NAME.h`` for ``fmt == "c"``; returns report extras."""
+    if fmt == "tflite":
+        atomic_write(out, data)
+        return {}
+    from .carray import write_c_array
+
+    result = write_c_array(data, out)
+    return {"header": result.h_path, "symbol": result.symbol, "model_bytes": result.size,
+            "arena_bytes": result.arena.bytes, "arena_method": result.arena.method}

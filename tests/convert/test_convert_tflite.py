@@ -1,0 +1,90 @@
+"""``edgeops convert --format tflite|c``: the TFLite path end to end through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("ai_edge_litert")
+
+import edgeops  # noqa: E402
+from edgeops.errors import UnsupportedOpsError, UsageError  # noqa: E402
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgeops", "convert", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name, key", [("digits_cnn", "image"), ("digits_mlp", "pixels")])
+def test_fp32_tflite_is_a_drop_in_for_the_onnx_model(tmp_path, examples, name, key):
+    out = tmp_path / f"{name}.tflite"
+    report = edgeops.convert(examples / f"{name}.onnx", out, quantize="none")
+    assert report.format == "tflite" and report.size_after == out.stat().st_size
+    ref, got = edgeops.load(examples / f"{name}.onnx"), edgeops.load(out)
+    assert [(s.name, s.dtype) for s in got.inputs] == [(s.name, s.dtype) for s in ref.inputs]
+    assert got.inputs[0].shape[1:] == ref.inputs[0].shape[1:]
+    x = np.load(examples / f"{name}_test.npz")[key][:5]
+    for i in range(5):
+        want = ref.run(x[i:i + 1])["probabilities"]
+        have = got.run(x[i:i + 1])["probabilities"]
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-6)
+
+
+def test_cli_json_report_for_tflite(tmp_path, examples):
+    out = tmp_path / "m.tflite"
+    proc = cli(examples / "digits_cnn.onnx", "-o", out, "--quantize", "none", "--json")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["format"] == "tflite" and d["ops_before"]["Conv"] == 2 and d["ops_after"]["CONV_2D"] == 2
+    assert out.read_bytes()[4:8] == b"TFL3"
+
+
+def test_unsupported_nodes_are_all_listed_and_nothing_is_written(tmp_path, make_onnx):
+    from onnx import helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok"),
+             helper.make_node("Erf", ["a"], ["b"], name="erf1"),
+             helper.make_node("Erf", ["b"], ["y"], name="erf2")]
+    src = make_onnx(nodes, [("x", 1, [1, 4])], [("y", 1, [1, 4])], name="erf")
+    out = tmp_path / "erf.tflite"
+    with pytest.raises(UnsupportedOpsError) as err:
+        edgeops.convert(src, out, quantize="none")
+    assert [p[:2] for p in err.value.problems] == [("erf1", "Erf"), ("erf2", "Erf")]
+    assert not out.exists()
+    proc = cli(src, "-o", out, "--quantize", "none")
+    assert proc.returncode == 2 and "erf1 [Erf]" in proc.stderr and "erf2 [Erf]" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_channels_last_io(tmp_path, examples):
+    out = tmp_path / "nhwc.tflite"
+    edgeops.convert(examples / "digits_cnn.onnx", out, quantize="none", channels_last=True)
+    m = edgeops.load(out)
+    assert m.inputs[0].shape[1:] == (8, 8, 1)
+    x = np.load(examples / "digits_cnn_test.npz")["image"][:1]
+    want = edgeops.load(examples / "digits_cnn.onnx").run(x)["probabilities"]
+    np.testing.assert_allclose(m.run(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))["probabilities"], want,
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    pytest.param({"output": "m.tflite", "exclude_nodes": ["conv1"]}, "apply to ONNX", id="exclude-nodes"),
+    pytest.param({"output": "m.onnx", "channels_last": True}, "apply to --format tflite", id="channels-last-onnx"),
+    pytest.param({"output": "m.tflite", "int8_io": True, "quantize": "dynamic"}, "needs --quantize int8", id="int8-io"),
+    pytest.param({"output": "m.c", "quantize": "dynamic", "target": "cortex-m"}, "int8", id="cortex-m-dynamic"),
+    pytest.param({"output": "m.h", "format": "c", "quantize": "int8", "target": "cortex-m"}, "NAME.c", id="c-needs-dot-c"),
+    pytest.param({"output": "m.tflite", "target": "jetson-orin"}, "takes onnx", id="jetson-tflite"),
+])
+def test_impossible_tflite_requests_fail_before_any_output(tmp_path, examples, kwargs, words):
+    kwargs = dict(kwargs)
+    out = tmp_path / kwargs.pop("output")
+    kwargs.setdefault("quantize", "none")
+    with pytest.raises(UsageError, match=words):
+        edgeops.convert(examples / "digits_cnn.onnx", out, **kwargs)
+    assert not list(tmp_path.iterdir())
