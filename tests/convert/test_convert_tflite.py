@@ -49,16 +49,16 @@ def test_unsupported_nodes_are_all_listed_and_nothing_is_written(tmp_path, make_
     from onnx import helper
 
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok"),
-             helper.make_node("Erf", ["a"], ["b"], name="erf1"),
-             helper.make_node("Erf", ["b"], ["y"], name="erf2")]
-    src = make_onnx(nodes, [("x", 1, [1, 4])], [("y", 1, [1, 4])], name="erf")
-    out = tmp_path / "erf.tflite"
+             helper.make_node("Hardmax", ["a"], ["b"], name="hm1"),
+             helper.make_node("Hardmax", ["b"], ["y"], name="hm2")]
+    src = make_onnx(nodes, [("x", 1, [1, 4])], [("y", 1, [1, 4])], name="hardmax")
+    out = tmp_path / "hardmax.tflite"
     with pytest.raises(UnsupportedOpsError) as err:
         edgeops.convert(src, out, quantize="none")
-    assert [p[:2] for p in err.value.problems] == [("erf1", "Erf"), ("erf2", "Erf")]
+    assert [p[:2] for p in err.value.problems] == [("hm1", "Hardmax"), ("hm2", "Hardmax")]
     assert not out.exists()
     proc = cli(src, "-o", out, "--quantize", "none")
-    assert proc.returncode == 2 and "erf1 [Erf]" in proc.stderr and "erf2 [Erf]" in proc.stderr
+    assert proc.returncode == 2 and "hm1 [Hardmax]" in proc.stderr and "hm2 [Hardmax]" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
 
 

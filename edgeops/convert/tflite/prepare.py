@@ -40,6 +40,9 @@ def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) 
     fused = fuse_hard_swish(model)
     if fused:
         notes.append(f"{fused} HardSigmoid * x patterns fused back into HardSwish")
+    fused = fuse_gelu(model)
+    if fused:
+        notes.append(f"{fused} erf-based GELU subgraphs fused into Gelu")
     model = graph.infer_shapes(model)
     return model, notes
 
@@ -111,6 +114,83 @@ def fuse_hard_swish(model: Any) -> int:
             fused += 1
             break
     return fused
+
+
+def fuse_gelu(model: Any) -> int:
+    """The erf form of GELU that exporters write before opset 20 -> one ``Gelu`` node (TFLite GELU):
+    ``0.5 * x * (1 + Erf(x / sqrt(2)))`` in either order of the two Muls, with Div by sqrt(2) or Mul by
+    1/sqrt(2)."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    fused = 0
+    while True:
+        producer = {o: n for n in g.node for o in n.output}
+        readers: dict[str, list[Any]] = {}
+        for n in g.node:
+            for i in n.input:
+                readers.setdefault(i, []).append(n)
+        match = _match_gelu(g, consts, producer, readers)
+        if match is None:
+            return fused
+        x, out, nodes = match
+        first = min(list(g.node).index(n) for n in nodes)
+        for n in nodes:
+            g.node.remove(n)
+        g.node.insert(first, helper.make_node("Gelu", [x], [out], name=nodes[-1].name))
+        fused += 1
+
+
+def _scalar(consts: dict[str, np.ndarray], name: str, value: float) -> bool:
+    a = consts.get(name)
+    return a is not None and a.size == 1 and abs(float(a.reshape(-1)[0]) - value) < 1e-4
+
+
+def _other(node: Any, name: str) -> str | None:
+    ins = list(node.input)
+    if len(ins) != 2 or name not in ins:
+        return None
+    return ins[1] if ins[0] == name else ins[0]
+
+
+def _match_gelu(g: Any, consts: dict[str, np.ndarray], producer: dict[str, Any],
+                readers: dict[str, list[Any]]) -> tuple[str, str, list[Any]] | None:
+    outputs = {o.name for o in g.output}
+    for erf in g.node:
+        if erf.op_type != "Erf":
+            continue
+        scale = producer.get(erf.input[0])
+        if scale is None or scale.op_type not in ("Div", "Mul") or scale.input[1] not in consts:
+            continue
+        x = scale.input[0]
+        if not _scalar(consts, scale.input[1], 2 ** 0.5 if scale.op_type == "Div" else 2 ** -0.5):
+            continue
+        add = readers.get(erf.output[0], [])
+        if len(add) != 1 or add[0].op_type != "Add" or not _scalar(consts, _other(add[0], erf.output[0]) or "", 1.0):
+            continue
+        add = add[0]
+        mul = readers.get(add.output[0], [])
+        if len(mul) != 1 or mul[0].op_type != "Mul":
+            continue
+        mul, other = mul[0], _other(mul[0], add.output[0])
+        if other == x:  # (x * (1 + erf)) * 0.5
+            half = readers.get(mul.output[0], [])
+            if len(half) != 1 or half[0].op_type != "Mul" or not _scalar(consts, _other(half[0], mul.output[0]) or "", 0.5):
+                continue
+            nodes = [scale, erf, add, mul, half[0]]
+        else:  # (x * 0.5) * (1 + erf)
+            pre = producer.get(other or "")
+            if pre is None or pre.op_type != "Mul" or _other(pre, x) is None or not _scalar(consts, _other(pre, x), 0.5):
+                continue
+            if len(readers.get(pre.output[0], [])) != 1:
+                continue
+            nodes = [pre, scale, erf, add, mul]
+        inner = [o for n in nodes[:-1] for o in n.output]
+        if any(o in outputs or len(readers.get(o, [])) != 1 for o in inner if o != x):
+            continue
+        return x, nodes[-1].output[0], nodes
+    return None
 
 
 def _shape_of(node: Any, shape: tuple[int, ...]) -> np.ndarray:
