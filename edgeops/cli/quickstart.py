@@ -4,7 +4,8 @@ It grows with the project. Today: inspect the example model, run the held-out
 digits through the runtime one by one (accuracy and always-on latency
 statistics), run the same model as TFLite when a TFLite runtime is installed,
 show guardrails catching out-of-range input, convert the CNN to int8 behind
-validation gates, and benchmark the files side by side.
+validation gates, export it to an int8 .tflite without TensorFlow behind the same
+gates, and benchmark the files side by side.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def quickstart(examples_dir: str | None, as_json: bool) -> None:
     model.disable_guardrails()
 
     report["convert"] = _convert_and_validate(ex, err)
-    err.print("[bold]6. bench[/bold] short latency benchmarks, side by side, through the same runtime")
+    report["tflite_export"] = _export_tflite(ex, err)
+    err.print("[bold]7. bench[/bold] short latency benchmarks, side by side, through the same runtime")
     from ..bench import run as bench_run
 
     candidates = [onnx_path] + ([tfl_path] if "skipped" not in report["tflite"] else [])
@@ -91,6 +93,9 @@ def quickstart(examples_dir: str | None, as_json: bool) -> None:
         pair = bench_run([ex / "digits_cnn.onnx", Path(report["convert"]["output"])], runs=200, warmup=20,
                          min_duration=0.5, threads=1)
         report["bench"] += [r.to_dict() for r in pair]
+    if "output" in report["tflite_export"]:
+        report["bench"] += [bench_run([Path(report["tflite_export"]["output"])], runs=200, warmup=20,
+                                      min_duration=0.5, threads=1)[0].to_dict()]
 
     if as_json:
         emit_json(report)
@@ -120,6 +125,32 @@ def _convert_and_validate(ex: Path, err: Any) -> dict[str, Any]:
     v = d["validation"] or {}
     return {"output": str(out), "profile": d["profile"], "size_before": d["size_before"], "size_after": d["size_after"],
             "size_ratio": d["size_ratio"], "nodes_quantized": d["nodes_quantized"], "seconds": d["seconds"],
+            "accuracy": v.get("accuracy"), "passed": v.get("passed"),
+            "agreement": (v.get("outputs") or {}).get("probabilities", {}).get("top1_agreement")}
+
+
+def _export_tflite(ex: Path, err: Any) -> dict[str, Any]:
+    """Step 6: the same CNN exported to an int8 ``.tflite`` (no TensorFlow), validated against the ONNX model."""
+    from ..errors import EdgeOpsError
+
+    try:
+        from ..convert import convert
+        from ..validate import Gates
+    except ImportError as exc:
+        return {"skipped": str(exc)}
+    err.print("[bold]6. tflite export[/bold] digits_cnn.onnx to an int8 .tflite without TensorFlow "
+              "(ai-edge-quantizer), same gates against the ONNX model")
+    out = Path(os.environ.get("EDGEOPS_QUICKSTART_DIR") or _workdir()) / "digits_cnn_int8.tflite"
+    try:
+        rep = convert(ex / "digits_cnn.onnx", out, quantize="int8", calibration=str(ex / "digits_cnn_calib.npz"),
+                      validate=str(ex / "digits_cnn_test.npz"), labels=str(ex / "digits_test_labels.npy"),
+                      gates=Gates(max_accuracy_drop=1.0, min_agreement=0.97), profile=False)
+    except (EdgeOpsError, ImportError) as exc:
+        return {"skipped": str(exc)}
+    d = rep.to_dict()
+    v = d["validation"] or {}
+    return {"output": str(out), "size_before": d["size_before"], "size_after": d["size_after"],
+            "size_ratio": d["size_ratio"], "ops": d["ops_after"], "seconds": d["seconds"],
             "accuracy": v.get("accuracy"), "passed": v.get("passed"),
             "agreement": (v.get("outputs") or {}).get("probabilities", {}).get("top1_agreement")}
 
@@ -181,6 +212,15 @@ def _print_table(report: dict[str, Any]) -> None:
                   f"{acc.get('candidate', float('nan')):.2%} (drop {acc.get('drop_points', float('nan')):.2f} points, "
                   f"95% CI {ci[0]:.2f}..{ci[1]:.2f}), top-1 agreement {c['agreement']:.2%}, gates passed: {c['passed']}")
         out.print(f"written to {c['output']} with its reference profile {c['profile']}")
+    t = report["tflite_export"]
+    if "skipped" in t:
+        out.print(f"tflite export: skipped ({t['skipped']})")
+    else:
+        acc = t["accuracy"] or {}
+        out.print(f"tflite export: digits_cnn int8 .tflite {t['size_before'] / 1024:.1f} KiB -> "
+                  f"{t['size_after'] / 1024:.1f} KiB ({t['size_ratio']:.2f}x smaller), ops {t['ops']}, accuracy "
+                  f"{acc.get('reference', float('nan')):.2%} -> {acc.get('candidate', float('nan')):.2%}, "
+                  f"top-1 agreement {t['agreement']:.2%}, gates passed: {t['passed']}; written to {t['output']}")
     from ..bench import report as bench_report
 
     out.print(bench_report.to_table(report["bench"]))

@@ -84,7 +84,11 @@ def test_quickstart_json(tmp_path, monkeypatch):
     if "skipped" not in report["convert"]:
         c = report["convert"]
         assert c["passed"] and c["size_ratio"] > 2 and c["accuracy"]["drop_points"] <= 1.0
-        assert report["bench"][-1]["model"] == c["output"]
+        assert any(b["model"] == c["output"] for b in report["bench"])
+    if "skipped" not in report["tflite_export"]:  # the convert extra and LiteRT are installed
+        t = report["tflite_export"]
+        assert t["passed"] and t["output"].endswith(".tflite") and t["accuracy"]["drop_points"] <= 1.0
+        assert report["bench"][-1]["model"] == t["output"]
     if HAS_TFLITE:
         assert report["tflite"]["max_abs_diff_vs_onnx"] < 1e-4
         assert report["bench"][1]["backend"] in ("litert", "tflite-runtime")
