@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ...errors import ModelFormatError, UnsupportedOpsError
 from .context import Context, channels_last, identity
 from .peephole import fold_transpose_into_fully_connected
@@ -112,14 +114,14 @@ def _final_output(ctx: Context, name: str, perm: tuple[int, ...]) -> int:
         src = ctx.get(name, perm)  # a constant output: copy it through a RESHAPE so it is a real output
         shape = ctx.w.tensors[src].shape
         t = ctx.w.tensor(name, shape, ctx.w.tensors[src].dtype)
-        ctx.op("RESHAPE", [src, ctx.constant([int(d) for d in shape] or [1], dtype="int32")], [t], "ReshapeOptions",
+        ctx.op("RESHAPE", [src, ctx.constant(np.array([int(d) for d in shape], np.int32))], [t], "ReshapeOptions",
                newShape=[int(d) for d in shape])
         return t
     t = ctx.get(name, perm)
     if t in ctx.w.inputs or t in ctx.w.outputs:  # an output that is an input (or another output) needs its own tensor
         shape = ctx.w.tensors[t].shape
         out = ctx.w.tensor(name, shape, ctx.w.tensors[t].dtype)
-        ctx.op("RESHAPE", [t, ctx.constant([int(d) for d in shape] or [1], dtype="int32")], [out], "ReshapeOptions",
+        ctx.op("RESHAPE", [t, ctx.constant(np.array([int(d) for d in shape], np.int32))], [out], "ReshapeOptions",
                newShape=[int(d) for d in shape])
         return out
     ctx.w.rename(t, name)  # the signature and the tensor both carry the ONNX name

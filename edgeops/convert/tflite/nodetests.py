@@ -40,7 +40,10 @@ CONSTANT_INPUTS: dict[str, tuple[int, ...]] = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "PRelu": (1,), "BatchNormalization": (1, 2, 3, 4),
     "Reshape": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3),
     "Resize": (1, 2, 3), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceSum": (1,),
-    "Clip": (1, 2), "Expand": (1,), "Tile": (1,),
+    "Clip": (1, 2), "Expand": (1,), "Tile": (1,), "InstanceNormalization": (1, 2),
+    "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
+    "ReduceSumSquare": (1,), "Upsample": (1,),
+    "Dropout": (1, 2),
 }
 
 
@@ -81,7 +84,7 @@ def run_case(case: Any) -> Outcome:
     inits = {i.name for i in model.graph.initializer}
     in_names = [i.name for i in model.graph.input if i.name not in inits]
     out_names = [o.name for o in model.graph.output]
-    inputs, expected = case.data_sets[0]
+    inputs, expected = (list(map(_array, part)) for part in case.data_sets[0])
     if any(not isinstance(a, np.ndarray) for a in list(inputs) + list(expected)):
         return Outcome(case.name, op, "unsupported", "sequence or optional values")
     model, feeds = _freeze(model, dict(zip(in_names, inputs)))
@@ -108,6 +111,18 @@ def run_case(case: Any) -> Outcome:
             err = float(np.max(np.abs(have.astype(np.float64) - want.astype(np.float64))))
             return Outcome(case.name, op, "fail", f"{name}: max abs error {err:.3g}")
     return Outcome(case.name, op, "pass")
+
+
+def _array(value: Any) -> Any:
+    """Node-test data as numpy: TensorProtos (the Cast tests) and numpy scalars (Pad's value) included."""
+    import onnx
+    from onnx import numpy_helper
+
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    return value
 
 
 def _freeze(model: Any, feeds: dict[str, np.ndarray]) -> tuple[Any, dict[str, np.ndarray]]:

@@ -75,7 +75,7 @@ class ModelWriter:
         """Add a tensor (a constant when ``data`` is given); names are made unique."""
         name = self._unique(name or "t")
         if data is not None:
-            data = np.ascontiguousarray(data, dtype=dtype)
+            data = np.array(data, dtype=dtype, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
             shape = data.shape
         self.tensors.append(Tensor(name, tuple(int(d) for d in shape), np.dtype(dtype), data))
         return len(self.tensors) - 1
