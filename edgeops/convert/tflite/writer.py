@@ -124,7 +124,8 @@ class ModelWriter:
         acts = {"RELU": tfl.ActivationFunctionType.RELU, "RELU6": tfl.ActivationFunctionType.RELU6,
                 "RELU_N1_TO_1": tfl.ActivationFunctionType.RELU_N1_TO_1}
         fusable = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "DIV",
-                   "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"}
+                   "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONV_3D", "CONV_3D_TRANSPOSE"}
+        # not CONCATENATION: XNNPACK ignores its fused activation and the built-in kernels refuse it
         readers: dict[int, list[Op]] = {}
         for op in self.ops:
             for i in op.inputs:
