@@ -120,7 +120,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     if fmt != "onnx":
         return _convert_tflite(src, out, fmt, tgt, mode, report, input_shapes, channels_last, int8_io, calibration,
                                validate, labels, gates, force, profile, started)
-    proto = graph.name_nodes(graph.load(src))
+    proto = graph.fit_ir_version(graph.name_nodes(graph.load(src)))
     if reduce_range is None:
         reduce_range = tgt.arch == "x86_64" and any(n.op_type in ("Conv", "ConvTranspose") for n in proto.graph.node)
     report.size_before = os.path.getsize(src)

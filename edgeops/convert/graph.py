@@ -109,6 +109,20 @@ def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]], *, static: 
     return model, notes
 
 
+def fit_ir_version(model: Any) -> Any:
+    """Lower ``ir_version`` to what the model's opsets need. onnx >= 1.19 stamps new models with its
+    own IR version (14), which onnxruntime releases before 1.24 refuse to load (max 11) although
+    nothing in an opset <= 21 model needs it."""
+    onnx = import_onnx()
+    try:
+        needed = onnx.helper.find_min_ir_version_for(list(model.opset_import))
+    except Exception:  # noqa: BLE001 - an opset onnx does not know: leave the model as it is
+        return model
+    if model.ir_version > needed:
+        model.ir_version = max(needed, 7)
+    return model
+
+
 def infer_shapes(model: Any) -> Any:
     onnx = import_onnx()
     try:

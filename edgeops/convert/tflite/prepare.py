@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ModelFormatError
 from .. import graph
 
 # Ops folded here when all their inputs are constant (or, for Shape/Size, when the input's shape is known).
@@ -25,15 +26,20 @@ _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifo
 
 def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[Any, list[str]]:
     onnx = graph.import_onnx()
-    model = graph.name_nodes(model)
+    model = graph.fit_ir_version(graph.name_nodes(model))
     model, notes = graph.fix_input_shapes(model, dict(input_shapes or {}), static=True)
     model = graph.infer_shapes(model)
     with tempfile.TemporaryDirectory(prefix="edgeops-tflite-") as tmp:
         src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "opt.onnx")
         onnx.save(model, src)
-        graph.optimize(src, dst)
-        model = graph.name_nodes(graph.infer_shapes(onnx.load(dst)))
-    notes.append("optimized (constant folding, BatchNormalization folded into Conv)")
+        try:
+            graph.optimize(src, dst)
+        except ModelFormatError as exc:  # an opset newer than this onnxruntime, an op it has no kernel for
+            notes.append(f"onnxruntime's optimizer skipped ({str(exc).split(': ', 1)[-1][:120]}); "
+                         "constants folded by onnx's reference evaluator only")
+        else:
+            model = graph.name_nodes(graph.infer_shapes(onnx.load(dst)))
+            notes.append("optimized (constant folding, BatchNormalization folded into Conv)")
     folded = fold_constants(model)
     if folded:
         notes.append(f"folded {folded} shape/constant nodes")

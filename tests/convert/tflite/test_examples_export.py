@@ -23,3 +23,11 @@ def test_a_conv_chain_carries_no_transposes_between_convs(examples):
     # the 1-channel input needs only a RESHAPE, and the NHWC -> NCHW transpose before Flatten is
     # folded into the classifier's weights
     assert "TRANSPOSE" not in exported.ops and exported.ops["CONV_2D"] == 2
+
+
+def test_the_committed_fp32_export_is_what_the_exporter_writes_today(examples):
+    """examples/models/digits_cnn.tflite is what the device-side tests run in tflite-runtime; keep it current."""
+    from edgeops.convert.tflite import export
+
+    fresh = export(onnx.load(examples / "digits_cnn.onnx")).data
+    assert fresh == (examples / "digits_cnn.tflite").read_bytes(), "re-run python examples/digits/export_tflite.py"
