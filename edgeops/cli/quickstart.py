@@ -105,6 +105,20 @@ def quickstart(examples_dir: str | None, as_json: bool) -> None:
 
 def _convert_and_validate(ex: Path, err: Any) -> dict[str, Any]:
     """Step 5: static int8 of the CNN, written only if validation on the held-out digits passes its gates."""
+    return _gated_convert(ex, err, "digits_cnn_int8.onnx",
+                          "[bold]5. convert + validate[/bold] digits_cnn.onnx to static int8 for generic-cpu, "
+                          "gates: accuracy drop <= 1 point, top-1 agreement >= 97 %")
+
+
+def _export_tflite(ex: Path, err: Any) -> dict[str, Any]:
+    """Step 6: the same CNN exported to an int8 ``.tflite`` (no TensorFlow), validated against the ONNX model."""
+    return _gated_convert(ex, err, "digits_cnn_int8.tflite",
+                          "[bold]6. tflite export[/bold] digits_cnn.onnx to an int8 .tflite without TensorFlow "
+                          "(ai-edge-quantizer), same gates against the ONNX model", profile=False)
+
+
+def _gated_convert(ex: Path, err: Any, filename: str, title: str, **kwargs: Any) -> dict[str, Any]:
+    """Convert the CNN to static int8 as ``filename`` behind validation gates; a summary, or why it was skipped."""
     from ..errors import EdgeOpsError
 
     try:
@@ -112,46 +126,19 @@ def _convert_and_validate(ex: Path, err: Any) -> dict[str, Any]:
         from ..validate import Gates
     except ImportError as exc:  # the convert extra is not installed
         return {"skipped": str(exc)}
-    err.print("[bold]5. convert + validate[/bold] digits_cnn.onnx to static int8 for generic-cpu, "
-              "gates: accuracy drop <= 1 point, top-1 agreement >= 97 %")
-    out = Path(os.environ.get("EDGEOPS_QUICKSTART_DIR") or _workdir()) / "digits_cnn_int8.onnx"
+    err.print(title)
+    out = Path(os.environ.get("EDGEOPS_QUICKSTART_DIR") or _workdir()) / filename
     try:
         rep = convert(ex / "digits_cnn.onnx", out, quantize="int8", calibration=str(ex / "digits_cnn_calib.npz"),
                       validate=str(ex / "digits_cnn_test.npz"), labels=str(ex / "digits_test_labels.npy"),
-                      gates=Gates(max_accuracy_drop=1.0, min_agreement=0.97))
-    except EdgeOpsError as exc:
+                      gates=Gates(max_accuracy_drop=1.0, min_agreement=0.97), **kwargs)
+    except (EdgeOpsError, ImportError) as exc:
         return {"skipped": str(exc)}
     d = rep.to_dict()
     v = d["validation"] or {}
     return {"output": str(out), "profile": d["profile"], "size_before": d["size_before"], "size_after": d["size_after"],
             "size_ratio": d["size_ratio"], "nodes_quantized": d["nodes_quantized"], "seconds": d["seconds"],
-            "accuracy": v.get("accuracy"), "passed": v.get("passed"),
-            "agreement": (v.get("outputs") or {}).get("probabilities", {}).get("top1_agreement")}
-
-
-def _export_tflite(ex: Path, err: Any) -> dict[str, Any]:
-    """Step 6: the same CNN exported to an int8 ``.tflite`` (no TensorFlow), validated against the ONNX model."""
-    from ..errors import EdgeOpsError
-
-    try:
-        from ..convert import convert
-        from ..validate import Gates
-    except ImportError as exc:
-        return {"skipped": str(exc)}
-    err.print("[bold]6. tflite export[/bold] digits_cnn.onnx to an int8 .tflite without TensorFlow "
-              "(ai-edge-quantizer), same gates against the ONNX model")
-    out = Path(os.environ.get("EDGEOPS_QUICKSTART_DIR") or _workdir()) / "digits_cnn_int8.tflite"
-    try:
-        rep = convert(ex / "digits_cnn.onnx", out, quantize="int8", calibration=str(ex / "digits_cnn_calib.npz"),
-                      validate=str(ex / "digits_cnn_test.npz"), labels=str(ex / "digits_test_labels.npy"),
-                      gates=Gates(max_accuracy_drop=1.0, min_agreement=0.97), profile=False)
-    except (EdgeOpsError, ImportError) as exc:
-        return {"skipped": str(exc)}
-    d = rep.to_dict()
-    v = d["validation"] or {}
-    return {"output": str(out), "size_before": d["size_before"], "size_after": d["size_after"],
-            "size_ratio": d["size_ratio"], "ops": d["ops_after"], "seconds": d["seconds"],
-            "accuracy": v.get("accuracy"), "passed": v.get("passed"),
+            "ops": d["ops_after"], "accuracy": v.get("accuracy"), "passed": v.get("passed"),
             "agreement": (v.get("outputs") or {}).get("probabilities", {}).get("top1_agreement")}
 
 
