@@ -1,0 +1,10 @@
+"""Watching a deployed model: drift statistics against the reference data profile.
+
+:class:`DriftMonitor` bins what a model sees on the device into the histograms of
+its reference profile and reports PSI, KS and Wasserstein distance per input; the
+functions below it work on any pair of binned distributions.
+"""
+
+from .drift import DriftMonitor, ks_from_counts, psi, psi_level, wasserstein_from_counts
+
+__all__ = ["DriftMonitor", "psi", "psi_level", "ks_from_counts", "wasserstein_from_counts"]
