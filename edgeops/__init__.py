@@ -28,6 +28,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .agent import Agent
     from .runtime import Guardrails, Model, RunStats, TensorSpec, load
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "TensorSpec",
     "Guardrails",
     "RunStats",
+    "Agent",
     "EdgeOpsError",
     "InputError",
     "ModelLoadError",
@@ -61,6 +63,10 @@ def __getattr__(name: str) -> Any:
         from . import runtime
 
         return getattr(runtime, name)
+    if name == "Agent":  # paho, psutil and sqlite load only when the agent starts
+        from .agent import Agent
+
+        return Agent
     if name in _SUBPACKAGES:
         import importlib
 

@@ -43,10 +43,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import bench, convert, info, quickstart, validate
+    from . import agent, bench, convert, fleet, info, quickstart, validate
 
+    cli.add_command(agent.agent)
     cli.add_command(bench.bench)
     cli.add_command(convert.convert)
+    cli.add_command(fleet.fleet)
     cli.add_command(info.info)
     cli.add_command(quickstart.quickstart)
     cli.add_command(validate.validate)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any
 
@@ -43,6 +44,7 @@ class Model:
         self.stats = RunStats()
         self.guardrails: Guardrails | None = None
         self._sha256: str | None = None
+        self.observer: Callable[[dict[str, np.ndarray]], None] | None = None  # sees each accepted input (drift)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -62,6 +64,8 @@ class Model:
             self.stats.errors += 1
             raise InferenceError(f"{self.backend} failed to run the model: {exc}") from exc
         self.stats.record(perf_counter_ns() - t0)
+        if self.observer is not None:
+            self.observer(feeds)
         return dict(zip(self._output_names, outs))
 
     __call__ = run

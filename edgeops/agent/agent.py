@@ -1,0 +1,277 @@
+"""``edgeops.Agent``: telemetry, events and commands over MQTT for a model running on a device.
+
+Runs in the user's process next to their :class:`~edgeops.Model` (or as the ``edgeops agent run``
+daemon). Three threads, each with one job:
+
+* **telemetry**: every ``interval_s`` builds the telemetry JSON (inference counts and latency of the
+  window, guardrail violations, drift against the reference profile, device health, versions) and
+  appends it to the durable outbox. Nothing is published from here.
+* **sender**: whenever the transport is connected, publishes what the outbox holds, oldest first,
+  QoS 1, at most ``window`` unacknowledged at a time; a row leaves the outbox only at its PUBACK.
+  After a reconnect it starts again from the oldest unacknowledged row, so a broker outage, an
+  agent restart or a SIGKILL loses nothing (a message whose PUBACK was lost comes twice: receivers
+  drop duplicates by ``id``). ``seq`` comes from the outbox and continues across restarts.
+* **network** (the transport's): connects with backoff and jitter, publishes the retained
+  ``online`` status and the Home Assistant discovery config on every connect, dispatches commands.
+
+Topics (DESIGN.md): ``edgeops/<fleet>/<device>/status|telemetry|events|cmd/<name>[/reply]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+from typing import Any
+
+from .._version import __version__
+from ..errors import EdgeOpsError, UsageError
+from .commands import CommandHandler
+from .config import AgentConfig, check_id, check_interval
+
+WINDOW = 20  # unacknowledged QoS 1 messages in flight
+
+
+class Agent:
+    def __init__(self, model: Any = None, *, broker: str | None = None, fleet: str = "default",
+                 device: str | None = None, store_dir: str = "/var/lib/edgeops", interval_s: float = 10.0,
+                 model_name: str | None = None, model_version: str | None = None, profile: Any = None,
+                 home_assistant: bool = False, transport: Any = None, username: str | None = None,
+                 password: str | None = None, ca: str | None = None, cert: str | None = None,
+                 key: str | None = None, keepalive: int = 30, max_bytes: int = 32 * 1024 * 1024,
+                 max_age_s: float = 7 * 86400):
+        import socket
+
+        from .outbox import Outbox
+
+        self.fleet = check_id("fleet", fleet)
+        self.device = check_id("device", device or socket.gethostname().split(".")[0])
+        self.interval_s = check_interval(interval_s)
+        self.base = f"edgeops/{self.fleet}/{self.device}"
+        self.model = _open_model(model)
+        self.model_info = _model_info(self.model, model_name, model_version)
+        self.drift = _drift_monitor(self.model, profile)
+        self.home_assistant = home_assistant
+        os.makedirs(store_dir, exist_ok=True)
+        self.store_dir = store_dir
+        self.outbox = Outbox(os.path.join(store_dir, "outbox.sqlite"), max_bytes=max_bytes, max_age_s=max_age_s)
+        self.started = time.time()
+        self.transport = transport or self._mqtt(broker, username, password, ca, cert, key, keepalive)
+        self.commands = CommandHandler(self)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._inflight: dict[int, float] = {}
+        self._sent_upto = 0
+        self._lock = threading.Lock()
+        self._connection = 0
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, cfg: AgentConfig) -> Agent:
+        return cls(cfg.model_path, broker=cfg.broker_url, fleet=cfg.fleet, device=cfg.device, store_dir=cfg.store_dir,
+                   interval_s=cfg.interval_s, model_name=cfg.model_name, model_version=cfg.model_version,
+                   home_assistant=cfg.home_assistant, username=cfg.username, password=cfg.password, ca=cfg.ca,
+                   cert=cfg.cert, key=cfg.key, keepalive=cfg.keepalive, max_bytes=cfg.max_bytes,
+                   max_age_s=cfg.max_age_s)
+
+    def _mqtt(self, url: str | None, username: str | None, password: str | None, ca: str | None, cert: str | None,
+              key: str | None, keepalive: int) -> Any:
+        if not url:
+            raise UsageError("the agent needs a broker URL, e.g. mqtt://127.0.0.1:1883")
+        from .transport import MqttTransport
+
+        will = (f"{self.base}/status", self._status("offline", reason="connection lost"), True)
+        return MqttTransport(url, client_id=f"edgeops-{self.fleet}-{self.device}", username=username,
+                             password=password, ca=ca, cert=cert, key=key, will=will, keepalive=keepalive,
+                             max_inflight=WINDOW, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+                             on_message=self._on_message)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Agent:
+        if self._threads:
+            return self
+        if self.drift is not None and self.model is not None:
+            self.model.observer = self.drift.update
+        self._stop.clear()
+        self.transport.start()
+        for name, target in (("telemetry", self._telemetry_loop), ("sender", self._sender_loop)):
+            t = threading.Thread(target=target, name=f"edgeops-agent-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.event("agent.started", edgeops=__version__)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``offline`` (retained) and disconnect cleanly; what is still queued stays in the outbox."""
+        if not self._threads:
+            return
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+        if self.model is not None and self.drift is not None and self.model.observer == self.drift.update:
+            self.model.observer = None
+        self.transport.stop(final=(f"{self.base}/status", self._status("offline", reason="stopped"), True),
+                            timeout=timeout)
+        self.outbox.close()
+
+    def __enter__(self) -> Agent:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """True once the outbox is empty (every message acknowledged by the broker)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.outbox.stats()["pending"] == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    # -- what the agent says ---------------------------------------------------------------------
+
+    def telemetry_now(self) -> dict[str, Any]:
+        """Build one telemetry message and queue it; returns it (with its ``seq`` and ``id``)."""
+        from .telemetry import build_telemetry
+
+        message = build_telemetry(self)
+        entry = self.outbox.append("telemetry", f"{self.base}/telemetry", message)
+        self._wake.set()
+        return {**message, "seq": entry.seq}
+
+    def event(self, kind: str, level: str = "info", **fields: Any) -> None:
+        """An event (alerts, command errors, lifecycle) through the outbox: never lost either."""
+        message = {"ts": _now_ms(), "device": self.device, "fleet": self.fleet, "kind": kind, "level": level,
+                   **fields}
+        self.outbox.append("events", f"{self.base}/events", message)
+        self._wake.set()
+
+    def set_interval(self, seconds: Any) -> float:
+        self.interval_s = check_interval(seconds)
+        self._wake.set()
+        return self.interval_s
+
+    def _status(self, state: str, **fields: Any) -> bytes:
+        return json.dumps({"state": state, "ts": _now_ms(), "device": self.device, "fleet": self.fleet,
+                           "model": self.model_info, "edgeops": __version__, **fields},
+                          separators=(",", ":")).encode()
+
+    # -- threads -------------------------------------------------------------------------------
+
+    def _telemetry_loop(self) -> None:
+        next_at = time.monotonic() + min(1.0, self.interval_s)  # the first report soon after start
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_at:
+                try:
+                    self.telemetry_now()
+                except EdgeOpsError as exc:
+                    self.event("telemetry.error", level="error", error=str(exc))
+                next_at = now + self.interval_s
+            self._stop.wait(min(max(next_at - time.monotonic(), 0.0), 0.5))
+
+    def _sender_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            if self.transport.connected:
+                self._send_some()
+            self._wake.wait(0.2)
+
+    def _send_some(self) -> None:
+        with self._lock:
+            room = WINDOW - len(self._inflight)
+            after, connection = self._sent_upto, self._connection
+        if room <= 0:
+            return
+        for entry in self.outbox.pending(limit=room, after_rowid=after):
+            with self._lock:  # recorded before publishing: the PUBACK may come back before publish() returns
+                if connection != self._connection:
+                    return
+                self._inflight[entry.rowid] = time.monotonic()
+                self._sent_upto = entry.rowid
+            ok = self.transport.publish(entry.topic, entry.payload, qos=1, retain=entry.retain,
+                                        on_ack=lambda rowid=entry.rowid: self._acked(rowid))
+            if not ok:
+                with self._lock:
+                    self._inflight.pop(entry.rowid, None)
+                    if connection == self._connection:
+                        self._sent_upto = after if entry.rowid == self._sent_upto else self._sent_upto
+                return
+            after = entry.rowid
+
+    def _acked(self, rowid: int) -> None:
+        self.outbox.ack(rowid)
+        with self._lock:
+            self._inflight.pop(rowid, None)
+        self._wake.set()
+
+    # -- transport callbacks (network thread) ----------------------------------------------------
+
+    def _on_connect(self) -> None:
+        with self._lock:  # a new connection: resend everything not acknowledged, oldest first
+            self._connection += 1
+            self._inflight.clear()
+            self._sent_upto = 0
+        self.transport.publish(f"{self.base}/status", self._status("online"), qos=1, retain=True)
+        if self.home_assistant:
+            from .discovery import home_assistant
+
+            topic, payload = home_assistant(self.fleet, self.device, model_name=self.model_info["name"],
+                                            model_version=self.model_info["version"], sw_version=__version__)
+            self.transport.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
+        self.transport.subscribe(f"{self.base}/cmd/+")
+        self._wake.set()
+
+    def _on_disconnect(self, reason: str) -> None:
+        with self._lock:
+            self._connection += 1
+            self._inflight.clear()
+            self._sent_upto = 0
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        self.commands.handle(topic, payload)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _open_model(model: Any) -> Any:
+    if model is None or not isinstance(model, (str, os.PathLike)):
+        return model
+    from ..runtime import load
+
+    return load(model)
+
+
+def _model_info(model: Any, name: str | None, version: str | None) -> dict[str, Any]:
+    if model is None:
+        return {"name": name or "none", "version": version or "none", "sha256": None}
+    sha = model.sha256
+    stem = os.path.splitext(os.path.basename(model.path or "model"))[0]
+    return {"name": name or stem, "version": version or (sha[:12] if sha else "unknown"), "sha256": sha}
+
+
+def _drift_monitor(model: Any, profile: Any) -> Any:
+    """A drift monitor on the model's reference profile (``NAME.profile.json`` next to it), if any."""
+    if profile is None and model is not None and model.path:
+        candidate = os.path.splitext(model.path)[0] + ".profile.json"
+        profile = candidate if os.path.isfile(candidate) else None
+    if profile is None:
+        return None
+    from ..monitor.drift import DriftMonitor
+
+    return DriftMonitor(profile, inputs=[s.name for s in model.inputs] if model is not None else None)
+
+
+def runtime_info(model: Any) -> dict[str, Any]:
+    return {"edgeops": __version__, "backend": getattr(model, "backend", None), "python": platform.python_version(),
+            "os": f"{platform.system()} {platform.release()}", "machine": platform.machine()}

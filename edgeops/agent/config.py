@@ -1,0 +1,147 @@
+"""The agent's TOML configuration (``edgeops agent run --config agent.toml``).
+
+```toml
+[broker]
+url = "mqtt://127.0.0.1:1883"     # mqtts:// for TLS; username, password, ca, cert, key, keepalive
+[device]
+fleet = "demo"
+id = "pi-01"                      # default: the hostname
+[telemetry]
+interval_s = 10
+home_assistant = false            # Home Assistant MQTT discovery
+[store]
+dir = "/var/lib/edgeops"          # outbox, seq counters
+max_mb = 32                       # outbox bound; the oldest messages go first, counted
+max_age_days = 7
+[model]
+path = "model.onnx"               # a model file; its NAME.profile.json next to it enables drift and guardrails
+name = "digits"                   # default: the file's stem
+version = "1.0"                   # default: the first 12 hex digits of its sha256
+[workload]                        # optional: replay a data file through the model
+data = "samples.npz"
+rate_hz = 20
+```
+
+Relative paths are relative to the config file. Unknown sections or keys are an error (a typo
+should not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+
+_KEYS = {
+    "broker": {"url", "username", "password", "ca", "cert", "key", "keepalive"},
+    "device": {"fleet", "id"},
+    "telemetry": {"interval_s", "home_assistant"},
+    "store": {"dir", "max_mb", "max_age_days"},
+    "model": {"path", "name", "version"},
+    "workload": {"data", "rate_hz"},
+}
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass
+class AgentConfig:
+    broker_url: str
+    fleet: str
+    device: str
+    store_dir: str
+    model_path: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    interval_s: float = 10.0
+    home_assistant: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    keepalive: int = 30
+    max_bytes: int = 32 * 1024 * 1024
+    max_age_s: float = 7 * 86400
+    workload_data: str | None = None
+    workload_rate_hz: float = 10.0
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_id(kind: str, value: Any) -> str:
+    """Fleet and device ids become MQTT topic levels: no '/', '+', '#' or spaces."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise UsageError(f"{kind} id {value!r} must be 1-64 characters of letters, digits, '_', '-' or '.'")
+    return value
+
+
+def check_interval(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 86400:
+        raise UsageError(f"telemetry interval_s must be a number of seconds in 0.1..86400, not {value!r}")
+    return float(value)
+
+
+def load_config(path: str | os.PathLike[str]) -> AgentConfig:
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            data = _toml().load(f)
+    except FileNotFoundError:
+        raise UsageError(f"agent config {p} not found") from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise UsageError(f"agent config {p} is not valid TOML: {exc}") from exc
+    return from_dict(data, base=os.path.dirname(os.path.abspath(p)), source=p)
+
+
+def from_dict(data: dict[str, Any], *, base: str = ".", source: str | None = None) -> AgentConfig:
+    where = source or "agent config"
+    for section, values in data.items():
+        if section not in _KEYS or not isinstance(values, dict):
+            raise UsageError(f"{where}: unknown section [{section}] (known: {', '.join(sorted(_KEYS))})")
+        unknown = set(values) - _KEYS[section]
+        if unknown:
+            raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} in [{section}]")
+    broker, device = data.get("broker", {}), data.get("device", {})
+    tele, store = data.get("telemetry", {}), data.get("store", {})
+    model, work = data.get("model", {}), data.get("workload", {})
+    if "url" not in broker:
+        raise UsageError(f"{where}: [broker] url is required, e.g. url = \"mqtt://127.0.0.1:1883\"")
+    if "fleet" not in device:
+        raise UsageError(f"{where}: [device] fleet is required")
+
+    def path(value: Any) -> str | None:
+        return None if value is None else os.path.normpath(os.path.join(base, os.path.expanduser(str(value))))
+
+    cfg = AgentConfig(
+        broker_url=str(broker["url"]), fleet=check_id("fleet", device["fleet"]),
+        device=check_id("device", device.get("id") or socket.gethostname().split(".")[0]),
+        store_dir=path(store.get("dir", "/var/lib/edgeops")) or "",
+        model_path=path(model.get("path")), model_name=model.get("name"), model_version=model.get("version"),
+        interval_s=check_interval(tele.get("interval_s", 10)), home_assistant=bool(tele.get("home_assistant", False)),
+        username=broker.get("username"), password=broker.get("password"), ca=path(broker.get("ca")),
+        cert=path(broker.get("cert")), key=path(broker.get("key")), keepalive=int(broker.get("keepalive", 30)),
+        max_bytes=int(float(store.get("max_mb", 32)) * 1024 * 1024),
+        max_age_s=float(store.get("max_age_days", 7)) * 86400,
+        workload_data=path(work.get("data")), workload_rate_hz=float(work.get("rate_hz", 10)), source=source)
+    if cfg.workload_data and not cfg.model_path:
+        raise UsageError(f"{where}: [workload] replays data through the model: give [model] path")
+    if not 0 < cfg.workload_rate_hz <= 10000:
+        raise UsageError(f"{where}: [workload] rate_hz must be in (0, 10000]")
+    return cfg
+
+
+def _toml() -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:
+        import tomli
+    except ImportError as exc:  # Python 3.10 (Jetson images): the agent extra installs tomli
+        raise UsageError("reading the agent config on Python 3.10 needs tomli: pip install 'edgeops[agent]'") from exc
+    return tomli

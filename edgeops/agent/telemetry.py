@@ -1,0 +1,59 @@
+"""The telemetry message: one JSON object per interval, the fields DESIGN.md and the dashboards read.
+
+``seq`` and ``id`` are added by the outbox when the message is queued; ``ts`` is UTC milliseconds.
+Latency and rate describe the window since the previous message (the model's statistics are reset
+each time); ``total`` counts since the agent started. Non-finite numbers (no inference in the
+window yet) become null in the JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def build_telemetry(agent: Any) -> dict[str, Any]:
+    from .agent import runtime_info
+    from .health import health
+
+    model = agent.model
+    message: dict[str, Any] = {
+        "ts": int(time.time() * 1000), "device": agent.device, "fleet": agent.fleet, "model": dict(agent.model_info),
+        "inference": _inference(agent), "guardrails": _guardrails(model), "drift": _drift(agent),
+        "health": health(agent.store_dir, started=agent.started), "runtime": runtime_info(model),
+        "outbox": _outbox(agent), "interval_s": agent.interval_s,
+    }
+    return message
+
+
+def _inference(agent: Any) -> dict[str, Any]:
+    model = agent.model
+    if model is None:
+        return {"count": 0, "errors": 0, "rate_per_s": 0.0, "latency_ms": {}, "total": 0}
+    snap = model.stats.snapshot(reset=True)
+    agent._total = getattr(agent, "_total", 0) + snap["count"]
+    agent._total_errors = getattr(agent, "_total_errors", 0) + snap["errors"]
+    lat = snap["latency_ms"]
+    return {"count": snap["count"], "errors": snap["errors"], "rate_per_s": snap["rate_per_s"],
+            "window_s": snap["window_s"], "total": agent._total, "total_errors": agent._total_errors,
+            "latency_ms": {k: lat[k] for k in ("p50", "p95", "p99", "mean", "max")}}
+
+
+def _guardrails(model: Any) -> dict[str, Any]:
+    g = getattr(model, "guardrails", None)
+    if g is None:
+        return {"enabled": False}
+    snap = g.snapshot()
+    return {"enabled": True, "total_values": snap["total_values"],
+            "inputs": {k: v for k, v in snap["inputs"].items()}, "outputs": {k: v for k, v in snap["outputs"].items()}}
+
+
+def _drift(agent: Any) -> dict[str, Any]:
+    if agent.drift is None:
+        return {"enabled": False, "reason": "no reference profile next to the model"}
+    return {"enabled": True, **agent.drift.snapshot(reset=True)}
+
+
+def _outbox(agent: Any) -> dict[str, Any]:
+    s = agent.outbox.stats()
+    return {"pending": s["pending"], "dropped": s["dropped"]}
