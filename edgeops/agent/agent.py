@@ -98,6 +98,9 @@ class Agent:
         if self.drift is not None and self.model is not None:
             self.model.observer = self.drift.update
         self._stop.clear()
+        from .health import health
+
+        health(self.store_dir)  # primes psutil's CPU counters: the first telemetry then has a real cpu_percent
         self.transport.start()
         for name, target in (("telemetry", self._telemetry_loop), ("sender", self._sender_loop)):
             t = threading.Thread(target=target, name=f"edgeops-agent-{name}", daemon=True)

@@ -37,9 +37,10 @@ def find_examples() -> Path:
 @click.command()
 @click.option("--examples", "examples_dir", type=click.Path(file_okay=False), default=None,
               help="Folder of the example models (default: examples/models of the checkout).")
+@click.option("--broker", default=None, help="MQTT broker for the agent step (default: a local mosquitto if installed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def quickstart(examples_dir: str | None, as_json: bool) -> None:
-    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, int8, benchmark."""
+def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> None:
+    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, int8, benchmark, agent."""
     import edgeops
 
     from ..formats import read_summary
@@ -96,6 +97,9 @@ def quickstart(examples_dir: str | None, as_json: bool) -> None:
     if "output" in report["tflite_export"]:
         report["bench"] += [bench_run([Path(report["tflite_export"]["output"])], runs=200, warmup=20,
                                       min_duration=0.5, threads=1)[0].to_dict()]
+    from ._quickstart_agent import agent_step
+
+    report["agent"] = agent_step(ex, err, broker)
 
     if as_json:
         emit_json(report)
@@ -211,4 +215,18 @@ def _print_table(report: dict[str, Any]) -> None:
     from ..bench import report as bench_report
 
     out.print(bench_report.to_table(report["bench"]))
-    out.print("more: edgeops bench MODEL ... --plot latency.png, edgeops info MODEL")
+    a = report["agent"]
+    if "skipped" in a:
+        out.print(f"agent: skipped ({a['skipped']})")
+    else:
+        last = a["last"] or {}
+        inf, drift = last.get("inference", {}), last.get("drift", {})
+        def num(v: Any) -> str:
+            return "n/a" if v is None else f"{v:.3g}"
+
+        out.print(f"agent: {a['messages']} telemetry messages arrived on edgeops/quickstart/demo-01/telemetry via "
+                  f"{a['broker']} (seq {a['seqs']}); last busy one: {inf.get('total')} inferences so far, "
+                  f"p95 {num((inf.get('latency_ms') or {}).get('p95'))} ms, drift max PSI {num(drift.get('max_psi'))}, "
+                  f"CPU {num(last.get('health', {}).get('cpu_percent'))} %")
+    out.print("more: edgeops bench MODEL ... --plot latency.png, edgeops info MODEL, edgeops agent run --config "
+              "agent.toml, edgeops fleet watch --broker URL --fleet F")

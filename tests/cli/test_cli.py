@@ -89,6 +89,12 @@ def test_quickstart_json(tmp_path, monkeypatch):
         t = report["tflite_export"]
         assert t["passed"] and t["output"].endswith(".tflite") and t["accuracy"]["drop_points"] <= 1.0
         assert report["bench"][-1]["model"] == t["output"]
+    a = report["agent"]
+    if "skipped" in a:  # no paho or no mosquitto: the reason says what to install
+        assert "mosquitto" in a["skipped"] or "agent" in a["skipped"]
+    else:  # the agent's telemetry arrived over a real broker, every seq from 1
+        assert a["messages"] >= 2 and a["seqs"] == list(range(1, a["messages"] + 1))
+        assert a["last"]["inference"]["count"] > 0 and a["last"]["model"]["name"] == "digits_mlp"
     if HAS_TFLITE:
         assert report["tflite"]["max_abs_diff_vs_onnx"] < 1e-4
         assert report["bench"][1]["backend"] in ("litert", "tflite-runtime")
