@@ -61,6 +61,7 @@ def test_telemetry_arrives_with_every_key(broker, collector, tmp_path, model):
     assert set(t["inference"]["latency_ms"]) >= {"p50", "p95", "p99", "mean"}
     assert sum(m["inference"]["count"] for m in telemetry(c)) == 200
     assert t["drift"]["enabled"] and "pixels" in t["drift"]["inputs"]  # the profile next to the model
+    assert t["guardrails"]["enabled"] and "pixels" in t["guardrails"]["inputs"]  # counted, values unchanged
     assert {"cpu_percent", "mem_percent", "rss_mb", "disk_free_mb", "uptime_s"} <= set(t["health"])
     assert {"edgeops", "backend", "python", "os"} <= set(t["runtime"])
     status = [json.loads(p) for p in c.payloads("edgeops/demo/pi-01/status")]
