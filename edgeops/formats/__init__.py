@@ -44,8 +44,8 @@ MMAP_BYTES = 64 << 20  # larger files are mapped, not read into memory
 def sniff_format(head: bytes) -> str | None:
     """Guess a model format from the first bytes of a file (``SNIFF_BYTES`` are plenty).
 
-    ``"tflite"`` (file identifier ``TFL3`` at byte 4), ``"zip"`` (an edgeops bundle, or
-    another archive), ``"onnx"`` (starts like a protobuf ModelProto), else ``None``.
+    ``"tflite"`` (file identifier ``TFL3`` at byte 4), ``"zip"`` (an archive, not a model; edgeops
+    bundles are tar files and ``edgeops.load`` opens them), ``"onnx"`` (starts like a protobuf ModelProto), else ``None``.
     """
     head = bytes(head[:SNIFF_BYTES])
     if head[4:8] == b"TFL3":
@@ -89,8 +89,8 @@ def _summarize(data, name: str) -> ModelSummary:
     if kind == "onnx" or (kind is None and ext == ".onnx"):
         return read_onnx(data, source=name)
     if kind == "zip":
-        raise ModelFormatError(f"{name}: a zip archive (an edgeops bundle?), not a .onnx or .tflite "
-                               "file; open bundles with edgeops.load, or extract the model first")
+        raise ModelFormatError(f"{name}: a zip archive, not a .onnx or .tflite file; extract the model "
+                               "first (edgeops bundles are .eob files, which edgeops.load opens)")
     if not data:
         raise ModelFormatError(f"{name}: the file is empty; re-export the model or check the copy")
     raise ModelFormatError(f"{name}: neither an ONNX nor a TFLite model (starts with {bytes(data[:8])!r}); "
