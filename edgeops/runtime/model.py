@@ -45,6 +45,7 @@ class Model:
         self.guardrails: Guardrails | None = None
         self._sha256: str | None = None
         self.observer: Callable[[dict[str, np.ndarray]], None] | None = None  # sees each accepted input (drift)
+        self.bundle: Any = None  # the bundle's Manifest when opened from a .eob (see edgeops.bundle)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -155,10 +156,26 @@ def detect_format(path: str) -> str:
     return fmt
 
 
+def _is_bundle(path: str) -> bool:
+    """An edgeops bundle: a ``.eob`` name, or a tar whose first member is ``manifest.json``."""
+    if path.lower().endswith(".eob"):
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    return head.startswith(b"manifest.json\0") and head[257:262] == b"ustar"
+
+
 def load(path: str | os.PathLike[str], *, backend: str | None = None, threads: int | None = None,
          providers: list[Any] | None = None, target: str | Target | None = None,
          guardrails: Guardrails | dict[str, Any] | str | os.PathLike[str] | None = None) -> Model:
-    """Open a ``.onnx`` or ``.tflite`` model and return a :class:`Model`.
+    """Open a ``.onnx`` or ``.tflite`` model, or a bundle (``.eob``), and return a :class:`Model`.
+
+    A bundle is verified first (structure, hashes, and its signature if it is signed, checked
+    against the key it carries: loading does not require a trusted key, so check a bundle
+    from elsewhere with ``edgeops.bundle.verify(path, trusted_keys=[...])``), then unpacked
+    into a private temporary folder that lives as long as the Model; ``model.bundle`` is its
+    manifest; a bundle that fails a check raises ``edgeops.bundle.BundleError``.
+    ``cryptography`` is imported only for a signed bundle.
 
     ``backend`` forces onnxruntime, litert or tflite-runtime; ``threads`` sets the
     intra-op thread count; ``providers`` lists onnxruntime execution providers
@@ -168,6 +185,11 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, threads: i
     ``guardrails`` enables range checks from a reference profile.
     """
     p = os.fspath(path)
+    if os.path.isdir(p) and os.path.isfile(os.path.join(p, "active.json")):  # a device's model store
+        from ..deploy.store import ModelStore
+
+        return ModelStore(p).load_active(backend=backend, threads=threads, providers=providers, target=target,
+                                         guardrails=guardrails)
     if os.path.isdir(p):
         raise ModelNotFoundError(f"{p} is a directory, not a model file")
     if not os.path.exists(p):
@@ -176,6 +198,11 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, threads: i
         raise ModelNotFoundError(f"model file {p} is not readable (check its permissions)")
     if providers is not None and not isinstance(providers, (list, tuple)):
         raise UsageError("providers must be a list, e.g. ['cuda', 'cpu']")
+    if _is_bundle(p):
+        from ..bundle._load import load_bundle
+
+        return load_bundle(p, load, backend=backend, threads=threads, providers=providers, target=target,
+                           guardrails=guardrails)
     fmt = detect_format(p)
     tgt = get_target(target)
     be = open_backend(p, fmt, backend=backend, threads=threads,

@@ -1,0 +1,105 @@
+"""``edgeops flash BUNDLE --to DIR|ssh://...`` or ``--broker URL --fleet F --device D``: ship and activate.
+
+``--to`` installs into a store in a folder (a mounted SD card) or over ssh (see
+:mod:`edgeops.deploy.flash`); ``--broker`` hands the bundle to the device agent's OTA state
+machine over MQTT (``flash_mqtt`` in :mod:`edgeops.agent.ota` / ``ota_flash``).
+
+Exit codes: 0 only when the device activated (committed) the new version; 1 when it refused
+the bundle (verification failed) or rolled it back; 2 for bad usage or input, and for an update
+that did not happen for another reason (ssh could not connect, no answer from the device, a
+device-side failure). With ``--json`` the result is printed on stdout in every one of these cases
+where the device answered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from ._output import console, emit_json
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option("--to", "to", default=None, help="A store folder (mounted SD card) or ssh://user@host[:port]/path.")
+@click.option("--store-path", default=None,
+              help="The store inside --to (e.g. var/lib/edgeops/models on an SD card's root file system), "
+                   "or the remote store when the ssh URL has no path.")
+@click.option("--broker", default=None, help="MQTT broker URL: flash through the device agent (needs --fleet, --device).")
+@click.option("--fleet", default=None, help="Fleet of the device (with --broker).")
+@click.option("--device", default=None, help="Device id (with --broker).")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait for the device's verdict (with --broker).")
+@click.option("--trusted-key", "--pubkey", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
+              help="Public key the bundle must be signed with (repeatable), checked here before anything is sent.")
+@click.option("--remote-edgeops", default="edgeops", show_default=True,
+              help="The edgeops command on the device (ssh), e.g. /opt/edgeops/bin/edgeops.")
+@click.option("--username", default=None, help="MQTT user name (with --broker).")
+@click.option("--password", default=None, envvar="EDGEOPS_MQTT_PASSWORD", help="MQTT password (with --broker).")
+@click.option("--ca", default=None, type=click.Path(dir_okay=False), help="CA certificate for mqtts:// (with --broker).")
+@click.option("--cert", default=None, type=click.Path(dir_okay=False), help="Client certificate (with --broker).")
+@click.option("--client-key", default=None, type=click.Path(dir_okay=False), help="Client key (with --broker).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+def flash(bundle: str, to: str | None, store_path: str | None, broker: str | None, fleet: str | None,
+          device: str | None, timeout: float | None, trusted_keys: tuple[str, ...], remote_edgeops: str,
+          username: str | None, password: str | None, ca: str | None, cert: str | None, client_key: str | None,
+          as_json: bool) -> None:
+    """Put BUNDLE on a device and activate it: --to DIR, --to ssh://..., or --broker URL (MQTT)."""
+    keys = list(trusted_keys) or None
+    if (to is None) == (broker is None):
+        raise UsageError("give exactly one of --to DIR|ssh://user@host/path and --broker mqtt://HOST")
+    if broker is not None:
+        tls = {"username": username, "password": password, "ca": ca, "cert": cert, "key": client_key}
+        _flash_mqtt(bundle, broker, fleet, device, timeout=timeout, trusted_keys=keys, as_json=as_json,
+                    tls={k: v for k, v in tls.items() if v is not None})
+        return
+    if fleet or device or timeout is not None:
+        raise UsageError("--fleet, --device and --timeout go with --broker, not --to")
+    from ..deploy import flash as do_flash
+
+    result = do_flash(bundle, to, store_path=store_path, trusted_keys=keys, remote_edgeops=remote_edgeops)
+    if as_json:
+        emit_json(result)
+        return
+    console(stderr=True).print(f"flashed {result.get('name')} {result.get('version')} to {to}: "
+                               f"active in slot {result.get('slot')}")
+
+
+def _flash_mqtt(bundle: str, broker: str, fleet: str | None, device: str | None, *, timeout: float | None,
+                trusted_keys: list[str] | None, as_json: bool, tls: dict[str, Any]) -> None:
+    """Verify here, hand over to the agent's OTA flasher, and turn its outcome into an exit code."""
+    if not fleet or not device:
+        raise UsageError("--broker needs --fleet FLEET and --device DEVICE")
+    flash_mqtt = _mqtt_flasher()
+    from ..bundle import verify
+    from ..deploy import FlashError, FlashRefused
+
+    verify(bundle, trusted_keys=trusted_keys, require_signature=trusted_keys is not None)
+    kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    result = flash_mqtt(bundle, broker, fleet, device, **kw, **tls)
+    if as_json:
+        emit_json(result)
+    outcome, reason = result.get("outcome"), result.get("reason") or "no reason given"
+    if outcome == "committed":
+        if not as_json:
+            console(stderr=True).print(f"{fleet}/{device} committed {result.get('version')}")
+        return
+    if outcome in ("refused", "rolled_back"):
+        raise FlashRefused(f"{fleet}/{device} {outcome.replace('_', ' ')} the update: {reason}")
+    raise FlashError(f"the update of {fleet}/{device} did not happen ({outcome}): {reason}")
+
+
+def _mqtt_flasher() -> Any:
+    """``flash_mqtt`` from the agent package (``ota``, else ``ota_flash``), or a UsageError saying it is missing."""
+    import importlib
+
+    for module in ("edgeops.agent.ota", "edgeops.agent.ota_flash"):
+        try:
+            fn = getattr(importlib.import_module(module), "flash_mqtt", None)
+        except ImportError:
+            continue
+        if fn is not None:
+            return fn
+    raise UsageError("MQTT flashing needs edgeops.agent.ota's flash_mqtt, which this edgeops does not have; "
+                     "use --to DIR or --to ssh://user@host/path")
