@@ -13,6 +13,11 @@ daemon). Three threads, each with one job:
   drop duplicates by ``id``). ``seq`` comes from the outbox and continues across restarts.
 * **network** (the transport's): connects with backoff and jitter, publishes the retained
   ``online`` status and the Home Assistant discovery config on every connect, dispatches commands.
+* **ota** (with ``ota=``, the ``[ota]`` section): model updates over MQTT, see :mod:`.ota`. A crash
+  in the middle of one is settled (rolled back where needed) before the model is opened.
+
+Without a model (no ``[model] path``) the agent runs the model store's active one
+(``<store_dir>/models``); once an update was committed over the air, it always does.
 
 Topics (DESIGN.md): ``edgeops/<fleet>/<device>/status|telemetry|events|cmd/<name>[/reply]``.
 """
@@ -41,7 +46,7 @@ class Agent:
                  home_assistant: bool = False, transport: Any = None, username: str | None = None,
                  password: str | None = None, ca: str | None = None, cert: str | None = None,
                  key: str | None = None, keepalive: int = 30, max_bytes: int = 32 * 1024 * 1024,
-                 max_age_s: float = 7 * 86400):
+                 max_age_s: float = 7 * 86400, ota: Any = None):
         import socket
 
         from .outbox import Outbox
@@ -50,18 +55,27 @@ class Agent:
         self.device = check_id("device", device or socket.gethostname().split(".")[0])
         self.interval_s = check_interval(interval_s)
         self.base = f"edgeops/{self.fleet}/{self.device}"
-        self.model = _open_model(model)
-        self.model_info = _model_info(self.model, model_name, model_version)
-        self.drift = _drift_monitor(self.model, profile)
         self.home_assistant = home_assistant
         os.makedirs(store_dir, exist_ok=True)
         self.store_dir = store_dir
         self.outbox = Outbox(os.path.join(store_dir, "outbox.sqlite"), max_bytes=max_bytes, max_age_s=max_age_s)
+        self._wake = threading.Event()
+        self.ota = None
+        if ota is not None:
+            from .ota import Ota
+
+            self.ota = Ota(self, ota)
+            self.ota.recover()  # before any model is opened: a half-checked update is rolled back first
+        if model is None or (self.ota is not None and self.ota.took_over):
+            model, model_name, model_version, profile = _store_model(store_dir, model, model_name, model_version,
+                                                                     profile)
+        self.model = _open_model(model)
+        self.model_info = _model_info(self.model, model_name, model_version)
+        self.drift = _drift_monitor(self.model, profile)
         self.started = time.time()
         self.transport = transport or self._mqtt(broker, username, password, ca, cert, key, keepalive)
         self.commands = CommandHandler(self)
         self._stop = threading.Event()
-        self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._inflight: dict[int, float] = {}
         self._acks: list[int] = []
@@ -77,7 +91,7 @@ class Agent:
                    interval_s=cfg.interval_s, model_name=cfg.model_name, model_version=cfg.model_version,
                    home_assistant=cfg.home_assistant, username=cfg.username, password=cfg.password, ca=cfg.ca,
                    cert=cfg.cert, key=cfg.key, keepalive=cfg.keepalive, max_bytes=cfg.max_bytes,
-                   max_age_s=cfg.max_age_s)
+                   max_age_s=cfg.max_age_s, ota=cfg.ota)
 
     def _mqtt(self, url: str | None, username: str | None, password: str | None, ca: str | None, cert: str | None,
               key: str | None, keepalive: int) -> Any:
@@ -108,12 +122,16 @@ class Agent:
             t.start()
             self._threads.append(t)
         self.event("agent.started", edgeops=__version__)
+        if self.ota is not None:
+            self.ota.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline`` (retained) and disconnect cleanly; what is still queued stays in the outbox."""
         if not self._threads:
             return
+        if self.ota is not None:
+            self.ota.stop(timeout)
         self._stop.set()
         self._wake.set()
         for t in self._threads:
@@ -159,6 +177,18 @@ class Agent:
                    **fields}
         self.outbox.append("events", f"{self.base}/events", message)
         self._wake.set()
+
+    def swap_model(self, model: Any, info: dict[str, Any], drift: Any) -> tuple[Any, dict[str, Any], Any]:
+        """Run ``model`` from now on (an OTA update or its rollback); returns the ``(model, info, drift)`` it replaces."""
+        old = (self.model, self.model_info, self.drift)
+        if old[0] is not None and old[2] is not None and old[0].observer == old[2].update:
+            old[0].observer = None
+        self.model, self.model_info, self.drift = model, info, drift
+        if self._threads and model is not None and drift is not None:
+            model.observer = drift.update
+        if self.transport.connected:  # the retained status names the model
+            self.transport.publish(f"{self.base}/status", self._status("online"), qos=1, retain=True)
+        return old
 
     def set_interval(self, seconds: Any) -> float:
         self.interval_s = check_interval(seconds)
@@ -247,6 +277,8 @@ class Agent:
                                             model_version=self.model_info["version"], sw_version=__version__)
             self.transport.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
         self.transport.subscribe(f"{self.base}/cmd/+")
+        if self.ota is not None:
+            self.ota.on_connect()
         self._wake.set()
 
     def _on_disconnect(self, reason: str) -> None:
@@ -256,6 +288,8 @@ class Agent:
             self._sent_upto = 0
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        if self.ota is not None and self.ota.handle(topic, payload):
+            return
         self.commands.handle(topic, payload)
 
 
@@ -269,6 +303,16 @@ def _open_model(model: Any) -> Any:
     from ..runtime import load
 
     return load(model)
+
+
+def _store_model(store_dir: str, model: Any, name: str | None, version: str | None, profile: Any) -> tuple:
+    """The model store's active model (name, version and profile from its bundle) when it has one."""
+    from .ota import store_model
+
+    found = store_model(store_dir)
+    if found is None:
+        return model, name, version, profile
+    return found["path"], found["name"], found["version"], found["profile"]
 
 
 def _model_info(model: Any, name: str | None, version: str | None) -> dict[str, Any]:

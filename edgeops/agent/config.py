@@ -20,7 +20,16 @@ version = "1.0"                   # default: the first 12 hex digits of its sha2
 [workload]                        # optional: replay a data file through the model
 data = "samples.npz"
 rate_hz = 20
+[ota]                             # optional: accept model updates over MQTT (edgeops.agent.ota)
+trusted_keys = ["fleet.pub"]      # a bundle must be signed by one of these keys
+health_window_s = 10              # how long the new model must stay healthy before it is committed
+max_p95_ms = 50                   # optional: the new model's p95 latency limit in the health check
+timeout_s = 600                   # a transfer with no progress for this long fails
+chunk_size = 262144               # the largest transfer chunk accepted, bytes
 ```
+
+Without ``[model] path`` the model comes from the store (``[store] dir``/models), and after an
+update committed over the air it always does.
 
 Relative paths are relative to the config file. Unknown sections or keys are an error (a typo
 should not silently fall back to a default).
@@ -44,8 +53,20 @@ _KEYS = {
     "store": {"dir", "max_mb", "max_age_days"},
     "model": {"path", "name", "version"},
     "workload": {"data", "rate_hz"},
+    "ota": {"trusted_keys", "health_window_s", "max_p95_ms", "timeout_s", "chunk_size"},
 }
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass
+class OtaConfig:
+    """``[ota]``: model updates over MQTT (see :mod:`edgeops.agent.ota`)."""
+
+    trusted_keys: list[str] = field(default_factory=list)
+    health_window_s: float = 10.0
+    max_p95_ms: float | None = None
+    timeout_s: float = 600.0
+    chunk_size: int = 256 * 1024
 
 
 @dataclass
@@ -70,6 +91,7 @@ class AgentConfig:
     workload_data: str | None = None
     workload_rate_hz: float = 10.0
     source: str | None = None
+    ota: OtaConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,10 +150,28 @@ def from_dict(data: dict[str, Any], *, base: str = ".", source: str | None = Non
         max_bytes=int(float(store.get("max_mb", 32)) * 1024 * 1024),
         max_age_s=float(store.get("max_age_days", 7)) * 86400,
         workload_data=path(work.get("data")), workload_rate_hz=float(work.get("rate_hz", 10)), source=source)
-    if cfg.workload_data and not cfg.model_path:
-        raise UsageError(f"{where}: [workload] replays data through the model: give [model] path")
+    if cfg.workload_data and not cfg.model_path and cfg.ota is None:
+        raise UsageError(f"{where}: [workload] replays data through the model: give [model] path "
+                         "(or an [ota] section, whose store provides the model)")
     if not 0 < cfg.workload_rate_hz <= 10000:
         raise UsageError(f"{where}: [workload] rate_hz must be in (0, 10000]")
+    if "ota" in data:
+        cfg.ota = _ota(data["ota"], path, where)
+    return cfg
+
+
+def _ota(ota: dict[str, Any], path: Any, where: str) -> OtaConfig:
+    keys = ota.get("trusted_keys", [])
+    if isinstance(keys, str) or not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise UsageError(f"{where}: [ota] trusted_keys must be a list of public key files, e.g. [\"fleet.pub\"]")
+    numbers = {k: ota[k] for k in ("health_window_s", "max_p95_ms", "timeout_s", "chunk_size") if k in ota}
+    for key, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UsageError(f"{where}: [ota] {key} must be a number >= 0, not {value!r}")
+    cfg = OtaConfig(trusted_keys=[path(k) for k in keys], **{k: v for k, v in numbers.items() if k != "chunk_size"})
+    cfg.chunk_size = int(numbers.get("chunk_size", cfg.chunk_size))
+    if cfg.timeout_s <= 0 or cfg.chunk_size < 1:
+        raise UsageError(f"{where}: [ota] timeout_s and chunk_size must be > 0")
     return cfg
 
 

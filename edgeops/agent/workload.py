@@ -4,26 +4,43 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import EdgeOpsError
 
 
-def replay(model: Any, data: str, rate_hz: float, stop: threading.Event) -> int:
-    """Run one sample at a time, cycling through the file, until ``stop``; returns how many ran."""
-    from ..datafiles import load_inputs
+def replay(model: Any, data: str, rate_hz: float, stop: threading.Event,
+           current: Callable[[], Any] | None = None) -> int:
+    """Run one sample at a time, cycling through the file, until ``stop``; returns how many ran.
 
-    arrays = load_inputs(data, [s.name for s in model.inputs])
-    n = next(iter(arrays.values())).shape[0]
+    ``current`` (e.g. ``lambda: agent.model``) names the model to run at each step, so the workload
+    follows an update installed over the air; the data file is re-read for a model whose inputs differ."""
     period, ran, i = 1.0 / rate_hz, 0, 0
+    arrays: dict[str, Any] = {}
+    names: list[str] = []
     next_at = time.monotonic()
     while not stop.is_set():
-        feeds = {k: v[i:i + 1] for k, v in arrays.items()}
+        m = current() if current is not None else model
+        if m is None:
+            stop.wait(period)
+            continue
+        if [s.name for s in m.inputs] != names:
+            arrays, names = _load(data, m)
+            i = 0
+        n = next(iter(arrays.values())).shape[0]
         try:
-            model.run(feeds)
+            m.run({k: v[i % n:i % n + 1] for k, v in arrays.items()})
         except EdgeOpsError:
             pass  # counted in the model's error statistics, which telemetry reports
         ran, i = ran + 1, (i + 1) % n
         next_at += period
         stop.wait(max(next_at - time.monotonic(), 0.0))
     return ran
+
+
+def _load(data: str, model: Any) -> tuple[dict[str, Any], list[str]]:
+    from ..datafiles import load_inputs
+
+    names = [s.name for s in model.inputs]
+    return load_inputs(data, names), names

@@ -42,11 +42,11 @@ def run(config_path: str, duration: float | None) -> None:
 
 
 def _workload(a, cfg, stop):  # noqa: ANN001, ANN202 - internal
-    if not cfg.workload_data or a.model is None:
+    if not cfg.workload_data:
         return None
     from ..agent.workload import replay
 
-    t = threading.Thread(target=replay, args=(a.model, cfg.workload_data, cfg.workload_rate_hz, stop),
+    t = threading.Thread(target=replay, args=(a.model, cfg.workload_data, cfg.workload_rate_hz, stop, lambda: a.model),
                          name="edgeops-agent-workload", daemon=True)
     t.start()
     return t

@@ -1,0 +1,39 @@
+"""The kill-point matrix: the agent process is SIGKILLed right after persisting each OTA state
+(``EDGEOPS_OTA_KILL_AT``), started again, and must end where the resume mapping says, with a store
+whose active model loads and runs and a final ``ota.result`` the host receives."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.agent.test_ota import ota_bundles, rig  # noqa: F401 - fixtures
+
+KILLS = [
+    # killed after      bundle  resumed at      outcome        active model
+    ("receiving",       "v2",   "receiving",    "committed",   "2.0"),
+    ("verifying",       "v2",   "verifying",    "committed",   "2.0"),
+    ("installing",      "v2",   "installing",   "committed",   "2.0"),
+    ("switching",       "v2",   "switching",    "committed",   "2.0"),
+    ("health_check",    "v2",   "rolling_back", "rolled_back", "1.0"),
+    ("rolling_back",    "nan",  "rolling_back", "rolled_back", "1.0"),
+    ("committed",       "v2",   None,           "committed",   "2.0"),
+]
+
+
+@pytest.mark.parametrize("kill_at, bundle, resumed_at, outcome, version", [pytest.param(*k, id=k[0]) for k in KILLS])
+def test_a_kill_at_each_state_resumes_to_a_known_outcome(rig, ota_bundles, kill_at, bundle, resumed_at, outcome,  # noqa: F811
+                                                         version):
+    r = rig().start(kill_at=kill_at)
+    flash = r.flash(getattr(ota_bundles, bundle), deployment="dep-kill")
+    assert r.killed() == -signal.SIGKILL, r.log()
+    r.start()  # the same device, without the hook
+    got = flash.result(60)
+    assert got["outcome"] == outcome, (got, r.log())
+    resumed = [e["state"] for e in r.events("ota.state", "dep-kill") if e["event"] == "resume"]
+    assert resumed == ([resumed_at] if resumed_at else [])
+    results = r.events("ota.result", "dep-kill")  # a host's repeated offer gets the result again
+    assert {e["outcome"] for e in results} == {outcome} and len([e for e in results if not e.get("again")]) == 1
+    assert r.active().version == version  # loads and runs
+    assert r.telemetry_after(r.result("dep-kill"))["model"]["version"] == version
