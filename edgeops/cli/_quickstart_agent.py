@@ -1,4 +1,5 @@
-"""Quickstart step 8: the device agent with the example model, telemetry watched arriving over MQTT.
+"""Quickstart steps 8 and 9: the device agent with the example model, telemetry watched arriving over
+MQTT; then the model bundled, signed and flashed over the air to that agent, the version changing.
 
 Uses the broker given with ``--broker`` (or ``$EDGEOPS_BROKER``); otherwise starts a local mosquitto
 when one is installed; otherwise says plainly that the step was skipped and how to get a broker.
@@ -43,7 +44,7 @@ def agent_step(ex: Path, err: Any, broker_url: str | None, seconds: float = 3.0)
         if not watcher.wait_connected(5):
             return {"skipped": f"cannot connect to the broker at {url} ({watcher.last_error})"}
         with tempfile.TemporaryDirectory(prefix="edgeops-quickstart-agent-") as store:
-            _run_agent(Agent, ex, url, store, seconds)
+            ota = _run_agent(Agent, ex, url, store, seconds, err)
     finally:
         watcher.stop()
         if local is not None:
@@ -53,21 +54,56 @@ def agent_step(ex: Path, err: Any, broker_url: str | None, seconds: float = 3.0)
     busy = [m for m in unique.values() if m["inference"].get("count")]  # the final one comes after the replay
     last = max(busy or list(unique.values()), key=lambda m: m["seq"]) if unique else {}
     return {"broker": url, "local_broker": local is not None, "messages": len(unique),
-            "seqs": sorted(m["seq"] for m in unique.values()), "last": last}
+            "seqs": sorted(m["seq"] for m in unique.values()), "last": last, "ota": ota}
 
 
-def _run_agent(agent_cls: Any, ex: Path, url: str, store: str, seconds: float) -> None:
+def _run_agent(agent_cls: Any, ex: Path, url: str, store: str, seconds: float, err: Any) -> dict[str, Any]:
+    from ..agent.config import OtaConfig
     from ..agent.workload import replay
     from ..runtime import load
 
     model = load(ex / "digits_mlp.onnx", threads=1)
     stop = threading.Event()
-    with agent_cls(model, broker=url, fleet="quickstart", device="demo-01", store_dir=store, interval_s=1.0) as agent:
-        worker = threading.Thread(target=replay, args=(model, str(ex / "digits_mlp_test.npz"), 50.0, stop), daemon=True)
+    keys = os.path.join(store, "keys")
+    os.makedirs(keys)
+    try:
+        import cryptography  # noqa: F401
+
+        from ..bundle import keygen
+
+        _, pub = keygen(os.path.join(keys, "fleet"))
+        ota = OtaConfig(trusted_keys=[pub], health_window_s=0.5)
+    except ImportError:  # no cryptography: the agent step runs, the update step is skipped
+        ota, pub = None, None
+    agent = agent_cls(model, broker=url, fleet="quickstart", device="demo-01", store_dir=store, interval_s=1.0,
+                      model_version="1.0", ota=ota)
+    with agent:
+        worker = threading.Thread(target=replay, args=(model, str(ex / "digits_mlp_test.npz"), 50.0, stop,
+                                                       lambda: agent.model), daemon=True)
         worker.start()
         time.sleep(seconds)
+        result = _flash(ex, url, keys, err) if ota is not None else {"skipped": "cryptography is not installed "
+                                                                                "(pip install 'edgeops[sign]')"}
+        if "outcome" in result:
+            result["telemetry_version"] = agent.telemetry_now()["model"]["version"]
         stop.set()
         worker.join(2)
         agent.telemetry_now()
         agent.wait_drained(5)
         time.sleep(0.3)  # the watcher's copy of the last message
+    return result
+
+
+def _flash(ex: Path, url: str, keys: str, err: Any) -> dict[str, Any]:
+    """Step 9: bundle the MLP as version 2.0, signed, and flash it over MQTT to the running agent."""
+    from ..agent.ota_flash import flash_mqtt
+    from ..bundle import create
+
+    bundle = os.path.join(keys, "digits_mlp-2.0.eob")
+    create(ex / "digits_mlp.onnx", bundle, name="digits_mlp", version="2.0", key=os.path.join(keys, "fleet.key"),
+           sample=str(ex / "digits_mlp_test.npz"))
+    err.print("[bold]9. ship[/bold] digits_mlp bundled as version 2.0 (signed), flashed over MQTT to the agent: "
+              "chunks, signature check on the device, install into the other slot, health check, commit")
+    result = flash_mqtt(bundle, url, "quickstart", "demo-01", timeout=60, chunk_size=16 * 1024, progress=False)
+    result["bundle_bytes"] = os.path.getsize(bundle)
+    return result

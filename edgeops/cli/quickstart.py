@@ -173,6 +173,7 @@ def _summary(model: Any, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any
 
 
 def _print_table(report: dict[str, Any]) -> None:
+    from rich.markup import escape  # skip reasons name extras like edgeops[sign], which rich would read as markup
     from rich.table import Table
 
     out = console()
@@ -194,7 +195,7 @@ def _print_table(report: dict[str, Any]) -> None:
               f"{g['values']} values clipped or replaced")
     c = report["convert"]
     if "skipped" in c:
-        out.print(f"convert: skipped ({c['skipped']})")
+        out.print(f"convert: skipped ({escape(str(c['skipped']))})")
     else:
         acc = c["accuracy"] or {}
         ci = acc.get("ci95") or [float("nan"), float("nan")]
@@ -205,7 +206,7 @@ def _print_table(report: dict[str, Any]) -> None:
         out.print(f"written to {c['output']} with its reference profile {c['profile']}")
     t = report["tflite_export"]
     if "skipped" in t:
-        out.print(f"tflite export: skipped ({t['skipped']})")
+        out.print(f"tflite export: skipped ({escape(str(t['skipped']))})")
     else:
         acc = t["accuracy"] or {}
         out.print(f"tflite export: digits_cnn int8 .tflite {t['size_before'] / 1024:.1f} KiB -> "
@@ -217,7 +218,7 @@ def _print_table(report: dict[str, Any]) -> None:
     out.print(bench_report.to_table(report["bench"]))
     a = report["agent"]
     if "skipped" in a:
-        out.print(f"agent: skipped ({a['skipped']})")
+        out.print(f"agent: skipped ({escape(str(a['skipped']))})")
     else:
         last = a["last"] or {}
         inf, drift = last.get("inference", {}), last.get("drift", {})
@@ -228,5 +229,13 @@ def _print_table(report: dict[str, Any]) -> None:
                   f"{a['broker']} (seq {a['seqs']}); last busy one: {inf.get('total')} inferences so far, "
                   f"p95 {num((inf.get('latency_ms') or {}).get('p95'))} ms, drift max PSI {num(drift.get('max_psi'))}, "
                   f"CPU {num(last.get('health', {}).get('cpu_percent'))} %")
+    o = a.get("ota") or {}
+    if o:
+        if "outcome" in o:
+            out.print(f"ship: bundle of {o['bundle_bytes']} bytes flashed over MQTT in {o['seconds']:.2f} s: "
+                      f"{o['outcome']}; the agent's telemetry now reports model version {o.get('telemetry_version')} "
+                      f"(was 1.0)")
+        else:
+            out.print(f"ship: skipped ({escape(str(o.get('skipped')))})")
     out.print("more: edgeops bench MODEL ... --plot latency.png, edgeops info MODEL, edgeops agent run --config "
               "agent.toml, edgeops fleet watch --broker URL --fleet F")

@@ -27,6 +27,7 @@ from edgeops.agent.ota_flash import flash_mqtt
 
 pytest.importorskip("paho.mqtt")
 pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")  # the tests build their models with onnx.helper
 pytest.importorskip("cryptography")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"

@@ -8,7 +8,12 @@ import signal
 
 import pytest
 
-from tests.agent.test_ota import ota_bundles, rig  # noqa: F401 - fixtures
+pytest.importorskip("paho.mqtt")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")  # the tests build their models with onnx.helper
+pytest.importorskip("cryptography")  # signed bundles; test_ota (imported below) skips without it too
+
+from tests.agent.test_ota import ota_bundles, rig  # noqa: E402, F401 - fixtures
 
 KILLS = [
     # killed after      bundle  resumed at      outcome        active model

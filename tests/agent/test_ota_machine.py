@@ -9,6 +9,11 @@ import time
 import numpy as np
 import pytest
 
+pytest.importorskip("paho.mqtt")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")  # the tests build their models with onnx.helper
+pytest.importorskip("cryptography")  # signed bundles; test_ota (imported below) skips without it too
+
 from edgeops.agent import Agent, load_config
 from edgeops.agent.config import OtaConfig
 from edgeops.agent.ota import OUTCOMES, RESUME, RESUME_DEFAULT, TRANSITIONS, OfferError, parse_offer, probe

@@ -95,6 +95,8 @@ def test_quickstart_json(tmp_path, monkeypatch):
     else:  # the agent's telemetry arrived over a real broker, every seq from 1
         assert a["messages"] >= 2 and a["seqs"] == list(range(1, a["messages"] + 1))
         assert a["last"]["inference"]["count"] > 0 and a["last"]["model"]["name"] == "digits_mlp"
+        if "outcome" in a["ota"]:  # cryptography installed: the over-the-air update went live
+            assert a["ota"]["outcome"] == "committed" and a["ota"]["telemetry_version"] == "2.0"
     if HAS_TFLITE:
         assert report["tflite"]["max_abs_diff_vs_onnx"] < 1e-4
         assert report["bench"][1]["backend"] in ("litert", "tflite-runtime")
