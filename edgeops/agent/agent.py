@@ -319,6 +319,9 @@ def _model_info(model: Any, name: str | None, version: str | None) -> dict[str, 
     if model is None:
         return {"name": name or "none", "version": version or "none", "sha256": None}
     sha = model.sha256
+    manifest = getattr(model, "bundle", None)  # opened from a bundle: its name and version
+    if manifest is not None:
+        name, version = name or manifest.name, version or manifest.version
     stem = os.path.splitext(os.path.basename(model.path or "model"))[0]
     return {"name": name or stem, "version": version or (sha[:12] if sha else "unknown"), "sha256": sha}
 

@@ -221,3 +221,16 @@ def test_config_file_errors_are_clear(tmp_path):
     good.write_text(AGENT_TOML.format(url="mqtt://127.0.0.1:1", store="store", model="m.onnx"))
     cfg = load_config(good)
     assert cfg.store_dir == os.path.join(str(tmp_path), "store") and cfg.interval_s == 0.1
+
+
+def test_a_bundle_as_the_agents_model_reports_its_name_and_version(tmp_path):
+    pytest.importorskip("onnx")
+    from edgeops.agent.transport import MemoryTransport
+    from edgeops.bundle import create
+
+    bundle = tmp_path / "digits-3.1.eob"
+    create(EXAMPLES / "digits_mlp.onnx", bundle, name="digits", version="3.1")
+    agent = Agent(str(bundle), fleet="demo", device="pi-01", store_dir=str(tmp_path / "store"),
+                  transport=MemoryTransport(client_id="pi-01"))
+    assert agent.model_info["name"] == "digits" and agent.model_info["version"] == "3.1"
+    assert agent.drift is not None  # the bundle's profile travels with it
