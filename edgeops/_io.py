@@ -9,11 +9,13 @@ into plain JSON.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import tempfile
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str | None = None, *,
@@ -21,17 +23,25 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | None = None, 
     """Write ``data`` (or the content of the file ``copy_from``) to ``path`` atomically."""
     if (data is None) == (copy_from is None):
         raise TypeError("give exactly one of data or copy_from")
+    with atomic_stream(path) as out:
+        if copy_from is not None:
+            with open(copy_from, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        else:
+            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+@contextlib.contextmanager
+def atomic_stream(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through, atomically: what the block writes appears at ``path``
+    only when the block ends without an exception (temp file, fsync, rename, fsync of the folder)."""
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".edgeops-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
-            if copy_from is not None:
-                with open(copy_from, "rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-            else:
-                out.write(data.encode("utf-8") if isinstance(data, str) else data)
+            yield out
             out.flush()
             os.fsync(out.fileno())
         umask = os.umask(0)

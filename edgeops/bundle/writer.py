@@ -16,7 +16,6 @@ import json
 import math
 import os
 import tarfile
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import _fsync_dir, jsonable
+from .._io import atomic_stream, jsonable
 from .._version import __version__
 from ..errors import DataError, UsageError
 from .manifest import _WORD, FORMAT, MANIFEST, MANIFEST_VERSION, MAX_MEMBER_BYTES, SIGNATURE, Manifest, dump_manifest
@@ -212,28 +211,13 @@ def _quantization(summary: Any) -> dict:
 
 
 def _write_archive(output: str, raw: bytes, signature: bytes | None, parts: list[_Part]) -> None:
-    folder = os.path.dirname(os.path.abspath(output))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".edgeops-", suffix=".eob.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                _add(tar, _from_bytes(MANIFEST, raw))
-                if signature is not None:
-                    _add(tar, _from_bytes(SIGNATURE, signature))
-                for part in parts:
-                    _add(tar, part)
-            out.flush()
-            os.fsync(out.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
+    with atomic_stream(output) as out:
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            _add(tar, _from_bytes(MANIFEST, raw))
+            if signature is not None:
+                _add(tar, _from_bytes(SIGNATURE, signature))
+            for part in parts:
+                _add(tar, part)
 
 
 class _HashingReader:
