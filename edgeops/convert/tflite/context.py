@@ -129,8 +129,7 @@ class Context:
             out = self.w.tensor(f"{name}/t", stored, self.dtype(name))
             if [p for p in perm if shape[p] != 1] == [p for p in v.perm if shape[p] != 1]:
                 # only size-1 axes move (NCHW -> NHWC with C = 1): the bytes are already in order
-                self.op("RESHAPE", [v.tensor, self.constant(np.array(stored, np.int32))], [out], "ReshapeOptions",
-                        newShape=list(stored))
+                self.reshape(v.tensor, stored, out)
             else:
                 self.op("TRANSPOSE", [v.tensor, self.constant(np.array(compose(v.perm, perm), np.int32))], [out],
                         "TransposeOptions")
@@ -171,6 +170,16 @@ class Context:
     def tmp(self, shape: tuple[int, ...] | list[int], dtype: Any = np.float32, hint: str = "tmp") -> int:
         return self.w.tensor(hint, tuple(shape), dtype)
 
+    def reshape(self, src: int, shape: tuple[int, ...] | list[int], out: int | None = None, hint: str = "r") -> int:
+        """RESHAPE tensor ``src`` to ``shape`` (into ``out``, else a new tensor of ``src``'s dtype);
+        an empty ``shape`` makes a scalar."""
+        shape = tuple(int(d) for d in shape)
+        if out is None:
+            out = self.tmp(shape, self.w.tensors[src].dtype, hint)
+        self.op("RESHAPE", [src, self.constant(np.array(shape, np.int32).reshape(len(shape)))], [out],
+                "ReshapeOptions", newShape=list(shape))
+        return out
+
     def op(self, code: str, inputs: list[int], outputs: list[int], options_type: str | None = None,
            **options: Any) -> None:
         self.w.op(code, inputs, outputs, options_type, **options)
@@ -191,9 +200,7 @@ class Context:
             return self.get(name, perm)
         padded = (1,) * (rank - r) + self.shape(name)
         src = self.onnx_layout(name)
-        flat = self.w.tensor(f"{name}/r", padded, self.dtype(name))
-        self.op("RESHAPE", [src, self.constant(np.array(padded, np.int32))], [flat], "ReshapeOptions",
-                newShape=list(padded))
+        flat = self.reshape(src, padded, hint=f"{name}/r")
         if perm == identity(rank):
             return flat
         out = self.w.tensor(f"{name}/rt", tuple(padded[p] for p in perm), self.dtype(name))

@@ -13,8 +13,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ...errors import ModelFormatError, UnsupportedOpsError
 from .context import Context, channels_last, identity
 from .peephole import fold_transpose_into_fully_connected
@@ -110,20 +108,14 @@ def check(ctx: Context) -> list[tuple[str, str, str]]:
 
 def _final_output(ctx: Context, name: str, perm: tuple[int, ...]) -> int:
     """The tensor that holds graph output ``name`` in its I/O layout, named ``name``."""
-    if name in ctx.consts or name not in ctx.values:
-        src = ctx.get(name, perm)  # a constant output: copy it through a RESHAPE so it is a real output
-        shape = ctx.w.tensors[src].shape
-        t = ctx.w.tensor(name, shape, ctx.w.tensors[src].dtype)
-        ctx.op("RESHAPE", [src, ctx.constant(np.array([int(d) for d in shape], np.int32))], [t], "ReshapeOptions",
-               newShape=[int(d) for d in shape])
-        return t
+    if name in ctx.consts or name not in ctx.values:  # a constant output: copied by a RESHAPE into a real one
+        dtype = ctx.dtype(name)
+        src = ctx.get(name, perm, dtype=dtype if dtype.name in _TYPES else None)  # int64 stays int64
+        return ctx.reshape(src, ctx.w.tensors[src].shape, ctx.w.tensor(name, ctx.w.tensors[src].shape,
+                                                                       ctx.w.tensors[src].dtype))
     t = ctx.get(name, perm)
     if t in ctx.w.inputs or t in ctx.w.outputs:  # an output that is an input (or another output) needs its own tensor
-        shape = ctx.w.tensors[t].shape
-        out = ctx.w.tensor(name, shape, ctx.w.tensors[t].dtype)
-        ctx.op("RESHAPE", [t, ctx.constant(np.array([int(d) for d in shape], np.int32))], [out], "ReshapeOptions",
-               newShape=[int(d) for d in shape])
-        return out
+        return ctx.reshape(t, ctx.w.tensors[t].shape, ctx.w.tensor(name, ctx.w.tensors[t].shape, ctx.w.tensors[t].dtype))
     ctx.w.rename(t, name)  # the signature and the tensor both carry the ONNX name
     return t
 

@@ -297,12 +297,10 @@ def _softmax(ctx: Context, node: Any, code: str, options_type: str, **options: A
     if ctx.opset < 13 and axis != r - 1:  # old definition: softmax over the flattened [axis:] block
         src = ctx.onnx_layout(x)
         flat = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
-        a = ctx.tmp(flat, np.float32, f"{x}/2d")
-        ctx.op("RESHAPE", [src, ctx.constant(np.array(flat, np.int32))], [a], "ReshapeOptions", newShape=list(flat))
+        a = ctx.reshape(src, flat, hint=f"{x}/2d")
         b = ctx.tmp(flat, np.float32, f"{y}/2d")
         ctx.op(code, [a], [b], options_type, **options)
-        ctx.op("RESHAPE", [b, ctx.constant(np.array(shape, np.int32))], [ctx.output(y)], "ReshapeOptions",
-               newShape=list(shape))
+        ctx.reshape(b, shape, ctx.output(y))
         return
     perm = ctx.layout(x) if not ctx.is_const(x) else identity(r)
     if perm[-1] != axis:  # bring the axis last, keeping the rest of the layout

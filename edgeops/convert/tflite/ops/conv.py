@@ -79,7 +79,7 @@ def channels_last_input(ctx: Context, x: str) -> tuple[int, tuple[int, ...]]:
     if len(shape) > 3:
         return src, (shape[0], *shape[2:], shape[1])
     nhwc = (shape[0], 1, shape[2], shape[1])
-    return reshape(ctx, src, nhwc, f"{x}/h1"), nhwc
+    return ctx.reshape(src, nhwc, hint=f"{x}/h1"), nhwc
 
 
 def channels_last_output(ctx: Context, y: str) -> tuple[int, tuple[int, ...]]:
@@ -95,7 +95,7 @@ def finish(ctx: Context, y: str, dst: int) -> None:
     """For a 1-D ``y``, reshape the N1WC result ``dst`` into ``y`` (stored NWC)."""
     if ctx.rank(y) == 3:
         out = ctx.output(y, channels_last(3))
-        reshape_into(ctx, dst, out, ctx.w.tensors[out].shape)
+        ctx.reshape(dst, ctx.w.tensors[out].shape, out)
 
 
 def pad_enum(name: str) -> int:
@@ -104,14 +104,6 @@ def pad_enum(name: str) -> int:
     return getattr(schema().Padding, name)
 
 
-def reshape(ctx: Context, src: int, shape: tuple[int, ...], hint: str) -> int:
-    out = ctx.tmp(shape, ctx.w.tensors[src].dtype, hint)
-    reshape_into(ctx, src, out, shape)
-    return out
-
-
-def reshape_into(ctx: Context, src: int, dst: int, shape: tuple[int, ...]) -> None:
-    ctx.op("RESHAPE", [src, ctx.constant(np.array(shape, np.int32))], [dst], "ReshapeOptions", newShape=list(shape))
 
 
 def _check_weights(node: Any, ctx: Context, what: str) -> str | None:

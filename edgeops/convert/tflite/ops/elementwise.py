@@ -51,9 +51,7 @@ def emit(ctx: Context, code: str, inputs: list[int], out: int) -> int:
         if low is not None:
             merged = ctx.tmp(low, ctx.w.tensors[out].dtype, "merged")
             ctx.op(code, inputs, [merged], OPTIONS.get(code), **options)
-            ctx.op("RESHAPE", [merged, ctx.constant(np.array(shape, np.int32))], [out], "ReshapeOptions",
-                   newShape=list(shape))
-            return out
+            return ctx.reshape(merged, shape, out)
     ctx.op(code, inputs, [out], OPTIONS.get(code), **options)
     return out
 
@@ -78,7 +76,7 @@ def _low_rank(ctx: Context, inputs: list[int], shape: tuple[int, ...]) -> tuple[
     merged = []
     for t, s, p in zip(inputs, shapes, padded):
         target = tuple(int(np.prod([p[a] for a in axes])) for _, axes in groups)
-        merged.append(t if not s or s == target else reshape(ctx, t, target, "merged"))
+        merged.append(t if not s or s == target else ctx.reshape(t, target, hint="merged"))
     return merged, low
 
 
@@ -86,7 +84,7 @@ def _tile(ctx: Context, t: int, padded: tuple[int, ...], shape: tuple[int, ...])
     if ctx.w.tensors[t].shape == shape:
         return t
     if ctx.w.tensors[t].shape != padded:
-        t = reshape(ctx, t, padded, "padded")
+        t = ctx.reshape(t, padded, hint="padded")
     multiples = np.array([o // i for o, i in zip(shape, padded)], np.int32)
     return emit(ctx, "TILE", [t, ctx.constant(multiples)], like(ctx, t, "tiled", shape=shape))
 
@@ -131,16 +129,10 @@ def operand(ctx: Context, name: str, rank: int, perm: tuple[int, ...], dtype: An
         target = tuple(padded[p] for p in perm)
         stored_order = [p for p in ctx.layout(name) if shape[p] != 1]
         if stored_order == [p - (rank - r) for p in perm if padded[p] != 1]:  # the bytes are in order already
-            t = reshape(ctx, ctx.get(name), target, f"{name}/r")
+            t = ctx.reshape(ctx.get(name), target, hint=f"{name}/r")
         else:
             t = ctx.broadcast_operand(name, rank, perm)
     return cast(ctx, t, dtype)
-
-
-def reshape(ctx: Context, t: int, shape: tuple[int, ...], hint: str) -> int:
-    out = like(ctx, t, hint, shape=shape)
-    ctx.op("RESHAPE", [t, ctx.constant(np.array(shape, np.int32))], [out], "ReshapeOptions", newShape=list(shape))
-    return out
 
 
 def cast(ctx: Context, t: int, dtype: Any, out: int | None = None) -> int:

@@ -34,13 +34,6 @@ def _binary(ctx: Context, code: str, a: int, b: int, out: int) -> int:
     return out
 
 
-def _reshape(ctx: Context, src: int, shape: tuple[int, ...], out: int | None = None, hint: str = "r") -> int:
-    out = ctx.tmp(shape, np.float32, hint) if out is None else out
-    ctx.op("RESHAPE", [src, ctx.constant(np.array(shape, np.int32).reshape(len(shape)))], [out], "ReshapeOptions",
-           newShape=list(shape))  # an empty shape (a scalar result of [K] @ [K]) is a [0] tensor
-    return out
-
-
 # ---- Gemm ----------------------------------------------------------------------------------------
 
 
@@ -111,11 +104,11 @@ def convert_matmul(node: Any, ctx: Context) -> None:
     if ctx.is_const(b_name) and len(b_shape) == 2 and not ctx.is_const(a_name):
         w = ctx.constant(ctx.const(b_name).astype(np.float32).T, f"{node.name or y}/weight")
         if len(a_shape) == 1:  # [K] @ [K, N]: a [1, K] row through FULLY_CONNECTED, then [N]
-            row = _reshape(ctx, ctx.onnx_layout(a_name), (1, a_shape[0]), hint=f"{a_name}/row")
+            row = ctx.reshape(ctx.onnx_layout(a_name), (1, a_shape[0]), hint=f"{a_name}/row")
             fc = ctx.tmp((1, b_shape[1]), np.float32, f"{y}/fc")
             ctx.op("FULLY_CONNECTED", [row, w, -1], [fc], "FullyConnectedOptions", fusedActivationFunction=0,
                    keepNumDims=False)
-            _reshape(ctx, fc, out_shape, ctx.output(y))
+            ctx.reshape(fc, out_shape, ctx.output(y))
             return
         ctx.op("FULLY_CONNECTED", [ctx.onnx_layout(a_name), w, -1], [ctx.output(y)], "FullyConnectedOptions",
                fusedActivationFunction=0, keepNumDims=len(out_shape) > 2)
@@ -128,7 +121,7 @@ def convert_matmul(node: Any, ctx: Context) -> None:
         return
     mm = ctx.tmp(full, np.float32, f"{y}/mm")  # a 1-D operand: drop the axis it gained
     ctx.op("BATCH_MATMUL", [a, b], [mm], "BatchMatMulOptions", adjX=False, adjY=False)
-    _reshape(ctx, mm, out_shape, ctx.output(y))
+    ctx.reshape(mm, out_shape, ctx.output(y))
 
 
 def _matrix(ctx: Context, name: str, left: bool) -> tuple[int, tuple[int, ...]]:
@@ -140,4 +133,4 @@ def _matrix(ctx: Context, name: str, left: bool) -> tuple[int, tuple[int, ...]]:
     new = (1, shape[0]) if left else (shape[0], 1)
     if ctx.is_const(name):
         return ctx.constant(ctx.const(name).astype(np.float32).reshape(new), name), new
-    return _reshape(ctx, ctx.onnx_layout(name), new, hint=f"{name}/{'row' if left else 'col'}"), new
+    return ctx.reshape(ctx.onnx_layout(name), new, hint=f"{name}/{'row' if left else 'col'}"), new

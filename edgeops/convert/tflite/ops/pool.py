@@ -25,7 +25,7 @@ import numpy as np
 from ..context import Context, channels_last
 from ..registry import Unsupported, converter
 from ._common import ints
-from .conv import onnx_pads, pad_enum, reshape, reshape_into, tflite_padding
+from .conv import onnx_pads, pad_enum, tflite_padding
 
 _MAX_TYPES = {"float32", "int8", "uint8", "int16"}
 
@@ -153,7 +153,7 @@ def convert_pool(node: Any, ctx: Context) -> None:
     stages = _stages(ctx.shape(x), axes)
     for i, (nhwc, (h, w)) in enumerate(stages):
         if ctx.w.tensors[src].shape != nhwc:
-            src = reshape(ctx, src, nhwc, f"{x}/{i}")
+            src = ctx.reshape(src, nhwc, hint=f"{x}/{i}")
         last = i == len(stages) - 1
         out_shape = (nhwc[0], h.out, w.out, nhwc[3])
         dst = ctx.output(y, channels_last(4)) if last and rank == 4 else ctx.tmp(out_shape, dtype, f"{y}/{i}")
@@ -161,7 +161,7 @@ def convert_pool(node: Any, ctx: Context) -> None:
         src = dst
     if rank != 4:
         out = ctx.output(y, channels_last(rank))
-        reshape_into(ctx, src, out, ctx.w.tensors[out].shape)
+        ctx.reshape(src, ctx.w.tensors[out].shape, out)
 
 
 def _pool(ctx: Context, node: Any, src: int, nhwc: tuple[int, ...], h: Axis, w: Axis, dst: int) -> None:

@@ -131,6 +131,4 @@ def _log_sum_exp(ctx: Context, src: int, shape: tuple[int, ...], stored_axes: li
     total = out if keep else ctx.tmp(kept, np.float32, "lse/kept")
     ctx.op("ADD", [_unary(ctx, "LOG", summed, kept, "lse/log"), m], [total], "AddOptions", fusedActivationFunction=0)
     if not keep:
-        stored = ctx.w.tensors[out].shape
-        ctx.op("RESHAPE", [total, ctx.constant(np.array(stored, np.int32))], [out], "ReshapeOptions",
-               newShape=list(stored))
+        ctx.reshape(total, ctx.w.tensors[out].shape, out)

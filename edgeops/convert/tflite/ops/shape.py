@@ -135,8 +135,7 @@ def reshape_to(ctx: Context, x: str, y: str) -> None:
     if not ctx.is_const(x) and ctx.w.tensors[src].shape == stored:  # nothing moves: the same tensor
         ctx.values[y] = Value(src, perm)
         return
-    ctx.op("RESHAPE", [src, ctx.constant(np.array(stored, np.int32))], [ctx.output(y, perm)],
-           "ReshapeOptions", newShape=[int(d) for d in stored])
+    ctx.reshape(src, stored, ctx.output(y, perm))
 
 
 def _check_reshape(node: Any, ctx: Context) -> str | None:
@@ -431,11 +430,4 @@ def convert_shape(node: Any, ctx: Context) -> None:
     else:
         start, end = int(ctx.attr(node, "start", 0)), ctx.attr(node, "end")
         value = np.array(shape[start:None if end is None else int(end)], np.int64)
-    y = node.output[0]
-    if y not in {o.name for o in ctx.graph.output}:
-        _fold(ctx, y, value)
-        return
-    # a graph output: copied out of a constant here, since the exporter's copy of a constant output
-    # reshapes a scalar to [1]
-    ctx.op("RESHAPE", [ctx.constant(value, f"{y}/value", np.int64), ctx.constant(np.array(value.shape, np.int32))],
-           [ctx.output(y)], "ReshapeOptions", newShape=list(value.shape))
+    _fold(ctx, node.output[0], value)
