@@ -73,6 +73,7 @@ class Agent:
         self.model_info = _model_info(self.model, model_name, model_version)
         self.drift = _drift_monitor(self.model, profile)
         self.started = time.time()
+        self.totals = {"count": 0, "errors": 0}  # inferences since the agent started; telemetry adds each window
         self.transport = transport or self._mqtt(broker, username, password, ca, cert, key, keepalive)
         self.commands = CommandHandler(self)
         self._stop = threading.Event()

@@ -31,11 +31,12 @@ def _inference(agent: Any) -> dict[str, Any]:
     if model is None:
         return {"count": 0, "errors": 0, "rate_per_s": 0.0, "latency_ms": {}, "total": 0}
     snap = model.stats.snapshot(reset=True)
-    agent._total = getattr(agent, "_total", 0) + snap["count"]
-    agent._total_errors = getattr(agent, "_total_errors", 0) + snap["errors"]
+    totals = agent.totals
+    totals["count"] += snap["count"]
+    totals["errors"] += snap["errors"]
     lat = snap["latency_ms"]
     return {"count": snap["count"], "errors": snap["errors"], "rate_per_s": snap["rate_per_s"],
-            "window_s": snap["window_s"], "total": agent._total, "total_errors": agent._total_errors,
+            "window_s": snap["window_s"], "total": totals["count"], "total_errors": totals["errors"],
             "latency_ms": {k: lat[k] for k in ("p50", "p95", "p99", "mean", "max")}}
 
 

@@ -53,15 +53,10 @@ def watch(broker: str, fleet: str, duration: float | None, **tls: Any) -> None:
     """A live table of the fleet (Ctrl-C to stop)."""
     from rich.live import Live
 
-    from ..agent.transport import MqttTransport
-    from ..fleet.status import FleetView
+    from ..fleet.status import FleetView, listen
 
     view = FleetView(fleet)
-    t = MqttTransport(broker, client_id=f"edgeops-watch-{int(time.time() * 1000) % 10**9}", on_message=view.feed,
-                      **{k: v for k, v in tls.items() if v})
-    for topic in view.topics:
-        t.subscribe(topic)
-    t.start()
+    t = listen(broker, view, **{k: v for k, v in tls.items() if v})
     end = None if duration is None else time.monotonic() + duration
     try:
         with Live(_table(fleet, view.snapshot()), console=console(), refresh_per_second=2) as live:

@@ -173,8 +173,9 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
 
     report.format = fmt
     report.size_before = os.path.getsize(src) if os.path.isfile(src) else 0
-    report.ops_before = graph.op_histogram(graph.load(src))
-    data = to_tflite.export_and_quantize(src, mode, input_shapes=input_shapes, channels_last=channels_last,
+    proto = graph.load(src)
+    report.ops_before = graph.op_histogram(proto)
+    data = to_tflite.export_and_quantize(proto, mode, input_shapes=input_shapes, channels_last=channels_last,
                                          calibration=calibration, int8_io=int8_io, report=report)
     with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
         result = os.path.join(tmp, "result.tflite")

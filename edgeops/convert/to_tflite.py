@@ -21,16 +21,16 @@ from ..errors import EdgeOpsError, InferenceError, UsageError
 MAX_CALIBRATION = 500
 
 
-def export_and_quantize(src: str, mode: str, *, input_shapes: dict[str, tuple[int, ...]] | None,
+def export_and_quantize(model: Any, mode: str, *, input_shapes: dict[str, tuple[int, ...]] | None,
                         channels_last: bool, calibration: str | None, int8_io: bool,
                         report: Any) -> bytes:
-    """The ``.tflite`` bytes for ``src`` in quantization ``mode``; fills ``report`` (ops, steps, nodes quantized)."""
-    from . import graph
+    """The ``.tflite`` bytes for ``model`` (an ``onnx.ModelProto``) in quantization ``mode``; fills ``report``
+    (ops, steps, nodes quantized)."""
     from .tflite import export
 
     if int8_io and mode != "int8":
         raise UsageError("--int8-io needs --quantize int8 (static int8 with calibration)")
-    exported = export(graph.load(src), input_shapes=input_shapes, channels_last_io=channels_last)
+    exported = export(model, input_shapes=input_shapes, channels_last_io=channels_last)
     report.steps += exported.notes
     report.steps.append(f"exported to TFLite without TensorFlow ({sum(exported.ops.values())} ops"
                         f"{', channels-last I/O' if channels_last else ', same I/O names, shapes and layout as the ONNX model'})")

@@ -96,16 +96,22 @@ class FleetView:
             return [r.to_dict(now) for _, r in sorted(self.rows.items())]
 
 
-def collect(url: str, fleet: str, *, wait_s: float = 3.0, view: FleetView | None = None, **tls: Any) -> FleetView:
-    """Listen for ``wait_s`` seconds and return what the fleet said (retained status arrives at once)."""
+def listen(url: str, view: FleetView, **tls: Any) -> Any:
+    """A started transport that feeds ``view`` with the fleet's status and telemetry (stop it when done)."""
     from ..agent.transport import MqttTransport
 
-    view = view or FleetView(fleet)
     t = MqttTransport(url, client_id=f"edgeops-fleet-{int(time.time() * 1000) % 10**9}", on_message=view.feed,
                       **tls)
     for topic in view.topics:
         t.subscribe(topic)
     t.start()
+    return t
+
+
+def collect(url: str, fleet: str, *, wait_s: float = 3.0, view: FleetView | None = None, **tls: Any) -> FleetView:
+    """Listen for ``wait_s`` seconds and return what the fleet said (retained status arrives at once)."""
+    view = view or FleetView(fleet)
+    t = listen(url, view, **tls)
     try:
         if not t.wait_connected(min(wait_s + 5, 15)):
             from ..errors import UsageError

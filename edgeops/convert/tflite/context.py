@@ -149,7 +149,7 @@ class Context:
         elif a.dtype == np.float64:
             a = a.astype(np.float32)
         elif a.dtype == np.int64:
-            a = _int32(a, hint)
+            a = _int32(a)
         return self.w.const(hint, a)
 
     def output(self, name: str, perm: tuple[int, ...] | None = None, dtype: Any = None) -> int:
@@ -213,7 +213,7 @@ class Context:
         return self.layout(name).index(axis % r)
 
 
-def _int32(a: np.ndarray, hint: str) -> np.ndarray:
+def _int32(a: np.ndarray) -> np.ndarray:
     info = np.iinfo(np.int32)
     clipped = np.clip(a, info.min, info.max)  # INT64_MAX ends in Slice means "to the end"
     return clipped.astype(np.int32)
