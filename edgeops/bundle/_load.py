@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime.model import _is_bundle
+from ..runtime.model import detect_format
 from .manifest import BundleError
 from .reader import extract
 
@@ -31,7 +31,7 @@ def load_bundle(path: str, load: Callable[..., Any], **options: Any) -> Any:
         unpacked = extract(path, folder)
         if unpacked.profile_path is not None:
             _alias(unpacked.profile_path, os.path.splitext(unpacked.model_path)[0] + ".profile.json")
-        if _is_bundle(unpacked.model_path):
+        if detect_format(unpacked.model_path) == "bundle":
             raise BundleError(f"{path}: the model inside is itself a bundle; refusing to unpack bundles in bundles")
         model = load(unpacked.model_path, **options)
     except BaseException:

@@ -37,21 +37,23 @@ __all__ = [
     "onnx_external_files",
 ]
 
-SNIFF_BYTES = 64  # how much of a file sniff_format needs
+SNIFF_BYTES = 512  # how much of a file sniff_format needs (a tar header, for bundles)
 MMAP_BYTES = 64 << 20  # larger files are mapped, not read into memory
 
 
 def sniff_format(head: bytes) -> str | None:
     """Guess a model format from the first bytes of a file (``SNIFF_BYTES`` are plenty).
 
-    ``"tflite"`` (file identifier ``TFL3`` at byte 4), ``"zip"`` (an archive, not a model; edgeops
-    bundles are tar files and ``edgeops.load`` opens them), ``"onnx"`` (starts like a protobuf ModelProto), else ``None``.
+    ``"tflite"`` (file identifier ``TFL3`` at byte 4), ``"bundle"`` (a tar whose first member is
+    ``manifest.json``: an edgeops bundle), ``"zip"`` (an archive, not a model), ``"onnx"`` (starts like a protobuf ModelProto), else ``None``.
     """
     head = bytes(head[:SNIFF_BYTES])
     if head[4:8] == b"TFL3":
         return "tflite"
     if head.startswith(b"PK\x03\x04"):
         return "zip"
+    if head.startswith(b"manifest.json\0") and head[257:262] == b"ustar":
+        return "bundle"
     if looks_like_onnx(head):
         return "onnx"
     return None
@@ -88,6 +90,9 @@ def _summarize(data, name: str) -> ModelSummary:
         return read_tflite(data, source=name)
     if kind == "onnx" or (kind is None and ext == ".onnx"):
         return read_onnx(data, source=name)
+    if kind == "bundle":
+        raise ModelFormatError(f"{name}: an edgeops bundle; `edgeops bundle inspect` shows it and "
+                               "edgeops.load opens it")
     if kind == "zip":
         raise ModelFormatError(f"{name}: a zip archive, not a .onnx or .tflite file; extract the model "
                                "first (edgeops bundles are .eob files, which edgeops.load opens)")

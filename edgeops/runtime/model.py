@@ -135,34 +135,29 @@ class Model:
 
 
 def detect_format(path: str) -> str:
-    """``onnx`` or ``tflite``, by extension, else by the file's first bytes."""
-    from ..formats import sniff_format
+    """``onnx``, ``tflite`` or ``bundle``, by extension, else by the file's first bytes."""
+    from ..formats import SNIFF_BYTES, sniff_format
 
     ext = os.path.splitext(path)[1].lower()
+    if ext == ".eob":
+        return "bundle"
     with open(path, "rb") as fh:
-        head = fh.read(64)
+        head = fh.read(SNIFF_BYTES)
     if not head:
         raise ModelFormatError(f"{path} is empty; re-export the model or check the copy")
     sniffed = sniff_format(head)
+    if sniffed == "bundle":  # whatever its name says
+        return "bundle"
     fmt = _EXTENSIONS.get(ext)
     if fmt == "onnx" and sniffed == "tflite" or fmt == "tflite" and sniffed not in ("tflite", None):
         raise ModelFormatError(f"{path} has a .{ext[1:]} name but holds {sniffed} data; rename it or check the file")
     if fmt is None:
         fmt = sniffed
-    if fmt not in ("onnx", "tflite"):
+    if fmt not in ("onnx", "tflite", "bundle"):
         raise ModelFormatError(
             f"{path} is not a model edgeops can run (expected an .onnx or .tflite file)"
         )
     return fmt
-
-
-def _is_bundle(path: str) -> bool:
-    """An edgeops bundle: a ``.eob`` name, or a tar whose first member is ``manifest.json``."""
-    if path.lower().endswith(".eob"):
-        return True
-    with open(path, "rb") as fh:
-        head = fh.read(512)
-    return head.startswith(b"manifest.json\0") and head[257:262] == b"ustar"
 
 
 def load(path: str | os.PathLike[str], *, backend: str | None = None, threads: int | None = None,
@@ -198,12 +193,12 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, threads: i
         raise ModelNotFoundError(f"model file {p} is not readable (check its permissions)")
     if providers is not None and not isinstance(providers, (list, tuple)):
         raise UsageError("providers must be a list, e.g. ['cuda', 'cpu']")
-    if _is_bundle(p):
+    fmt = detect_format(p)
+    if fmt == "bundle":
         from ..bundle._load import load_bundle
 
         return load_bundle(p, load, backend=backend, threads=threads, providers=providers, target=target,
                            guardrails=guardrails)
-    fmt = detect_format(p)
     tgt = get_target(target)
     be = open_backend(p, fmt, backend=backend, threads=threads,
                       providers=list(providers) if providers else None, target=tgt)

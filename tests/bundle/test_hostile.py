@@ -205,3 +205,23 @@ def test_a_failed_extract_removes_the_folders_it_made(tmp_path, unsigned_mlp):
     with pytest.raises(BundleError):
         bundle.extract(bad, tmp_path / "a" / "b" / "dest")
     assert sorted(os.listdir(tmp_path)) == ["bad.eob"]
+
+
+def test_a_bundle_inside_a_bundle_is_refused_by_load(tmp_path, unsigned_mlp):
+    """The model member holds another bundle's bytes under the name model.onnx, with every hash right:
+    load must not unpack it (the format is sniffed from the bytes, whatever the member's name)."""
+    import hashlib
+
+    import edgeops
+
+    inner = unsigned_mlp.read_bytes()
+    items = members(unsigned_mlp)
+    manifest = json.loads(items[0][1])
+    digest = hashlib.sha256(inner).hexdigest()
+    manifest["model"].update(sha256=digest, size=len(inner))
+    manifest["files"][manifest["model"]["file"]] = {"sha256": digest, "size": len(inner)}
+    raw = json.dumps(manifest, sort_keys=True).encode()
+    items = replace(replace(items, manifest["model"]["file"], inner), "manifest.json", raw)
+    nested = write_tar(tmp_path / "nested.eob", items)
+    with pytest.raises(BundleError, match="itself a bundle"):
+        edgeops.load(nested)
