@@ -36,8 +36,7 @@ def atomic_stream(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through, atomically: what the block writes appears at ``path``
     only when the block ends without an exception (temp file, fsync, rename, fsync of the folder)."""
     target = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    os.makedirs(folder, exist_ok=True)
+    folder = output_folder(target)
     fd, tmp = tempfile.mkstemp(prefix=".edgeops-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -53,6 +52,28 @@ def atomic_stream(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.unlink(tmp)
         raise
     _fsync_dir(folder)
+
+
+def output_folder(path: str | os.PathLike[str]) -> str:
+    """The one rule for where edgeops writes an output file: missing folders above ``path`` are
+    created; a path that runs through a regular file (``FILE/out.onnx``) or names a folder is a
+    :class:`~edgeops.errors.UsageError` that says so. Returns the folder (absolute)."""
+    from .errors import UsageError
+
+    target = os.path.abspath(os.fspath(path))
+    if os.path.isdir(target):
+        raise UsageError(f"cannot write {os.fspath(path)}: it is a folder; give a file name")
+    folder = os.path.dirname(target)
+    probe = folder
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if probe and not os.path.isdir(probe):
+        raise UsageError(f"cannot write {os.fspath(path)}: {probe} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder {folder} for {os.fspath(path)}: {exc.strerror}") from exc
+    return folder
 
 
 def _fsync_dir(folder: str) -> None:
