@@ -131,8 +131,8 @@ def _lifetimes(model: Any, g: Any) -> list[tuple[str, int, int, int]]:
     for i, first in first_used.items():
         t = g.tensors[i]
         buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
-        if buf is not None and buf.data is not None and len(buf.data):
-            continue  # a constant: read in place from the flatbuffer
+        if buf is not None and ((buf.data is not None and len(buf.data)) or (buf.offset or 0) > 1):
+            continue  # a constant (inline, or after the flatbuffer at buf.offset): read in place
         count = 1
         for d in t.shape if t.shape is not None else []:
             count *= int(d)

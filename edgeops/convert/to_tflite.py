@@ -106,7 +106,8 @@ def quantized_ops(data: bytes) -> int:
     count = 0
     for op in sub.operators:
         ins = [sub.tensors[i] for i in (op.inputs if op.inputs is not None else []) if i >= 0]
-        if any(t.type in low and model.buffers[t.buffer].data is not None for t in ins):
+        if any(t.type in low and (model.buffers[t.buffer].data is not None or model.buffers[t.buffer].offset > 1)
+               for t in ins):
             count += 1
     return count
 

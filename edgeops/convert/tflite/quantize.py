@@ -43,6 +43,7 @@ from ...errors import DataError, ModelFormatError, UsageError
 __all__ = ["quantize", "MODES"]
 
 SIGNATURE = "serving_default"
+MAX_FLATBUFFER = 1 << 31  # flatbuffers address with signed 32-bit offsets
 MODES = {
     "dynamic": "dynamic range int8 (ai-edge-quantizer dynamic_wi8_afp32, fully-connected per tensor): "
                "int8 weights, float activations",
@@ -191,7 +192,12 @@ def _run_quantizer(data: bytes, recipe: list[dict[str, Any]], qsvs: dict[str, An
 
 def _finish(data: bytes, int8_io: bool) -> tuple[bytes, list[str]]:
     """Drop the boundary QUANTIZE/DEQUANTIZE ops (``int8_io``), name the I/O tensors after the
-    signature, and repack with 16-byte-aligned constants."""
+    signature, and repack as one plain flatbuffer with 16-byte-aligned constants.
+
+    ai-edge-quantizer stores the weights after the flatbuffer (a buffer's ``offset`` from the file
+    start and ``size``) once they total 256 KiB or more; they are read back here and written inline,
+    which every interpreter reads (TFLite Micro and tflite-runtime before 2.16 do not know offset
+    buffers) and which a flatbuffer holds up to 2 GB."""
     import flatbuffers
 
     from .writer import _aligned_buffer_class, schema
@@ -202,13 +208,28 @@ def _finish(data: bytes, int8_io: bool) -> tuple[bytes, list[str]]:
     _name_io_tensors(model, tfl)
     aligned = _aligned_buffer_class()
     for b in model.buffers:
-        if b.offset > 1:
-            raise UsageError("models with buffers outside the flatbuffer (over 2 GB) cannot be quantized here")
         b.__class__ = aligned
-        b.data = np.asarray(b.data, np.uint8).tobytes() if b.data is not None and len(b.data) else None
-    builder = flatbuffers.Builder(1024 + sum(len(b.data) if b.data is not None else 0 for b in model.buffers))
+        b.data = _buffer_bytes(data, b)
+        b.offset, b.size = 0, 0
+    total = sum(len(b.data) if b.data is not None else 0 for b in model.buffers)
+    if total >= MAX_FLATBUFFER - (1 << 20):
+        raise UsageError(f"the quantized model holds {total} bytes of constants; a .tflite with its weights "
+                         "inside the flatbuffer is limited to 2 GB, so it cannot be written here")
+    builder = flatbuffers.Builder(1024 + total)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output()), notes
+
+
+def _buffer_bytes(data: bytes, b: Any) -> bytes | None:
+    """A buffer's bytes: its data vector, or ``size`` bytes at ``offset`` from the start of the file
+    (the schema keeps data outside the flatbuffer only where ``offset > 1``)."""
+    if (b.offset or 0) > 1:
+        end = b.offset + (b.size or 0)
+        if end > len(data):
+            raise ModelFormatError(f"internal error: ai-edge-quantizer wrote a buffer at bytes {b.offset}-{end} "
+                                   f"of a {len(data)}-byte model; please report it")
+        return bytes(data[b.offset:end]) if b.size else None
+    return np.asarray(b.data, np.uint8).tobytes() if b.data is not None and len(b.data) else None
 
 
 def _strip_io(model: Any, tfl: Any) -> list[str]:
