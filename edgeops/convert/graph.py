@@ -76,8 +76,31 @@ def upgrade_opset(model: Any, minimum: int) -> tuple[Any, str | None]:
     return upgraded, f"opset {current} -> {minimum}"
 
 
+def dim_size(dim: Any) -> int | None:
+    """A ``TensorShapeProto.Dimension``'s size, ``None`` where it is dynamic: a ``dim_param``, no value,
+    or a negative ``dim_value`` (PaddlePaddle's exporter writes ``-1`` for a dynamic dim, and
+    onnxruntime reads it as dynamic). ``0`` is a size, an empty axis, as onnx and onnxruntime read it."""
+    return int(dim.dim_value) if dim.HasField("dim_value") and dim.dim_value >= 0 else None
+
+
+def clear_negative_dims(model: Any) -> int:
+    """Make every negative ``dim_value`` of the graph's inputs, outputs and value infos an unknown dim
+    (neither value nor name), which is what onnx's shape inference and onnxruntime's quantization
+    tools understand; a ``-1`` left in place would be taken for a size. Returns how many changed."""
+    changed = 0
+    for vi in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            for d in vi.type.tensor_type.shape.dim:
+                if d.HasField("dim_value") and d.dim_value < 0:
+                    d.ClearField("dim_value")
+                    changed += 1
+    return changed
+
+
 def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]], *, static: bool) -> tuple[Any, list[str]]:
-    """Set input dims from ``shapes``; with ``static`` every remaining dynamic batch dim becomes 1."""
+    """Set input dims from ``shapes``; with ``static`` every remaining dynamic batch dim becomes 1.
+    Dynamic dims written as ``-1`` are dynamic here too (:func:`dim_size`)."""
+    clear_negative_dims(model)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     unknown = sorted(set(shapes) - {i.name for i in inputs})
@@ -92,18 +115,18 @@ def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]], *, static: 
             if len(want) != len(dims):
                 raise UsageError(f"--input-shape {inp.name}: the model's input has rank {len(dims)}, not {len(want)}")
             for d, v in zip(dims, want):
-                if d.HasField("dim_value") and d.dim_value != v:
+                if dim_size(d) is not None and d.dim_value != v:
                     raise UsageError(f"--input-shape {inp.name}: dim {d.dim_value} is fixed in the model, cannot be {v}")
                 d.dim_value = int(v)
             notes.append(f"{inp.name} fixed to {list(want)}")
         elif static:
-            for i, d in enumerate(dims):
-                if not d.HasField("dim_value"):
-                    if i != 0:
-                        raise UsageError(f"the target needs static shapes and input {inp.name} has dynamic dim {i}; "
-                                         f"give --input-shape {inp.name}:D1,D2,...")
-                    d.dim_value = 1
-            notes.append(f"{inp.name} batch fixed to 1 (static target)")
+            dynamic = [i for i, d in enumerate(dims) if dim_size(d) is None]
+            if any(i != 0 for i in dynamic):
+                raise UsageError(f"the target needs static shapes and input {inp.name} has dynamic dim "
+                                 f"{next(i for i in dynamic if i)}; give --input-shape {inp.name}:D1,D2,...")
+            if dynamic:
+                dims[0].dim_value = 1
+                notes.append(f"{inp.name} batch fixed to 1 (static target)")
     if notes:
         del model.graph.value_info[:]  # stale shapes; re-inferred next
     return model, notes

@@ -17,6 +17,7 @@ import numpy as np
 from .._progress import Bars
 from ..datafiles import load_inputs
 from ..errors import DataError, UsageError
+from .graph import dim_size
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 MAX_CALIBRATION = 500  # samples; more rarely changes the ranges and costs time
@@ -63,7 +64,7 @@ def graph_inputs(model: Any) -> list[tuple[str, list[Any]]]:
     for i in model.graph.input:
         if i.name in inits:
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+        dims = [dim_size(d) for d in i.type.tensor_type.shape.dim]
         out.append((i.name, dims))
     return out
 

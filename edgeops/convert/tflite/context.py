@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..graph import dim_size
 from .registry import Unsupported
 from .writer import ModelWriter
 
@@ -69,8 +70,8 @@ class Context:
         tt = vi.type.tensor_type
         if not tt.HasField("shape"):
             return
-        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
-        if all(d >= 0 for d in dims):
+        dims = tuple(dim_size(d) for d in tt.shape.dim)
+        if all(d is not None for d in dims):
             self.shapes[vi.name] = dims
         if tt.elem_type:
             self.dtypes[vi.name] = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))

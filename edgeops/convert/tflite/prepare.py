@@ -226,6 +226,6 @@ def _static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
         dims = vi.type.tensor_type.shape.dim
-        if vi.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
-            out[vi.name] = tuple(d.dim_value for d in dims)
+        if vi.type.tensor_type.HasField("shape") and all(graph.dim_size(d) is not None for d in dims):
+            out[vi.name] = tuple(graph.dim_size(d) for d in dims)
     return out
