@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write
+from .._io import atomic_write, output_folder
 from ..errors import UsageError
 
 __all__ = ["ArenaEstimate", "CArray", "estimate_arena", "write_c_array", "c_identifier"]
@@ -192,19 +192,24 @@ def write_c_array(data: bytes, c_path: str | os.PathLike[str], *, name: str | No
 
 
 def _write_pair(files: list[tuple[Path, str]]) -> None:
-    """Write each file atomically; on a failure, put back the ones already written."""
+    """Write each file atomically; on a failure, put back the ones already written. Paths that
+    :func:`~edgeops._io.output_folder` refuses (a folder in the way) are refused before the first write."""
+    for path, _ in files:
+        output_folder(path)
     done: list[tuple[Path, bytes | None]] = []
     try:
         for path, text in files:
             before = path.read_bytes() if path.is_file() else None
             atomic_write(path, text)
             done.append((path, before))
-    except OSError as exc:
-        for path, before in reversed(done):
+    except (OSError, UsageError) as exc:
+        for done_path, before in reversed(done):
             if before is None:
-                path.unlink(missing_ok=True)
+                done_path.unlink(missing_ok=True)
             else:
-                atomic_write(path, before)
+                atomic_write(done_path, before)
+        if isinstance(exc, UsageError):  # the output-path rule already said what is wrong
+            raise
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 

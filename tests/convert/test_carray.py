@@ -132,8 +132,8 @@ def test_arena_reuses_memory_along_a_chain(cnn_fp32):
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path):
-    (tmp_path / "model.c").mkdir()  # the .c cannot replace a folder: fails after the header is written
-    with pytest.raises(UsageError):
+    (tmp_path / "model.c").mkdir()  # the .c cannot replace a folder: refused before the header is written
+    with pytest.raises(UsageError, match="model.c: it is a folder; give a file name"):
         write_c_array(MLP.read_bytes(), tmp_path / "model.c")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.c"]
 
@@ -141,14 +141,14 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
 def test_a_failed_write_puts_the_old_header_back(tmp_path):
     (tmp_path / "model.h").write_text("old header")
     (tmp_path / "model.c").mkdir()
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="model.c: it is a folder; give a file name"):
         write_c_array(MLP.read_bytes(), tmp_path / "model.c")
     assert (tmp_path / "model.h").read_text() == "old header"
 
 
 def test_invalid_models_and_header_paths_are_refused(tmp_path):
-    with pytest.raises(ModelFormatError):
+    with pytest.raises(ModelFormatError, match="not a valid TFLite model: no TFL3 file identifier"):
         write_c_array(b"not a model at all", tmp_path / "m.c")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"m\.h is a header name; give the \.c path"):
         write_c_array(MLP.read_bytes(), tmp_path / "m.h")
     assert list(tmp_path.iterdir()) == []
