@@ -14,7 +14,9 @@ A bundle (``NAME.eob``) is an uncompressed POSIX tar of regular files::
     sample.npz       health-check inputs (optional)
 
 Nothing in a bundle is executed or unpickled; readers refuse links, absolute paths, ``..``,
-oversize and unlisted members. Typical use::
+oversize and unlisted members, a manifest that is not strict, bounded JSON, and a model that is
+itself a bundle (:func:`check_model_head`, applied by ``verify`` and ``extract``, so by every
+install path). Typical use::
 
     from edgeops import bundle
     bundle.keygen("release")                                   # release.key, release.pub
@@ -31,7 +33,7 @@ Every failed check raises :class:`BundleError` (a :class:`~edgeops.errors.CheckF
 from __future__ import annotations
 
 from .keys import key_id, keygen, load_public_key
-from .manifest import MANIFEST_VERSION, MAX_MEMBER_BYTES, BundleError, Manifest
+from .manifest import MANIFEST_VERSION, MAX_MEMBER_BYTES, BundleError, Manifest, check_model_head
 from .reader import Extracted, extract, read_manifest, verify
 from .writer import create
 
@@ -48,4 +50,5 @@ __all__ = [
     "read_manifest",
     "verify",
     "extract",
+    "check_model_head",
 ]

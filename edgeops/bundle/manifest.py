@@ -2,9 +2,11 @@
 
 ``manifest.json`` is the first member of every bundle: a JSON object, sorted keys, UTF-8.
 :func:`parse_manifest` turns its exact bytes into a :class:`Manifest` or raises a
-:class:`BundleError` that names the field that is wrong. The checks make the fields safe to
-use as they are: ``name`` and ``version`` are plain words (usable as directory names),
-``id`` is 32 hex digits, every file name is a plain member name (no ``/``, no ``..``).
+:class:`BundleError` that names the field that is wrong; the bytes are parsed by
+:func:`edgeops._json.loads` (bounded size and nesting, no NaN, no repeated keys). The checks
+make the fields safe to use as they are: ``name`` and ``version`` are plain words (usable as
+directory names), ``id`` is 32 hex digits, every file name is a plain member name (no ``/``,
+no ``..``). :func:`check_model_head` refuses a model member that is itself a bundle.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _json
 from ..errors import CheckFailed
 
 __all__ = ["BundleError", "Manifest", "MANIFEST_VERSION", "MAX_MEMBER_BYTES", "FORMAT", "MANIFEST", "SIGNATURE",
-           "check_member_name", "parse_manifest", "dump_manifest"]
+           "check_member_name", "check_model_head", "parse_manifest", "dump_manifest"]
 
 FORMAT = "edgeops-bundle"
 MANIFEST_VERSION = 1
@@ -99,6 +102,19 @@ def check_member_name(name: str) -> None:
                           "rebuild the bundle with edgeops bundle create")
 
 
+def check_model_head(head: bytes, name: str) -> None:
+    """Refuse a model member whose first bytes (``edgeops.formats.SNIFF_BYTES`` are plenty) are a bundle.
+
+    A bundle is never a model, whatever the member is called: :func:`~edgeops.bundle.verify` and
+    :func:`~edgeops.bundle.extract` call this on the model member, so ``edgeops store install``,
+    ``flash`` and the agent's OTA (all of which verify or extract) refuse a bundle in a bundle."""
+    from ..formats import sniff_format
+
+    if sniff_format(head) == "bundle":
+        raise BundleError(f"the bundle's model {name} is itself an edgeops bundle; refusing bundles in bundles "
+                          "(pack the .onnx or .tflite model itself with edgeops bundle create)")
+
+
 def dump_manifest(data: dict) -> bytes:
     """The canonical bytes of a manifest: sorted keys, UTF-8, two-space indent, final newline."""
     return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
@@ -116,24 +132,8 @@ def parse_manifest(raw: bytes, *, signed: bool) -> Manifest:
     return Manifest(raw=raw, data=data, signed=signed, key_id=sig)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        dup = sorted(k for k in set(keys) if keys.count(k) > 1)
-        raise BundleError(f"manifest.json repeats the key(s) {', '.join(dup)}; the bundle is corrupt or forged")
-    return dict(pairs)
-
-
-def _reject_constant(value: str) -> Any:
-    raise BundleError(f"manifest.json holds {value}, which is not JSON; the bundle is corrupt")
-
-
 def _load_json(raw: bytes) -> dict:
-    try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BundleError(f"manifest.json is not valid UTF-8 JSON ({exc}); the bundle is corrupt: "
-                          "copy it again or rebuild it") from exc
+    data = _json.loads(raw, what=MANIFEST, error=BundleError, max_bytes=MAX_MANIFEST_BYTES)
     if not isinstance(data, dict):
         raise BundleError("manifest.json is not a JSON object; the bundle is corrupt: copy it again or rebuild it")
     return data

@@ -4,7 +4,10 @@ The order of the checks is the order of trust. First the archive's structure, fr
 headers alone (see :mod:`._tar`): regular files with plain names, nothing oversize,
 ``manifest.json`` first, nothing truncated. Then the manifest itself, and the member list
 against it (names and sizes). Then the signature, over the manifest's exact bytes, so the
-hashes are trusted only once the manifest is. Last the data: every member's SHA-256.
+hashes are trusted only once the manifest is. Last the data: every member's SHA-256, and the
+model member's first bytes, which must not be a bundle (:func:`.manifest.check_model_head`):
+so whatever verifies or extracts (``edgeops store install``, ``flash``, the agent's OTA, ``load``)
+refuses a bundle inside a bundle, whatever the member is called.
 
 :func:`extract` never calls ``tarfile.extractall``: it writes each member by name into a
 fresh folder (``O_EXCL``, ``O_NOFOLLOW``) while hashing it, fsyncs the files and the folder,
@@ -30,6 +33,7 @@ from .manifest import (
     SIGNATURE_BYTES,
     BundleError,
     Manifest,
+    check_model_head,
     parse_manifest,
 )
 
@@ -155,10 +159,24 @@ def _check_hashes(f: BinaryIO, bundle: _Bundle) -> None:
     for member in bundle.members:
         if member.name in (MANIFEST, SIGNATURE):
             continue
-        h = hashlib.sha256()
-        for chunk in _tar.read_chunks(f, member):
-            h.update(chunk)
-        _compare(member.name, h.hexdigest(), bundle.manifest)
+        for _ in _checked(_tar.read_chunks(f, member), member.name, bundle.manifest):
+            pass
+
+
+def _checked(chunks: Iterable[bytes], name: str, manifest: Manifest) -> Iterator[bytes]:
+    """Pass a member's chunks through, then check its sha256 and, for the model, that it is not a bundle."""
+    from ..formats import SNIFF_BYTES
+
+    h = hashlib.sha256()
+    head, model = b"", name == manifest.model_file
+    for chunk in chunks:
+        if model and len(head) < SNIFF_BYTES:
+            head += chunk[:SNIFF_BYTES - len(head)]
+        h.update(chunk)
+        yield chunk
+    _compare(name, h.hexdigest(), manifest)
+    if model:
+        check_model_head(head, name)
 
 
 def _compare(name: str, digest: str, manifest: Manifest) -> None:
@@ -247,14 +265,15 @@ def _prepare_dest(folder: str) -> list[str]:
 
 
 def _write_member(f: BinaryIO, member: _tar.Member, folder: str, bundle: _Bundle, written: list[str]) -> None:
-    """Write one member, hashing it on the way; the manifest and signature come from memory (as checked)."""
+    """Write one member, checking it on the way (:func:`_checked`); the manifest and signature come
+    from memory (as checked)."""
     chunks: Iterable[bytes]
     if member.name == MANIFEST:
         chunks = [bundle.manifest.raw]
     elif member.name == SIGNATURE:
         chunks = [bundle.signature or b""]
     else:
-        chunks = _tar.read_chunks(f, member)
+        chunks = _checked(_tar.read_chunks(f, member), member.name, bundle.manifest)
     target = os.path.join(folder, member.name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -262,15 +281,11 @@ def _write_member(f: BinaryIO, member: _tar.Member, folder: str, bundle: _Bundle
     except OSError as exc:
         raise BundleError(f"cannot write {target}: {exc.strerror or exc}") from exc
     written.append(target)
-    h = hashlib.sha256()
     with os.fdopen(fd, "wb") as out:
         for chunk in chunks:
-            h.update(chunk)
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
-    if member.name not in (MANIFEST, SIGNATURE):
-        _compare(member.name, h.hexdigest(), bundle.manifest)
 
 
 def _remove(written: list[str], created: list[str]) -> None:

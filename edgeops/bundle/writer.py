@@ -2,7 +2,8 @@
 
 The model's signature (inputs, outputs) and quantization are read from the file itself
 with :func:`edgeops.formats.read_summary`, so no runtime is needed on the build host. The
-reference profile defaults to ``NAME.profile.json`` next to the model. Each part is hashed
+reference profile defaults to ``NAME.profile.json`` next to the model; it and a JSON report are
+parsed with :func:`edgeops._json.loads` (bounded size and nesting, strict). Each part is hashed
 once when the manifest is built and again while it is copied into the archive; a file that
 changed in between fails the build instead of producing a bundle that never verifies.
 The archive is written to a temporary file beside ``output``, fsynced, then renamed.
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _json
 from .._io import atomic_stream, jsonable
 from .._version import __version__
 from ..errors import DataError, UsageError
@@ -146,11 +148,20 @@ def _profile(model_path: str, profile: str | None) -> _Part | None:
 
 
 def _json_file(path: str, what: str) -> Any:
+    """The file's JSON, strictly and boundedly parsed (:func:`edgeops._json.loads`), or a DataError."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{what} {path} is not readable JSON ({exc}); check the file") from exc
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > _json.MAX_BYTES:
+                raise DataError(f"{what} {path} is {size} bytes, over the {_json.MAX_BYTES}-byte limit for JSON; "
+                                "is it the right file?")
+            raw = fh.read()
+    except OSError as exc:
+        raise DataError(f"{what} {path} is not readable ({exc.strerror or exc}); check the file") from exc
+    try:
+        return _json.loads(raw, what="the file", error=DataError)
+    except DataError as exc:
+        raise DataError(f"{what} {path} is not readable JSON: {exc}") from exc
 
 
 def _report(report: str | None) -> tuple[_Part | None, dict | None]:
@@ -190,7 +201,7 @@ def _plain_dict(what: str, value: dict | None) -> dict | None:
         raise UsageError(f"{what} must be a dict, not {type(value).__name__}")
     try:
         return json.loads(json.dumps(jsonable(value), allow_nan=False))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise UsageError(f"{what} must hold plain JSON values (strings, numbers, lists, dicts): {exc}") from exc
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -50,16 +49,19 @@ def _tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
 
 
 def _preprocessing(value: str | None) -> dict[str, Any] | None:
+    """``--preprocessing``: JSON text, or the path of a JSON file; strict, bounded JSON (:mod:`edgeops._json`)."""
+    from .. import _json
+
     if value is None:
         return None
-    text = value
+    raw: str | bytes = value
     if os.path.isfile(value):
-        with open(value, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(value, "rb") as fh:
+            raw = fh.read(_json.MAX_BYTES + 1)  # anything longer is refused by its size
     try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"--preprocessing must be a JSON object or a JSON file ({exc})") from exc
+        return _json.loads(raw, what="the JSON", error=UsageError)
+    except UsageError as exc:
+        raise UsageError(f"--preprocessing must be a JSON object or a JSON file: {exc}") from exc
 
 
 @bundle.command("create")

@@ -18,13 +18,15 @@ a half-deleted slot. A crash at any moment therefore leaves ``active.json`` nami
 
 A slot is *complete* when its ``slot.json`` parses and its model file has the recorded size;
 ``verify=True`` also compares the model's sha256 (the loader and :meth:`ModelStore.switch` do).
+``active.json`` and ``slot.json`` are read with :func:`edgeops._json.loads` (bounded size and
+nesting, strict), so a damaged or hostile file is a :class:`~edgeops.errors.DataError` that
+says how to repair the store, never a parser's traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .. import _json
 from .._io import _fsync_dir, atomic_write
 from ..errors import DataError, UsageError
 
@@ -85,15 +88,15 @@ class ModelStore:
         """The parsed ``active.json``, or None before the first switch; DataError if it is damaged."""
         try:
             with open(self.pointer_path, "rb") as fh:
-                raw = fh.read()
+                raw = fh.read(_json.MAX_BYTES + 1)  # more is refused by its size
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise DataError(f"cannot read {self.pointer_path}: {exc}") from exc
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise DataError(self._corrupt(f"is not valid JSON ({exc})")) from exc
+            data = _json.loads(raw, what="it", error=DataError)
+        except DataError as exc:
+            raise DataError(self._corrupt(f"is damaged ({exc})")) from exc
         if not isinstance(data, dict) or data.get("active") not in SLOTS \
                 or data.get("previous") not in (*SLOTS, None):
             raise DataError(self._corrupt('does not name slot "a" or "b" as active'))
@@ -117,11 +120,10 @@ class ModelStore:
             raise UsageError(f'slot must be "a" or "b", not {slot!r}')
         folder = os.path.join(self.slots_dir, slot)
         try:
-            with open(os.path.join(folder, SLOT_META), "rb") as fh:
-                meta = json.loads(fh.read().decode("utf-8"))
+            meta = _read_slot_meta(folder)
             model_path = os.path.join(folder, meta["model_file"])
             size = os.path.getsize(model_path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, DataError, KeyError, TypeError) as exc:
             raise DataError(f"slot {slot} in {self.root} is empty or incomplete ({exc})") from exc
         if size != meta.get("model_size"):
             raise DataError(f"slot {slot}: model {model_path} has {size} bytes, the bundle had {meta.get('model_size')}")
@@ -224,7 +226,7 @@ class ModelStore:
 
     def _write_pointer(self, active: str, previous: str | None, switched: str | None = None) -> None:
         data = {"active": active, "previous": previous, "switched": switched or _now()}
-        atomic_write(self.pointer_path, json.dumps(data, indent=2) + "\n")
+        atomic_write(self.pointer_path, _json.dumps(data, indent=2) + "\n")
 
     def _forget_previous(self, slot: str) -> None:
         """Before ``slot`` is wiped, drop it from the pointer's ``previous`` so rollback cannot land on it."""
@@ -273,8 +275,7 @@ class ModelStore:
         """The slot's bundle manifest as a :class:`~edgeops.bundle.Manifest` (what ``model.bundle`` holds)."""
         from ..bundle.manifest import MANIFEST, Manifest
 
-        with open(os.path.join(self.slots_dir, info.slot, SLOT_META), "rb") as fh:
-            meta = json.loads(fh.read().decode("utf-8"))
+        meta = _read_slot_meta(info.dir)
         with open(os.path.join(info.dir, MANIFEST), "rb") as fh:
             raw = fh.read()
         return Manifest(raw=raw, data=info.manifest, signed=bool(meta.get("signed")), key_id=meta.get("key_id"))
@@ -305,6 +306,15 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _read_slot_meta(folder: str) -> dict[str, Any]:
+    """The folder's ``slot.json`` as a dict; OSError if it cannot be read, DataError if it is damaged."""
+    with open(os.path.join(folder, SLOT_META), "rb") as fh:
+        meta = _json.loads(fh.read(_json.MAX_BYTES + 1), what=SLOT_META, error=DataError)
+    if not isinstance(meta, dict):
+        raise DataError(f"{SLOT_META} is not a JSON object")
+    return meta
+
+
 def _write_slot_meta(folder: str, got: Any) -> None:
     """``slot.json``: what the slot holds, so completeness is one small read and one stat.
 
@@ -323,7 +333,7 @@ def _write_slot_meta(folder: str, got: Any) -> None:
         "model_sha256": man.data["model"]["sha256"],  # extract checked the file against it
         "manifest": man.data,
     }
-    atomic_write(os.path.join(folder, SLOT_META), json.dumps(meta, indent=2) + "\n")
+    atomic_write(os.path.join(folder, SLOT_META), _json.dumps(meta, indent=2) + "\n")
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -22,7 +22,6 @@ agent publishes these counts. Guardrails are off unless enabled and cost nothing
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from os import PathLike
@@ -209,18 +208,27 @@ class Guardrails:
 
 
 def load_profile(profile: dict[str, Any] | str | PathLike[str]) -> dict[str, Any]:
-    """Read a reference profile from a dict or a JSON file, with clear errors."""
+    """Read a reference profile from a dict or a JSON file, with clear errors.
+
+    The file is parsed by :func:`edgeops._json.loads`: bounded in size and nesting, no NaN,
+    no repeated keys; anything else is a :class:`~edgeops.errors.DataError`."""
     if isinstance(profile, dict):
         data = profile
     elif not isinstance(profile, (str, PathLike)):
         raise DataError(f"a reference profile is a JSON object or a path to one, not a {type(profile).__name__}")
     else:
+        from .. import _json
+
         try:
-            with open(profile, encoding="utf-8") as fh:
-                data = json.load(fh)
+            with open(profile, "rb") as fh:
+                raw = fh.read(_json.MAX_BYTES + 1)  # more is refused by its size
         except FileNotFoundError as exc:
             raise DataError(f"reference profile {profile} not found") from exc
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
+            raise DataError(f"reference profile {profile} is not readable: {exc}") from exc
+        try:
+            data = _json.loads(raw, what="the file", error=DataError)
+        except DataError as exc:
             raise DataError(f"reference profile {profile} is not readable JSON: {exc}") from exc
     if not isinstance(data, dict) or not ("inputs" in data or "outputs" in data):
         raise DataError("a reference profile is a JSON object with 'inputs' and/or 'outputs' sections")

@@ -17,13 +17,13 @@ in a second pass, so memory stays bounded.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write, jsonable
+from .. import _json
+from .._io import atomic_write
 from ..errors import DataError, UsageError
 from ..runtime.model import Model
 from .runner import Feeder, chunk_size, chunks, open_model, read_data
@@ -130,7 +130,11 @@ def build_profile(model: str | os.PathLike[str] | Model, data: Any, *, bins: int
 
 
 def write_profile(profile: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``profile`` as JSON, atomically (see :func:`edgeops._io.atomic_write`)."""
+    """Write ``profile`` as JSON, atomically (see :func:`edgeops._io.atomic_write`).
+
+    Non-finite numbers (the ``mean`` of a tensor with no finite value) are written as ``null``
+    (:func:`edgeops._json.dumps`), so every strict reader, :func:`edgeops._json.loads` among
+    them, can read the profile back."""
     if not isinstance(profile, dict) or not ("inputs" in profile or "outputs" in profile):
         raise DataError("a reference profile is a dict with 'inputs' and/or 'outputs' sections")
-    atomic_write(path, json.dumps(jsonable(profile), indent=2) + "\n")
+    atomic_write(path, _json.dumps(profile, indent=2) + "\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -38,3 +40,34 @@ def replace(items: Items, name: str, data: bytes) -> Items:
             old = data
         out.append((info, old))
     return out
+
+
+def nested(base: Path, inner: Path, out: Path, key: str | None = None) -> Path:
+    """``base`` with its model member's bytes replaced by the whole bundle ``inner``, every hash right.
+
+    The member keeps its name (``model.onnx``): only its bytes say it is a bundle. Signed with
+    ``key`` (a PREFIX.key) when given, so it passes every signature check; unsigned otherwise.
+    """
+    from edgeops.bundle.manifest import SIGNATURE, dump_manifest
+
+    data = inner.read_bytes()
+    items = [(i, d) for i, d in members(base) if i.name != SIGNATURE]
+    manifest = json.loads(items[0][1])
+    digest, model = hashlib.sha256(data).hexdigest(), manifest["model"]["file"]
+    manifest["model"].update(sha256=digest, size=len(data))
+    manifest["files"][model] = {"sha256": digest, "size": len(data)}
+    manifest["signature"] = None
+    private = None
+    if key is not None:
+        from edgeops.bundle.keys import key_id, load_private_key, public_key_b64
+
+        private = load_private_key(key)
+        public = private.public_key()
+        manifest["signature"] = {"algorithm": "ed25519", "key_id": key_id(public), "public_key": public_key_b64(public)}
+    raw = dump_manifest(manifest)
+    items = replace(replace(items, model, data), "manifest.json", raw)
+    if private is not None:
+        from edgeops.bundle.keys import sign
+
+        items.insert(1, entry(SIGNATURE, sign(private, raw)))
+    return write_tar(out, items)

@@ -125,7 +125,12 @@ def test_a_npy_sample_is_stored_as_npz_keyed_by_the_input(tmp_path, examples):
     pytest.param({"version": ""}, UsageError, "plain word", id="empty-version"),
     pytest.param({"model": "missing.onnx"}, ModelNotFoundError, "no such file", id="missing-model"),
     pytest.param({"sample": "two_arrays.npz"}, DataError, "no array for input 'pixels'", id="sample-without-the-input"),
-    pytest.param({"profile": "digits_test_labels.npy"}, DataError, "not readable JSON", id="profile-not-json"),
+    pytest.param({"profile": "digits_test_labels.npy"}, DataError, "not readable JSON: .*not UTF-8",
+                 id="profile-not-json"),
+    pytest.param({"profile": "deep.profile.json"}, DataError, "not readable JSON: .*nests arrays or objects 5000 deep",
+                 id="profile-nested-5000-deep"),
+    pytest.param({"report": "deep.json"}, DataError, "not readable JSON: .*nests arrays or objects 5000 deep",
+                 id="report-nested-5000-deep"),
     pytest.param({"report": "digits_mlp.onnx"}, UsageError, ".json or .html", id="report-not-a-report"),
     pytest.param({"tolerances": {"max_abs": -1}}, UsageError, "non-negative", id="negative-tolerance"),
 ])
@@ -135,6 +140,8 @@ def test_create_refuses_bad_input_and_writes_nothing(tmp_path, examples, kwargs,
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     np.savez(inputs / "two_arrays.npz", a=np.zeros((2, 64), np.float32), b=np.zeros((2, 64), np.float32))
+    for name in ("deep.profile.json", "deep.json"):
+        (inputs / name).write_bytes(b"[" * 5000)  # a RecursionError in json.load
     for key in ("sample", "profile", "report"):
         if key in args:
             args[key] = str(examples / args[key] if (examples / args[key]).exists() else inputs / args[key])

@@ -82,6 +82,20 @@ def test_bad_usage_is_exit_2(tmp_path, examples, args, code, words):
     assert result.exit_code == code and words in result.stderr
 
 
+@pytest.mark.parametrize("option", ["--profile", "--preprocessing"])
+def test_create_with_json_nested_5000_deep_is_exit_2_and_one_line(tmp_path, examples, option):
+    """Regression: ``[`` * 5000 in a profile or --preprocessing file was a RecursionError traceback."""
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b"[" * 5000)
+    proc = subprocess.run([sys.executable, "-m", "edgeops", "bundle", "create", str(examples / "digits_mlp.onnx"),
+                           "-o", str(tmp_path / "x.eob"), "--name", "a", "--version", "1", option, str(deep)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "nests arrays or objects 5000 deep" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.eob").exists()
+
+
 def test_inspect_of_a_file_that_is_not_a_bundle_is_exit_1(examples):
     result = run("bundle", "inspect", examples / "digits_mlp.onnx")
     assert result.exit_code == 1 and "not an edgeops bundle" in result.stderr

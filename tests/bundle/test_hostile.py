@@ -8,6 +8,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -17,7 +19,9 @@ from click.testing import CliRunner
 from edgeops import bundle
 from edgeops.bundle import BundleError
 from edgeops.cli import cli
-from tests.bundle.crafting import Items, entry, members, replace, write_tar
+from tests.bundle.crafting import Items, entry, members, nested, replace, write_tar
+
+DEEP = b"[" * 5000  # a raw RecursionError in json.loads, before edgeops bounded the nesting
 
 
 def _manifest(items: Items, **changes) -> Items:
@@ -68,8 +72,12 @@ CASES = {
                             "manifest_version 99 is not supported", {}),
     "manifest-not-first": (lambda items, tmp: _moved_manifest(items), "first member is 'model.onnx', not manifest.json",
                            {}),
-    "manifest-not-json": (lambda items, tmp: replace(items, "manifest.json", b"\xff{not json"), "not valid UTF-8 JSON",
-                          {}),
+    "manifest-not-json": (lambda items, tmp: replace(items, "manifest.json", b"\xff{not json"), "manifest.json is not "
+                          "UTF-8", {}),
+    "manifest-nested-5000-deep": (lambda items, tmp: replace(items, "manifest.json", DEEP), "manifest.json nests "
+                                  "arrays or objects 5000 deep, over the limit of 64", {}),
+    "manifest-nested-objects": (lambda items, tmp: replace(items, "manifest.json", b'{"a":' * 3000 + b"1" + b"}" * 3000),
+                                "nests arrays or objects 3000 deep", {}),
     "manifest-name-with-a-path": (lambda items, tmp: _manifest(items, name="../../etc"), "is not a plain word", {}),
     "manifest-lists-a-traversal": (lambda items, tmp: _manifest(items, profile="../x", files={
         **json.loads(items[0][1])["files"], "../x": {"sha256": "0" * 64, "size": 1}}), "path traversal", {}),
@@ -108,14 +116,42 @@ def test_hostile_archive_is_refused(tmp_path, unsigned_mlp, case):
     _assert_refused(tmp_path, bad, words, options)
 
 
-@pytest.mark.parametrize("case", ["traversal", "symlink", "duplicate-name", "manifest-version-99", "extra-member"])
-def test_hostile_archive_is_exit_1_and_one_line_in_the_cli(tmp_path, unsigned_mlp, case):
+CLI_CASES = ["traversal", "symlink", "duplicate-name", "manifest-version-99", "extra-member", "manifest-nested-5000-deep"]
+
+
+@pytest.mark.parametrize("case, command", [
+    *((case, "verify") for case in CLI_CASES),
+    *((case, "inspect") for case in CLI_CASES if case != "extra-member"),  # inspect reads, it does not verify
+])
+def test_hostile_archive_is_exit_1_and_one_line_in_the_cli(tmp_path, unsigned_mlp, case, command):
     bad = _build(tmp_path, unsigned_mlp, case)
-    result = CliRunner().invoke(cli, ["bundle", "verify", str(bad)])
+    result = CliRunner().invoke(cli, ["bundle", command, str(bad)])
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
-    assert "Traceback" not in result.output
+    assert CASES[case][1] in result.stderr
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("command", ["verify", "inspect"])
+def test_a_manifest_nested_5000_deep_is_one_line_in_a_real_process(tmp_path, unsigned_mlp, command):
+    """Regression: ``[`` * 5000 as manifest.json was a RecursionError traceback, not a bundle error."""
+    bad = _build(tmp_path, unsigned_mlp, "manifest-nested-5000-deep")
+    proc = subprocess.run([sys.executable, "-m", "edgeops", "bundle", command, str(bad)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "5000 deep" in proc.stderr
+    assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr
+
+
+def test_a_manifest_nested_5000_deep_is_a_bundle_error_for_load(tmp_path, unsigned_mlp):
+    import edgeops
+
+    bad = _build(tmp_path, unsigned_mlp, "manifest-nested-5000-deep")
+    with pytest.raises(BundleError, match="5000 deep"):
+        edgeops.load(bad)
+    with pytest.raises(BundleError, match="5000 deep"):
+        bundle.read_manifest(bad)
 
 
 def _offsets(path: Path) -> dict[str, int]:
@@ -202,26 +238,35 @@ def test_a_bundle_repacked_with_pax_headers_still_verifies(tmp_path, signed_mlp,
 
 def test_a_failed_extract_removes_the_folders_it_made(tmp_path, unsigned_mlp):
     bad = _build(tmp_path, unsigned_mlp, "extra-member")
-    with pytest.raises(BundleError):
+    with pytest.raises(BundleError, match="'extra.sh' is not listed in the manifest"):
         bundle.extract(bad, tmp_path / "a" / "b" / "dest")
     assert sorted(os.listdir(tmp_path)) == ["bad.eob"]
 
 
-def test_a_bundle_inside_a_bundle_is_refused_by_load(tmp_path, unsigned_mlp):
-    """The model member holds another bundle's bytes under the name model.onnx, with every hash right:
-    load must not unpack it (the format is sniffed from the bytes, whatever the member's name)."""
-    import hashlib
-
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_a_bundle_inside_a_bundle_is_refused_by_verify_extract_and_load(tmp_path, unsigned_mlp, keys, signed):
+    """The model member holds another bundle's bytes under the name model.onnx, with every hash right
+    (and a good signature): each reader refuses it, whatever the member's name (regression: verify and
+    extract accepted it, so `edgeops store install` and OTA installed a bundle that edgeops.load refuses)."""
     import edgeops
 
-    inner = unsigned_mlp.read_bytes()
-    items = members(unsigned_mlp)
-    manifest = json.loads(items[0][1])
-    digest = hashlib.sha256(inner).hexdigest()
-    manifest["model"].update(sha256=digest, size=len(inner))
-    manifest["files"][manifest["model"]["file"]] = {"sha256": digest, "size": len(inner)}
-    raw = json.dumps(manifest, sort_keys=True).encode()
-    items = replace(replace(items, manifest["model"]["file"], inner), "manifest.json", raw)
-    nested = write_tar(tmp_path / "nested.eob", items)
-    with pytest.raises(BundleError, match="itself a bundle"):
-        edgeops.load(nested)
+    bad = nested(unsigned_mlp, unsigned_mlp, tmp_path / "nested.eob", key=str(keys[0]) if signed else None)
+    words = "model.onnx is itself an edgeops bundle"
+    trusted = {"trusted_keys": [keys[1]]} if signed else {}
+    _assert_refused(tmp_path, bad, words, trusted)
+    with pytest.raises(BundleError, match=words):
+        edgeops.load(bad)
+    assert sorted(os.listdir(tmp_path)) == [bad.name]
+    result = CliRunner().invoke(cli, ["bundle", "verify", str(bad)])
+    assert result.exit_code == 1 and words in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_create_refuses_a_bundle_as_the_model(tmp_path, unsigned_mlp):
+    from edgeops.errors import ModelFormatError
+
+    renamed = tmp_path / "model.onnx"
+    renamed.write_bytes(unsigned_mlp.read_bytes())
+    for model in (unsigned_mlp, renamed):
+        with pytest.raises(ModelFormatError, match="an edgeops bundle"):
+            bundle.create(model, tmp_path / "outer.eob", name="outer", version="1")
+    assert sorted(os.listdir(tmp_path)) == ["model.onnx"]

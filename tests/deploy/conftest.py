@@ -3,6 +3,9 @@
 * ``bundles``: ``v1`` (digits_mlp.onnx, 1.0.0), ``v2`` (digits_cnn.tflite, 2.0.0) and ``v3``
   (digits_mlp.onnx, 3.0.0), all signed with ``key``; ``unsigned`` (1.0.0, no signature);
   ``pub`` trusts them, ``other_pub`` does not. Built once per session.
+* ``hostile``: bundles every reader must refuse, made from those: ``deep`` (manifest.json is
+  ``[`` * 5000), ``nested`` (the model member is itself a bundle, signed with ``key``).
+* ``DEEP``: ``[`` * 5000, which json.loads answers with a RecursionError; for store files too.
 * ``tampered(bundle)``: a copy of a bundle with one byte flipped in its middle.
 * ``run_sample(model)``: one real digit through a loaded model, the probabilities it returns.
 """
@@ -35,6 +38,20 @@ def bundles(tmp_path_factory) -> SimpleNamespace:
         create(str(EXAMPLES / model), str(out), name="digits", version=version, key=signing)
         setattr(b, attr, out)
     return b
+
+
+DEEP = b"[" * 5000
+
+
+@pytest.fixture(scope="session")
+def hostile(tmp_path_factory, bundles) -> SimpleNamespace:
+    from tests.bundle.crafting import members, nested, replace, write_tar
+
+    d = tmp_path_factory.mktemp("hostile")
+    return SimpleNamespace(
+        deep=write_tar(d / "deep.eob", replace(members(bundles.unsigned), "manifest.json", DEEP)),
+        nested=nested(bundles.v1, bundles.v3, d / "nested.eob", key=bundles.key),
+    )
 
 
 @pytest.fixture

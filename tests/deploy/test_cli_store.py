@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, needs_ort, needs_tflite
+from tests.deploy.conftest import DEEP
 
 pytestmark = [needs_ort, needs_tflite]
 
@@ -57,26 +58,37 @@ def test_store_from_environment(tmp_path, bundles):
 
 
 @pytest.mark.parametrize("case, code, words", [
-    pytest.param("tampered", 1, "bundle", id="tampered-bundle-exit-1"),
-    pytest.param("untrusted", 1, "key", id="untrusted-key-exit-1"),
-    pytest.param("missing", 2, "", id="missing-bundle-exit-2"),
+    pytest.param("tampered", 1, "model.tflite does not match its sha256", id="tampered-bundle-exit-1"),
+    pytest.param("untrusted", 1, "which is not a trusted key", id="untrusted-key-exit-1"),
+    pytest.param("nested", 1, "model.onnx is itself an edgeops bundle", id="bundle-inside-a-bundle-exit-1"),
+    pytest.param("deep-manifest", 1, "manifest.json nests arrays or objects 5000 deep", id="deep-manifest-exit-1"),
+    pytest.param("missing", 2, "nope.eob not found", id="missing-bundle-exit-2"),
     pytest.param("rollback-empty", 2, "nothing to roll back", id="rollback-without-previous-exit-2"),
     pytest.param("corrupt-pointer", 2, "edgeops store rollback", id="corrupt-pointer-exit-2"),
+    pytest.param("deep-pointer", 2, "nests arrays or objects 5000 deep", id="deep-pointer-exit-2"),
+    pytest.param("deep-slot-json", 2, "nests arrays or objects 5000 deep", id="deep-slot-json-exit-2"),
 ])
-def test_failures_are_one_line_and_an_exit_code(tmp_path, bundles, tampered, case, code, words):
+def test_failures_are_one_line_and_an_exit_code(tmp_path, bundles, hostile, tampered, case, code, words):
     store = tmp_path / "store"
     ok("store", "install", bundles.v1, "--store", store, "--activate")
     args = {
         "tampered": ("store", "install", tampered(bundles.v2), "--store", store, "--activate"),
         "untrusted": ("store", "install", bundles.v2, "--store", store, "--trusted-key", bundles.other_pub),
+        "nested": ("store", "install", hostile.nested, "--store", store, "--trusted-key", bundles.pub, "--activate"),
+        "deep-manifest": ("store", "install", hostile.deep, "--store", store, "--activate"),
         "missing": ("store", "install", tmp_path / "nope.eob", "--store", store),
         "rollback-empty": ("store", "rollback", "--store", store),
         "corrupt-pointer": ("store", "status", "--store", store),
+        "deep-pointer": ("store", "install", bundles.v2, "--store", store),
+        "deep-slot-json": ("store", "status", "--store", store),
     }[case]
-    if case == "corrupt-pointer":
-        (store / "active.json").write_text("{")
+    damaged = {"corrupt-pointer": ("active.json", b"{"), "deep-pointer": ("active.json", DEEP),
+               "deep-slot-json": ("slots/a/slot.json", DEEP)}.get(case)
+    if damaged:
+        (store / damaged[0]).write_bytes(damaged[1])
     proc = cli(*args)
     assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr and words.lower() in proc.stderr.lower()
-    if case != "corrupt-pointer":
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and words in proc.stderr
+    if not damaged:
         assert json.loads(ok("store", "status", "--store", store, "--json").stdout)["active"]["version"] == "1.0.0"

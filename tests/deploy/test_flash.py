@@ -83,6 +83,31 @@ def test_flash_to_a_folder_then_status_shows_the_version(tmp_path, bundles):
     assert ModelStore(store).active().version == "2.0.0" and ModelStore(store).previous().version == "1.0.0"
 
 
+@pytest.mark.parametrize("case, code, words", [
+    pytest.param("nested", 1, "model.onnx is itself an edgeops bundle", id="bundle-inside-a-bundle-exit-1"),
+    pytest.param("deep-manifest", 1, "manifest.json nests arrays or objects 5000 deep", id="deep-manifest-exit-1"),
+    pytest.param("deep-pointer", 2, "nests arrays or objects 5000 deep", id="deep-pointer-exit-2"),
+])
+def test_flash_to_a_folder_refuses_hostile_input_in_one_line(tmp_path, bundles, hostile, case, code, words):
+    """Regression: a bundle inside a bundle was flashed and activated; ``[`` * 5000 in the manifest or the
+    store's pointer was a RecursionError traceback."""
+    from tests.deploy.conftest import DEEP
+
+    store = tmp_path / "store"
+    store.mkdir()
+    assert cli("flash", bundles.v1, "--to", store).returncode == 0
+    bundle = {"nested": hostile.nested, "deep-manifest": hostile.deep}.get(case, bundles.v2)
+    if case == "deep-pointer":
+        (store / "active.json").write_bytes(DEEP)
+    proc = cli("flash", bundle, "--to", store, "--trusted-key", bundles.pub) if case == "nested" else \
+        cli("flash", bundle, "--to", store)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    if case != "deep-pointer":
+        assert ModelStore(store).active().version == "1.0.0" and ModelStore(store).slot("b") is None
+
+
 def test_flash_over_ssh_end_to_end(tmp_path, bundles, fake_ssh):
     _, log, env = fake_ssh
     store = tmp_path / "device store"  # a space: the remote command line must be quoted
@@ -185,5 +210,5 @@ def test_parse_ssh_url():
                                                                "pi@10.0.0.5")
     assert parse_ssh_url("ssh://jetson", "/data/models").path == "/data/models"
     assert parse_ssh_url("ssh://pi@[fe80::1]/x").scp_host == "pi@[fe80::1]"
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="MQTT flashing goes through the device agent"):
         flash(__file__, "mqtt://broker:1883")

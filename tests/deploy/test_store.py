@@ -82,20 +82,20 @@ def test_tampered_bundle_is_refused_and_the_active_slot_is_unchanged(tmp_path, b
     installed(store, bundles.v1)
     installed(store, bundles.v2)
     before = store.status()
-    with pytest.raises(BundleError):
+    with pytest.raises(BundleError, match="model.onnx does not match its sha256"):
         store.install(tampered(bundles.v3))
     assert store.status() == before, "a refused bundle changes nothing, not even the inactive slot"
     assert sorted(os.listdir(tmp_path / "store" / "slots")) == ["a", "b"]
     run_sample(store.load_active())
 
 
-@pytest.mark.parametrize("which, keys", [
-    pytest.param("v1", "other_pub", id="signed-by-an-untrusted-key"),
-    pytest.param("unsigned", "pub", id="unsigned-when-a-key-is-required"),
+@pytest.mark.parametrize("which, keys, words", [
+    pytest.param("v1", "other_pub", "signed by key .* which is not a trusted key", id="signed-by-an-untrusted-key"),
+    pytest.param("unsigned", "pub", "not signed, but a signature is required", id="unsigned-when-a-key-is-required"),
 ])
-def test_untrusted_bundle_is_refused(tmp_path, bundles, which, keys):
+def test_untrusted_bundle_is_refused(tmp_path, bundles, which, keys, words):
     store = ModelStore(tmp_path / "store")
-    with pytest.raises(BundleError):
+    with pytest.raises(BundleError, match=words):
         store.install(getattr(bundles, which), trusted_keys=[getattr(bundles, keys)], require_signature=True)
     assert store.active() is None and store.slot("a") is None
 
@@ -120,6 +120,39 @@ def test_corrupt_pointer_is_a_clear_error_and_rollback_repairs_it(tmp_path, bund
     run_sample(store.load_active())
 
 
+@pytest.mark.parametrize("which, words", [
+    pytest.param("deep", "manifest.json nests arrays or objects 5000 deep", id="manifest-nested-5000-deep"),
+    pytest.param("nested", "model.onnx is itself an edgeops bundle", id="bundle-inside-a-bundle"),
+])
+def test_hostile_bundle_is_refused_by_install_and_changes_nothing(tmp_path, bundles, hostile, which, words):
+    """Regression: a bundle whose model is a bundle was installed (and activated) though load refuses it;
+    a manifest nested 5000 deep was a raw RecursionError."""
+    store = ModelStore(tmp_path / "store")
+    installed(store, bundles.v1)
+    before = store.status()
+    with pytest.raises(BundleError, match=words):
+        store.install(getattr(hostile, which), trusted_keys=[bundles.pub] if which == "nested" else None)
+    assert store.status() == before and sorted(os.listdir(tmp_path / "store" / "slots")) == ["a"]
+
+
+@pytest.mark.parametrize("where", ["active.json", "slots/a/slot.json"])
+def test_store_file_nested_5000_deep_is_a_data_error(tmp_path, bundles, where):
+    """Regression: ``[`` * 5000 in the pointer or a slot's metadata was a raw RecursionError everywhere."""
+    from tests.deploy.conftest import DEEP
+
+    store = ModelStore(tmp_path / "store")
+    installed(store, bundles.v1)
+    (tmp_path / "store" / where).write_bytes(DEEP)
+    for call in (store.active, store.load_active, store.status, lambda: edgeops.load(tmp_path / "store")):
+        with pytest.raises(DataError, match="nests arrays or objects 5000 deep") as err:
+            call()
+        assert "edgeops store rollback" in str(err.value)
+    if where == "active.json":
+        assert store.rollback().version == "1.0.0", "rollback repairs the pointer"
+    else:
+        assert store.slot("a") is None, "a slot whose slot.json does not parse is not complete"
+
+
 def test_damaged_active_model_is_caught(tmp_path, bundles):
     store = ModelStore(tmp_path / "store")
     info = installed(store, bundles.v1)
@@ -140,7 +173,7 @@ def test_switch_refuses_an_incomplete_slot(tmp_path, bundles):
     installed(store, bundles.v1)
     with pytest.raises(DataError, match="slot b"):
         store.switch("b")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match='slot must be "a" or "b", not \'c\''):
         store.switch("c")
     assert store.active().slot == "a"
 

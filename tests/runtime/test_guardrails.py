@@ -102,7 +102,7 @@ def test_unknown_policy():
 def test_profile_from_a_file(tmp_path, examples):
     bad = tmp_path / "broken.json"
     bad.write_text("{not json")
-    with pytest.raises(DataError, match="not readable JSON"):
+    with pytest.raises(DataError, match="not readable JSON: .*not valid JSON"):
         Guardrails.from_profile(bad)
     g = Guardrails.from_profile(examples / "digits_mlp.profile.json")
     assert "pixels" in g.inputs
@@ -118,3 +118,26 @@ def test_guardrails_can_be_given_to_load(examples, digits):
     m.disable_guardrails()
     m.run(x)
     assert m.guardrails is None
+
+
+@pytest.mark.parametrize("content, words", [
+    pytest.param(b"[" * 5000, "nests arrays or objects 5000 deep", id="nested-5000-deep"),
+    pytest.param(b'{"inputs": {"x": {"min": NaN, "max": 1}}}', "holds NaN, which is not JSON", id="nan"),
+    pytest.param(b'{"inputs": {}, "inputs": {"x": {"min": 0, "max": 1}}}', "repeats the key", id="duplicate-key"),
+])
+def test_a_hostile_profile_file_is_a_data_error(tmp_path, content, words):
+    """Regression: ``[`` * 5000 as a .profile.json was a raw RecursionError for guardrails and load."""
+    bad = tmp_path / "m.profile.json"
+    bad.write_bytes(content)
+    with pytest.raises(DataError, match=f"reference profile {bad} is not readable JSON: .*{words}"):
+        Guardrails.from_profile(bad)
+    with pytest.raises(DataError, match=words):
+        doubler().enable_guardrails(bad)
+
+
+def test_load_with_a_profile_nested_5000_deep_is_a_data_error(tmp_path, examples):
+    pytest.importorskip("onnxruntime")
+    bad = tmp_path / "deep.profile.json"
+    bad.write_bytes(b"[" * 5000)
+    with pytest.raises(DataError, match="5000 deep"):
+        edgeops.load(examples / "digits_mlp.onnx", guardrails=bad)
