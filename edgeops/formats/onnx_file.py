@@ -14,7 +14,8 @@ the runtime's pre-load check need (onnx.proto field numbers, stable since IR v3)
 Random bytes often parse as protobuf by accident, so the reader is strict: an unknown
 wire type, an invalid varint, field number 0, a length past the end of its message, a
 known field with the wrong wire type, text that is not UTF-8, a missing ``ir_version`` or
-``graph``, a node without ``op_type``: each is a :class:`~edgeops.errors.ModelFormatError`.
+``graph``, a node without ``op_type``, a main graph without outputs or without inputs (other
+than initializers): each is a :class:`~edgeops.errors.ModelFormatError`.
 Every graph, node, attribute, value info, type and tensor header is walked (subgraphs of
 If/Loop/Scan included), but tensor data is skipped, never decoded, so external-data
 models read fine without their data files.
@@ -340,8 +341,10 @@ def _walk(data, source: str | None) -> tuple[_Top, _Graphs]:
         raise w.fail(f"corrupt: ir_version {top.ir_version} is not between 1 and {MAX_IR_VERSION}")
     if not top.graphs:
         raise w.fail("no graph in the file (is this really an .onnx model?)")
-    if not acc.main_nodes and not acc.outputs:
-        raise w.fail("the graph has neither nodes nor outputs")
+    if not acc.outputs:
+        raise w.fail("the graph has no outputs, so the model computes nothing")
+    if not [t for t in acc.inputs if t.name not in acc.initializers]:
+        raise w.fail("the graph has no inputs (none declared, or only initializers), so the model is a constant")
     return top, acc
 
 

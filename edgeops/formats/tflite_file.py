@@ -73,6 +73,7 @@ class _Model:
         self.tensors: list[list[TensorInfo]] = []  # per subgraph
         self.io: list[tuple[list[int], list[int]]] = []  # per subgraph
         self.signature: tuple[int, list[tuple[str, int]], list[tuple[str, int]]] | None = None
+        self.signature_what = ""  # where the signature is, for messages
         self.metadata: dict[str, str] = {}
 
 
@@ -109,8 +110,21 @@ def _read_model(data, source: str | None) -> _Model:
     for k, sig in enumerate(root.tables(7, "signature_defs")):
         entry = _read_signature(fb, sig, m)
         if k == 0:
-            m.signature = entry
+            m.signature, m.signature_what = entry, sig.what
+    _check_io(fb, m)
     return m
+
+
+def _check_io(fb: Flat, m: _Model) -> None:
+    """The model's signature (the first SignatureDef, else subgraph 0) must have inputs and outputs:
+    without outputs a run returns nothing at all, without inputs it computes a constant."""
+    if m.signature is not None:
+        where, (_, inputs, outputs) = m.signature_what, m.signature
+    else:
+        where, (inputs, outputs) = "model.subgraphs[0]", m.io[0]
+    for kind, listed in (("inputs", inputs), ("outputs", outputs)):
+        if not listed:
+            raise fb.fail(f"corrupt: {where} has no {kind}, so the model has none")
 
 
 def _read_buffer(fb: Flat, t: Table) -> tuple[int, int]:

@@ -171,7 +171,11 @@ def test_nesting_up_to_the_limit_reads():
         pytest.param(f(1, 8) + f(8, f(2, 17)), "no graph", id="no-graph"),
         pytest.param(model(ir_version=0), "ir_version 0", id="ir_version-0"),
         pytest.param(model(ir_version=1000), "ir_version 1000", id="ir_version-1000"),
-        pytest.param(model(graph(nodes=(), outputs=())), "neither nodes nor outputs", id="empty-graph"),
+        pytest.param(model(graph(nodes=(), outputs=())), "the graph has no outputs", id="empty-graph"),
+        pytest.param(model(graph(outputs=())), "the graph has no outputs", id="no-outputs"),
+        pytest.param(model(graph(inputs=())), "the graph has no inputs", id="no-inputs"),
+        pytest.param(model(graph(inputs=(value_info("W", 1, (4,)),), extra=f(5, f(1, 4, VARINT) + f(2, 1) + f(8, "W")))),
+                     "the graph has no inputs", id="only-initializer-inputs"),
         pytest.param(model(graph(nodes=(node(None),))), "no op_type", id="node-without-op_type"),
         pytest.param(model(graph(nodes=(node(b"Re\xff"),))), "op_type at byte .* not valid UTF-8",
                      id="op_type-not-utf8"),
@@ -204,7 +208,13 @@ def test_types_nested_too_deep_are_rejected():
         read_onnx(model(graph(inputs=(f(1, "s") + f(2, t),))))
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00", b"\x08", b"\x08\x08", bytes(range(256))], ids=repr)
-def test_tiny_and_garbage_inputs(data):
-    with pytest.raises(ModelFormatError):
+@pytest.mark.parametrize("data, says", [
+    (b"", "the file is empty"),
+    (b"\x00", "field number 0 in ModelProto at byte 0"),
+    (b"\x08", "truncated: field ModelProto.ir_version at byte 1 runs past the end of the 1-byte file"),
+    (b"\x08\x08", "no graph in the file"),
+    (bytes(range(256)), "field number 0 in ModelProto at byte 0"),
+], ids=repr)
+def test_tiny_and_garbage_inputs(data, says):
+    with pytest.raises(ModelFormatError, match=f"not a valid ONNX model: .*{says}"):
         read_onnx(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_dynamic_dims_are_none_and_json_null():
 def test_summaries_are_frozen():
     summary = read_summary(DATA / "tiny.onnx")
     assert isinstance(summary, ModelSummary)
-    with pytest.raises(AttributeError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'format'"):
         summary.format = "tflite"
 
 
@@ -128,10 +129,10 @@ def test_truncation_message_says_where_and_how_big_the_file_is(tmp_path):
         read_summary(write(tmp_path, "m.onnx", data))
 
 
-@pytest.mark.parametrize("where", ["missing", "directory"])
-def test_missing_or_unreadable_path_is_model_not_found(tmp_path, where):
+@pytest.mark.parametrize("where, says", [("missing", "no such file"), ("directory", "is a directory")])
+def test_missing_or_unreadable_path_is_model_not_found(tmp_path, where, says):
     path = tmp_path / "nope.onnx" if where == "missing" else tmp_path
-    with pytest.raises(ModelNotFoundError) as info:
+    with pytest.raises(ModelNotFoundError, match=says) as info:
         read_summary(path)
     assert str(path) in str(info.value)
     assert isinstance(info.value, EdgeOpsError)
@@ -173,3 +174,33 @@ def test_import_loads_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=DATA.parents[2])
     assert out.stdout.strip() == "[]"
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
+
+
+def without_outputs() -> bytes:
+    """digits_cnn_int8.tflite with bytes 98 to 156 zeroed: its SignatureDef then lists no outputs."""
+    data = bytearray((EXAMPLES / "digits_cnn_int8.tflite").read_bytes())
+    data[98:157] = bytes(157 - 98)
+    return bytes(data)
+
+
+def test_a_tflite_without_outputs_is_a_format_error(tmp_path):
+    """Regression: this corrupt file loaded, ran and returned {} (and `edgeops info` exited 0)."""
+    path = write(tmp_path, "m.tflite", without_outputs())
+    for read in (read_summary, lambda p: read_tflite(p.read_bytes(), source=str(p)),
+                 lambda p: tflite_io_map(p.read_bytes(), source=str(p))):
+        with pytest.raises(ModelFormatError, match=f"{path}: not a valid TFLite model: .*has no outputs"):
+            read(path)
+    proc = subprocess.run([sys.executable, "-m", "edgeops", "info", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith("error: ") and "has no outputs" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_model_without_outputs_or_inputs_is_a_format_error(tmp_path):
+    from tests.formats.test_onnx_wire import graph, model
+
+    for data, says in ((model(graph(outputs=())), "no outputs"), (model(graph(inputs=())), "no inputs")):
+        with pytest.raises(ModelFormatError, match=f"not a valid ONNX model: the graph has {says}"):
+            read_summary(write(tmp_path, "m.onnx", data))

@@ -225,6 +225,12 @@ EDITS = {
         "fc", lambda m: _set(m.subgraphs[0], operators=[m.subgraphs[0].operators[0]] * 2), "already written"),
     "op-writes-a-subgraph-input": ("fc", lambda m: _set(m.subgraphs[0].operators[1], outputs=[0]),
                                    "writes subgraph input tensor 0"),
+    # a model the runtime could load and run, returning {} (regression: digits_cnn_int8.tflite, bytes 98-156 zeroed)
+    "regression-signature-without-outputs": ("fc", lambda m: _set(m.signatureDefs[0], outputs=[]),
+                                             "signature_defs\\[0\\] has no outputs"),
+    "signature-without-inputs": ("fc", lambda m: _set(m.signatureDefs[0], inputs=[]),
+                                 "signature_defs\\[0\\] has no inputs"),
+    "subgraph-without-outputs": ("int8", lambda m: _set(m.subgraphs[0], outputs=[]), "subgraphs\\[0\\] has no outputs"),
     "subgraph-output-never-written": ("fc", lambda m: _set(m.subgraphs[0], operators=m.subgraphs[0].operators[:1]),
                                       "output tensor 4 is never written"),
     # an opcode changed into another op's: LiteRT segfaults in the wrong kernel
@@ -293,8 +299,7 @@ RECIPES = ["dynamic_wi8_afp32", "dynamic_wi4_afp32", "dynamic_wi4b32_afp32", "dy
 def test_quantized_models_from_ai_edge_quantizer_pass(recipe_name):
     """Per-channel, blockwise, int4 / int2 packed weights, int16 activations: no false alarms."""
     pytest.importorskip("ai_edge_quantizer")
-    if not EXAMPLE.exists():
-        pytest.skip("examples/models/digits_mlp.tflite is not in this checkout")
+    assert EXAMPLE.exists(), "examples/models/digits_mlp.tflite is committed"
     from ai_edge_quantizer import quantizer, recipe
 
     q = quantizer.Quantizer(str(EXAMPLE))

@@ -37,18 +37,19 @@ def test_unreadable_file(tmp_path):
         edgeops.load(p)
 
 
-@pytest.mark.parametrize("name, data", [
-    pytest.param("empty.onnx", b"", id="empty-onnx"),
-    pytest.param("empty.tflite", b"", id="empty-tflite"),
-    pytest.param("text.onnx", b"hello, this is not a model\n" * 10, id="text-as-onnx"),
-    pytest.param("text.tflite", b"hello, this is not a model\n" * 10, id="text-as-tflite"),
-    pytest.param("noext", b"\x89PNG\r\n\x1a\n" + b"\0" * 100, id="png-no-extension"),
-    pytest.param("random.onnx", bytes(range(256)) * 4, id="random-onnx"),
+@pytest.mark.parametrize("name, data, says", [
+    pytest.param("empty.onnx", b"", "empty", id="empty-onnx"),
+    pytest.param("empty.tflite", b"", "empty", id="empty-tflite"),
+    pytest.param("text.onnx", b"hello, this is not a model\n" * 10, "not a valid ONNX model", id="text-as-onnx"),
+    pytest.param("text.tflite", b"hello, this is not a model\n" * 10, "no TFL3 file identifier", id="text-as-tflite"),
+    pytest.param("noext", b"\x89PNG\r\n\x1a\n" + b"\0" * 100,
+                 "neither an ONNX nor a TFLite model|not a model edgeops can run", id="png-no-extension"),
+    pytest.param("random.onnx", bytes(range(256)) * 4, "not a valid ONNX model", id="random-onnx"),
 ])
-def test_not_a_model(tmp_path, name, data):
+def test_not_a_model(tmp_path, name, data, says):
     if name.endswith(".onnx") and not HAS_ORT:
         pytest.skip("onnxruntime not installed")
-    with pytest.raises(ModelFormatError) as info:
+    with pytest.raises(ModelFormatError, match=says) as info:
         edgeops.load(_write(tmp_path, name, data))
     assert str(tmp_path) in str(info.value)
 
@@ -65,7 +66,8 @@ def test_truncated_onnx(tmp_path, examples, keep):
 @pytest.mark.parametrize("keep", [0.05, 0.3, 0.6, 0.95, 0.999])
 def test_truncated_tflite(tmp_path, examples, keep):
     data = (examples / "digits_mlp.tflite").read_bytes()
-    with pytest.raises(ModelFormatError):
+    with pytest.raises(ModelFormatError, match=r"not a valid TFLite model: truncated or corrupt: .* runs past the end "
+                       r"of the \d+-byte file"):
         edgeops.load(_write(tmp_path, "cut.tflite", data[: int(len(data) * keep)]))
 
 
@@ -105,6 +107,32 @@ print(ok, refused)
     ok, refused = map(int, proc.stdout.split())
     assert ok + refused == 150 and refused > 0
     assert len(src) > 1000
+
+
+@needs_tflite
+def test_a_tflite_without_outputs_is_refused_not_run(tmp_path, examples):
+    """Regression: digits_cnn_int8.tflite with bytes 98 to 156 zeroed (its SignatureDef's outputs) loaded,
+    ran and returned {}."""
+    data = bytearray((examples / "digits_cnn_int8.tflite").read_bytes())
+    data[98:157] = bytes(157 - 98)
+    with pytest.raises(ModelFormatError, match="not a valid TFLite model: corrupt: .* has no outputs"):
+        edgeops.load(_write(tmp_path, "no_outputs.tflite", bytes(data)))
+
+
+@needs_ort
+@pytest.mark.parametrize("kind", ["outputs", "inputs"])
+def test_an_onnx_graph_without_outputs_or_inputs_is_refused(make_onnx, kind):
+    """Without outputs onnxruntime loaded the model and every run failed; without inputs it is a constant."""
+    from onnx import TensorProto as T
+    from onnx import helper
+
+    if kind == "outputs":
+        path = make_onnx([helper.make_node("Relu", ["x"], ["y"])], [("x", T.FLOAT, [1, 3])], [], name="no_outputs")
+    else:
+        const = helper.make_node("Constant", [], ["y"], value=helper.make_tensor("c", T.FLOAT, [1], [1.0]))
+        path = make_onnx([const], [], [("y", T.FLOAT, [1])], name="no_inputs")
+    with pytest.raises(ModelFormatError, match=f"{path}: not a valid ONNX model: the graph has no {kind}"):
+        edgeops.load(path)
 
 
 @needs_ort

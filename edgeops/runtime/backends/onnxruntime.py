@@ -92,6 +92,11 @@ class OnnxRuntimeBackend:
         self.providers = list(self.session.get_providers())
         self.inputs = [_spec(i) for i in self.session.get_inputs()]
         self.outputs = [_spec(o) for o in self.session.get_outputs()]
+        for kind, specs in (("outputs", self.outputs), ("inputs", self.inputs)):
+            if not specs:  # onnxruntime loads such a graph; it could never run usefully (no outputs: never)
+                from ...formats._summary import format_error
+
+                raise format_error("ONNX", f"the graph has no {kind}", path)
         self._names = [o.name for o in self.outputs]
         # Model.run has already validated the feeds, so skip the Python wrapper's second
         # round of checks and call the C++ session directly; keep the wrapper (and its
