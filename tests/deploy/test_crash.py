@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import time
 import pytest
 
 from edgeops.deploy import ModelStore
+from edgeops.errors import UsageError
 from tests.conftest import ROOT, needs_ort, needs_tflite
 from tests.deploy.conftest import run_sample
 
@@ -84,24 +86,47 @@ def store_at_v2(tmp_path, bundles):
     return tmp_path / "store"
 
 
-@pytest.mark.parametrize("kill_at, expected", [
-    pytest.param("bundle:extract:before", "2.0.0", id="before-extract"),
-    pytest.param("bundle:extract:after", "2.0.0", id="after-extract-into-tmp"),
-    pytest.param("store:_write_slot_meta:after", "2.0.0", id="after-slot-json"),
-    pytest.param("ModelStore:_forget_previous:after", "2.0.0", id="after-previous-dropped"),
-    pytest.param("os:rename:after:slots/a|", "2.0.0", id="old-slot-renamed-aside-not-deleted"),
-    pytest.param("store:_remove_tree:after", "2.0.0", id="after-old-slot-wiped"),
-    pytest.param("os:rename:after:slots/a.tmp|", "2.0.0", id="after-tmp-renamed-into-slot"),
-    pytest.param("ModelStore:_write_pointer:before:a|b", "2.0.0", id="installed-not-switched"),
-    pytest.param("os:replace:before:active.json:2", "2.0.0", id="pointer-temp-written-not-renamed"),
-    pytest.param("ModelStore:_write_pointer:after:a|b", "3.0.0", id="switched"),
+def assert_rollback_lands_on(root, tmp_path, previous) -> None:
+    """What `edgeops store rollback` would do now (on a copy): return to ``previous``, a slot that was active
+    before (v1 in a, v2 in b), or refuse when there is none. Never a slot that was never active."""
+    copy = tmp_path / "rollback-copy"
+    shutil.copytree(root, copy)
+    store = ModelStore(copy)
+    if previous is None:
+        with pytest.raises(UsageError, match="nothing to roll back to"):
+            store.rollback()
+        return
+    back = store.rollback()
+    assert (back.slot, back.version) == (previous, {"a": "1.0.0", "b": "2.0.0"}[previous])
+
+
+# kill point -> the active version after the kill, and the pointer's (active, previous). The install of v3
+# overwrites slot a, which held v1 (previous): ``previous`` must be dropped before slot a is touched.
+@pytest.mark.parametrize("kill_at, expected, pointer", [
+    pytest.param("bundle:extract:before", "2.0.0", ("b", "a"), id="before-extract"),
+    pytest.param("bundle:extract:after", "2.0.0", ("b", "a"), id="after-extract-into-tmp"),
+    pytest.param("store:_write_slot_meta:after", "2.0.0", ("b", "a"), id="after-slot-json"),
+    pytest.param("ModelStore:_forget_previous:after", "2.0.0", ("b", None), id="after-previous-dropped"),
+    pytest.param("os:rename:after:slots/a|", "2.0.0", ("b", None), id="old-slot-renamed-aside-not-deleted"),
+    pytest.param("store:_remove_tree:after", "2.0.0", ("b", None), id="after-old-slot-wiped"),
+    pytest.param("os:rename:after:slots/a.tmp|", "2.0.0", ("b", None), id="after-tmp-renamed-into-slot"),
+    pytest.param("ModelStore:_write_pointer:before:a|b", "2.0.0", ("b", None), id="installed-not-switched"),
+    pytest.param("os:replace:before:active.json:2", "2.0.0", ("b", None), id="pointer-temp-written-not-renamed"),
+    pytest.param("ModelStore:_write_pointer:after:a|b", "3.0.0", ("a", "b"), id="switched"),
 ])
-def test_kill_at_each_step_leaves_a_complete_active_slot(store_at_v2, bundles, kill_at, expected):
+def test_kill_at_each_step_leaves_a_complete_active_slot(store_at_v2, bundles, tmp_path, kill_at, expected, pointer):
+    """Also the pointer at each kill point: ``previous`` never names a slot being rewritten (regression guard:
+    dropping ``previous`` after the rename instead of before left it on v3, which rollback then activated)."""
     proc = child(store_at_v2, kill_at, bundles.v3)
     proc.wait(60)
     assert proc.returncode == -signal.SIGKILL, f"the child was meant to die at {kill_at}"
     assert assert_store_is_sound(store_at_v2, {"2.0.0", "3.0.0"}) == expected
+    raw = json.loads((store_at_v2 / "active.json").read_text())
+    assert (raw["active"], raw["previous"]) == pointer
     store = ModelStore(store_at_v2)
+    assert store.active().slot == pointer[0]
+    assert (None if store.previous() is None else store.previous().slot) == pointer[1]
+    assert_rollback_lands_on(store_at_v2, tmp_path, pointer[1])
     store.switch(store.install(bundles.v3).slot)  # the next install cleans up and succeeds
     assert store.active().version == "3.0.0" and store.previous().version == expected
     assert sorted(os.listdir(store_at_v2 / "slots")) == ["a", "b"]
