@@ -50,8 +50,8 @@ def test_one_flipped_byte_fails_verification(tmp_path, signed_mlp, keys, target,
         flip(signed_mlp, bad, target, offset)
     with pytest.raises(BundleError, match=words):
         bundle.verify(bad, trusted_keys=[keys[1]] if trusted else None)
-    with pytest.raises(BundleError):
-        bundle.extract(bad, tmp_path / "dest")
+    with pytest.raises(BundleError, match=words):
+        bundle.extract(bad, tmp_path / "dest", trusted_keys=[keys[1]] if trusted else None)
     assert sorted(os.listdir(tmp_path)) == ["bad.eob"]
 
 
