@@ -16,6 +16,20 @@ daemon). Three threads, each with one job:
 * **ota** (with ``ota=``, the ``[ota]`` section): model updates over MQTT, see :mod:`.ota`. A crash
   in the middle of one is settled (rolled back where needed) before the model is opened.
 
+**No thread dies.** Each loop catches whatever one pass of it raises, reports it as a
+``thread.error`` event and goes on a second later. A thread that ends anyway (an exception that is
+not an ``Exception``) is started again by the telemetry or the sender thread, whichever is alive,
+with a ``thread.restarted`` event; telemetry reports ``health.threads`` ({name: alive}) and
+``health.thread_restarts``. A message the outbox cannot store (a full disk, an unwritable store)
+is dropped and counted in :attr:`Agent.dropped_by_write_error` (telemetry ``outbox.dropped`` includes
+it), and once a write succeeds again an ``outbox.dropped`` event says how many were lost and why.
+``event()`` never raises for that reason, so an error handler that reports an error cannot fail
+in turn.
+
+Command replies go through the outbox too (stream ``replies``): a burst of commands is answered in
+full, at the sender's pace, even across a reconnect. Everything the agent writes is strict JSON
+(:func:`edgeops._json.dumps`: no NaN, no Infinity).
+
 Without a model (no ``[model] path``) the agent runs the model store's active one
 (``<store_dir>/models``); once an update was committed over the air, it always does.
 
@@ -24,19 +38,24 @@ Topics (DESIGN.md): ``edgeops/<fleet>/<device>/status|telemetry|events|cmd/<name
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import platform
 import threading
 import time
 from typing import Any
 
+from .. import _json
 from .._version import __version__
 from ..errors import EdgeOpsError, UsageError
 from .commands import CommandHandler
 from .config import AgentConfig, check_id, check_interval
 
 WINDOW = 20  # unacknowledged QoS 1 messages in flight
+RETRY_S = 1.0  # a loop that raised runs again after this long
+LOOPS = ("telemetry", "sender")
+
+log = logging.getLogger(__name__)
 
 
 class Agent:
@@ -60,6 +79,10 @@ class Agent:
         self.store_dir = store_dir
         self.outbox = Outbox(os.path.join(store_dir, "outbox.sqlite"), max_bytes=max_bytes, max_age_s=max_age_s)
         self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self.dropped_by_write_error = 0  # messages the outbox could not store (full disk), since start
+        self.last_write_error: str | None = None
+        self._unreported = 0  # of those, not yet told in an outbox.dropped event
         self.ota = None
         if ota is not None:
             from .ota import Ota
@@ -81,8 +104,13 @@ class Agent:
         self._inflight: dict[int, float] = {}
         self._acks: list[int] = []
         self._sent_upto = 0
-        self._lock = threading.Lock()
         self._connection = 0
+        self.restarts: dict[str, int] = {}  # threads that ended and were started again
+        self.watched: dict[str, threading.Thread] = {}  # other threads to report in health.threads
+        self._next_telemetry = 0.0
+        self._revived_at = 0.0
+        self._revive_lock = threading.Lock()
+        self._stopping = False  # stop() began: nothing is started again
 
     # -- construction --------------------------------------------------------------------------
 
@@ -111,6 +139,7 @@ class Agent:
     def start(self) -> Agent:
         if self._threads:
             return self
+        self._stopping = False
         if self.drift is not None and self.model is not None:
             self.model.observer = self.drift.update
         self._stop.clear()
@@ -118,10 +147,8 @@ class Agent:
 
         health(self.store_dir)  # primes psutil's CPU counters: the first telemetry then has a real cpu_percent
         self.transport.start()
-        for name, target in (("telemetry", self._telemetry_loop), ("sender", self._sender_loop)):
-            t = threading.Thread(target=target, name=f"edgeops-agent-{name}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._next_telemetry = time.monotonic() + min(1.0, self.interval_s)  # the first report soon after start
+        self._threads = [self._spawn(name) for name in LOOPS]
         self.event("agent.started", edgeops=__version__)
         if self.ota is not None:
             self.ota.start()
@@ -131,12 +158,14 @@ class Agent:
         """Publish ``offline`` (retained) and disconnect cleanly; what is still queued stays in the outbox."""
         if not self._threads:
             return
+        self._stopping = True
         if self.ota is not None:
             self.ota.stop(timeout)
         self._stop.set()
         self._wake.set()
         for t in self._threads:
             t.join(timeout)
+        self._flush_acks()
         self._threads = []
         if self.model is not None and self.drift is not None and self.model.observer == self.drift.update:
             self.model.observer = None
@@ -167,17 +196,77 @@ class Agent:
         """Build one telemetry message and queue it; returns it (with its ``seq`` and ``id``)."""
         from .telemetry import build_telemetry
 
-        message = build_telemetry(self)
-        entry = self.outbox.append("telemetry", f"{self.base}/telemetry", message)
-        self._wake.set()
+        try:
+            message = build_telemetry(self)
+        except EdgeOpsError as exc:  # e.g. the outbox's counters cannot be read
+            self._count_drop(exc)
+            raise
+        entry = self.send("telemetry", "telemetry", message)
         return {**message, "seq": entry.seq}
 
     def event(self, kind: str, level: str = "info", **fields: Any) -> None:
-        """An event (alerts, command errors, lifecycle) through the outbox: never lost either."""
+        """An event (alerts, command errors, lifecycle) through the outbox: never lost once stored.
+
+        Never raises for a message the outbox cannot store (a full disk): it is dropped and counted
+        (see the module docstring), so error handlers may report their errors here safely."""
         message = {"ts": _now_ms(), "device": self.device, "fleet": self.fleet, "kind": kind, "level": level,
                    **fields}
-        self.outbox.append("events", f"{self.base}/events", message)
+        try:
+            self.send("events", "events", message)
+        except EdgeOpsError:
+            pass  # counted; an outbox.dropped event follows once a write succeeds
+
+    def send(self, stream: str, suffix: str, message: dict[str, Any]) -> Any:
+        """Store ``message`` for ``<base>/<suffix>`` in the outbox (the sender publishes it); returns the
+        outbox entry. An outbox error is counted as a dropped message, then raised."""
+        try:
+            entry = self.outbox.append(stream, f"{self.base}/{suffix}", message)
+        except EdgeOpsError as exc:
+            self._count_drop(exc)
+            raise
         self._wake.set()
+        if self._unreported:
+            self._report_drops()
+        return entry
+
+    def reply(self, command: str, body: dict[str, Any]) -> None:
+        """Answer ``command`` on ``cmd/<command>/reply``: through the outbox (stream ``replies``), so a
+        burst of commands is answered in full; straight to the transport when the outbox cannot
+        store it (a full disk)."""
+        try:
+            self.send("replies", f"cmd/{command}/reply", body)
+        except EdgeOpsError:
+            self.transport.publish(f"{self.base}/cmd/{command}/reply", _json.dumps(body).encode(), qos=1)
+
+    def _count_drop(self, exc: BaseException) -> None:
+        with self._lock:
+            self.dropped_by_write_error += 1
+            self._unreported += 1
+            self.last_write_error = str(exc)
+
+    def _report_drops(self) -> None:
+        """There is room again: say how many messages were lost meanwhile, and why."""
+        with self._lock:
+            count, self._unreported = self._unreported, 0
+            error = self.last_write_error
+        if not count:
+            return
+        message = {"ts": _now_ms(), "device": self.device, "fleet": self.fleet, "kind": "outbox.dropped",
+                   "level": "warning", "count": count, "total": self.dropped_by_write_error, "error": error}
+        try:
+            self.outbox.append("events", f"{self.base}/events", message)
+        except EdgeOpsError:
+            with self._lock:
+                self._unreported += count  # told with the next success
+
+    def threads(self) -> dict[str, bool]:
+        """{thread name: alive} for the agent's threads, the transport's network thread and OTA's."""
+        alive = {name: t.is_alive() for name, t in zip(LOOPS, self._threads)}
+        alive["network"] = bool(getattr(self.transport, "alive", True))
+        if self.ota is not None:
+            alive["ota"] = self.ota.alive
+        alive.update({name: t.is_alive() for name, t in self.watched.items()})
+        return alive
 
     def swap_model(self, model: Any, info: dict[str, Any], drift: Any) -> tuple[Any, dict[str, Any], Any]:
         """Run ``model`` from now on (an OTA update or its rollback); returns the ``(model, info, drift)`` it replaces."""
@@ -197,34 +286,76 @@ class Agent:
         return self.interval_s
 
     def _status(self, state: str, **fields: Any) -> bytes:
-        return json.dumps({"state": state, "ts": _now_ms(), "device": self.device, "fleet": self.fleet,
-                           "model": self.model_info, "edgeops": __version__, **fields},
-                          separators=(",", ":")).encode()
+        return _json.dumps({"state": state, "ts": _now_ms(), "device": self.device, "fleet": self.fleet,
+                            "model": self.model_info, "edgeops": __version__, **fields},
+                           separators=(",", ":")).encode()
 
     # -- threads -------------------------------------------------------------------------------
 
-    def _telemetry_loop(self) -> None:
-        next_at = time.monotonic() + min(1.0, self.interval_s)  # the first report soon after start
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now >= next_at:
-                try:
-                    self.telemetry_now()
-                except EdgeOpsError as exc:
-                    self.event("telemetry.error", level="error", error=str(exc))
-                next_at += self.interval_s  # a fixed cadence: the time spent building does not add up
-                if next_at < now:
-                    next_at = now + self.interval_s  # fell behind (a long stall): do not burst to catch up
-            self._stop.wait(min(max(next_at - time.monotonic(), 0.0), 0.5))
+    def _spawn(self, name: str) -> threading.Thread:
+        step = {"telemetry": self._telemetry_step, "sender": self._sender_step}[name]
+        t = threading.Thread(target=self._forever, args=(name, step), name=f"edgeops-agent-{name}", daemon=True)
+        t.start()
+        return t
 
-    def _sender_loop(self) -> None:
+    def _forever(self, name: str, step: Any) -> None:
+        """Run ``step`` until the agent stops; whatever one pass raises is reported, never fatal."""
         while not self._stop.is_set():
-            self._wake.clear()
-            self._flush_acks()
-            if self.transport.connected:
-                self._send_some()
-            self._wake.wait(0.2)
+            try:
+                step()
+                self._revive()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug; the event says what
+                log.exception("edgeops agent: the %s thread failed; it goes on", name)
+                self.event("thread.error", level="error", thread=name, error=f"{type(exc).__name__}: {exc}")
+                self._stop.wait(RETRY_S)
+
+    def _revive(self) -> None:
+        """Start again, once a second at most, any of the agent's threads that ended (each loop checks all)."""
+        now = time.monotonic()
+        if now - self._revived_at < RETRY_S or self._stopping or not self._revive_lock.acquire(blocking=False):
+            return
+        try:
+            self._revived_at = now
+            self._revive_dead()
+        finally:
+            self._revive_lock.release()
+
+    def _revive_dead(self) -> None:
+        dead = [name for name, t in zip(LOOPS, self._threads) if not t.is_alive()]
+        if not getattr(self.transport, "alive", True):
+            dead.append("network")
+        if self.ota is not None and not self.ota.alive:
+            dead.append("ota")
+        for name in dead:
+            if name == "network":
+                self.transport.start()
+            elif name == "ota":
+                self.ota.start()
+            else:
+                self._threads[LOOPS.index(name)] = self._spawn(name)
+            with self._lock:
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+            log.error("edgeops agent: the %s thread had ended; started again", name)
+            self.event("thread.restarted", level="error", thread=name, restarts=self.restarts[name])
+
+    def _telemetry_step(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_telemetry:
+            self._next_telemetry += self.interval_s  # a fixed cadence: the time spent building does not add up
+            if self._next_telemetry < now:
+                self._next_telemetry = now + self.interval_s  # fell behind (a long stall): no burst to catch up
+            try:
+                self.telemetry_now()
+            except EdgeOpsError:
+                pass  # dropped and counted (a full disk); reported once a message can be stored again
+        self._stop.wait(min(max(self._next_telemetry - time.monotonic(), 0.0), 0.5))
+
+    def _sender_step(self) -> None:
+        self._wake.clear()
         self._flush_acks()
+        if self.transport.connected:
+            self._send_some()
+        self._wake.wait(0.2)
 
     def _send_some(self) -> None:
         with self._lock:
@@ -256,11 +387,20 @@ class Agent:
             self._acks.append(rowid)
         self._wake.set()
 
-    def _flush_acks(self) -> None:
+    def _flush_acks(self) -> bool:
+        """Delete the acknowledged rows; on an outbox error (a full disk) keep them for the next try."""
         with self._lock:
             rowids, self._acks = self._acks, []
-        if rowids:
+        if not rowids:
+            return True
+        try:
             self.outbox.ack_many(rowids)
+        except EdgeOpsError as exc:
+            with self._lock:
+                self._acks[:0] = rowids
+                self.last_write_error = str(exc)
+            return False
+        return True
 
     # -- transport callbacks (network thread) ----------------------------------------------------
 
@@ -276,7 +416,7 @@ class Agent:
 
             topic, payload = home_assistant(self.fleet, self.device, model_name=self.model_info["name"],
                                             model_version=self.model_info["version"], sw_version=__version__)
-            self.transport.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
+            self.transport.publish(topic, _json.dumps(payload).encode(), qos=1, retain=True)
         self.transport.subscribe(f"{self.base}/cmd/+")
         if self.ota is not None:
             self.ota.on_connect()

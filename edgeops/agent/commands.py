@@ -1,9 +1,13 @@
 """Commands on ``edgeops/<fleet>/<device>/cmd/<name>``, answered on ``cmd/<name>/reply``.
 
-A command's payload is a JSON object (or empty); ``request_id``, when given, comes back in the
-reply so the caller can match them. Every reply has ``ok``; a failed one has ``error``. Malformed
-or unknown commands get an error reply and an ``command.error`` event, never an exception in the
-network thread.
+A command's payload is a JSON object (or empty), read with :func:`edgeops._json.loads`: bounded in
+size and nesting depth, no NaN or Infinity, no repeated keys. ``request_id``, when given, comes
+back in the reply so the caller can match them. Every reply has ``ok``; a failed one has
+``error``. Malformed or unknown commands get an error reply and an ``command.error`` event, never
+an exception in the network thread.
+
+Replies go through the agent's outbox (stream ``replies``, see :meth:`Agent.reply`), so each one
+gets ``seq`` and ``id`` and none is lost to a full MQTT queue when many commands come at once.
 
 ========================  ==========================================  ====================================
 command                   payload                                     reply
@@ -16,11 +20,11 @@ command                   payload                                     reply
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from ..errors import EdgeOpsError
+from .. import _json
+from ..errors import DataError, EdgeOpsError
 
 MAX_PAYLOAD = 64 * 1024
 
@@ -55,7 +59,7 @@ class CommandHandler:
         if request_id is not None:
             reply["request_id"] = request_id
         reply["ts"] = int(time.time() * 1000)
-        self.agent.transport.publish(f"{topic}/reply", json.dumps(reply).encode(), qos=1)
+        self.agent.reply(name, reply)
 
     @staticmethod
     def _parse(payload: bytes) -> dict[str, Any]:
@@ -64,9 +68,9 @@ class CommandHandler:
         if not payload.strip():
             return {}
         try:
-            args = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise CommandError(f"payload is not JSON ({exc})") from None
+            args = _json.loads(payload, what="the payload", error=DataError, max_bytes=MAX_PAYLOAD)
+        except DataError as exc:
+            raise CommandError(str(exc)) from None
         if not isinstance(args, dict):
             raise CommandError(f"payload must be a JSON object, not {type(args).__name__}")
         return args

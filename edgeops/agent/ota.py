@@ -41,7 +41,6 @@ kill-point tests start the agent again without it); unset, it has no effect.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import queue
@@ -54,14 +53,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import _json
 from .._io import atomic_write
-from ..errors import EdgeOpsError
+from ..errors import DataError, EdgeOpsError
 
 __all__ = ["KILL_ENV", "OUTCOMES", "RESUME", "TRANSITIONS", "Ota", "OfferError", "parse_offer", "probe", "store_model"]
 
 KILL_ENV = "EDGEOPS_OTA_KILL_AT"
 MAX_MISSING = 1024  # chunk indices in one ota.need
 MAX_CHUNKS = 1 << 20
+MAX_CHUNK_SIZE = 16 << 20  # what flash_mqtt sends at most; a saved offer is checked against it
 HISTORY = 20  # finished deployments remembered (a repeated offer gets its result again)
 PROBE_SAMPLES = 4
 LATENCY_RUNS = 20
@@ -163,13 +164,20 @@ class Ota:
         """True once an update was committed here: from then on the agent's model comes from the store."""
         return bool(self.record.get("ever_committed"))
 
+    @property
+    def alive(self) -> bool:
+        """False only when the worker thread was started and has ended without :meth:`stop`."""
+        return self._thread is None or self._thread.is_alive()
+
     def start(self) -> None:
-        if self._thread is not None:
+        """Start the worker (again, when it ended)."""
+        if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
         self._live = True
-        self._thread = threading.Thread(target=self._loop, name="edgeops-agent-ota", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._loop, name="edgeops-agent-ota", daemon=True)
+        thread.start()
+        self._thread = thread  # once started: ``alive`` never sees a thread not yet running
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -207,7 +215,10 @@ class Ota:
             except queue.Empty:
                 item = ("tick",)
             if item[0] != "stop":
-                self._guarded(getattr(self, f"_on_{item[0]}"), *item[1:])
+                self._guarded(self._dispatch, *item)
+
+    def _dispatch(self, kind: str, *args: Any) -> None:
+        getattr(self, f"_on_{kind}")(*args)
 
     def _guarded(self, fn: Any, *args: Any) -> None:
         try:
@@ -348,8 +359,7 @@ class Ota:
                              bytes=t.bytes_have)
 
     def _reply(self, ok: bool, **fields: Any) -> None:
-        body = {"ok": ok, **fields, "ts": int(time.time() * 1000)}
-        self.agent.transport.publish(f"{self.agent.base}/cmd/ota/reply", json.dumps(body).encode(), qos=1)
+        self.agent.reply("ota", {"ok": ok, **fields, "ts": int(time.time() * 1000)})
 
     # -- the machine -----------------------------------------------------------------------------
 
@@ -407,7 +417,7 @@ class Ota:
                          version=None)
 
     def _save(self) -> None:
-        atomic_write(self.state_path, json.dumps(self.record, indent=1) + "\n")
+        atomic_write(self.state_path, _json.dumps(self.record, indent=1) + "\n")
 
     def _folder(self) -> str:
         return os.path.join(self.root, self.record["deployment"])
@@ -542,8 +552,8 @@ class _Transfer:
         """The transfer a crash interrupted: the offer and every chunk still intact."""
         try:
             with open(os.path.join(folder, "offer.json"), "rb") as fh:
-                t = cls(folder, json.loads(fh.read()))
-        except (OSError, ValueError, KeyError):
+                t = cls(folder, parse_offer(fh.read(), MAX_CHUNK_SIZE))
+        except (OSError, OfferError):
             return None
         for name in os.listdir(t._chunk_dir()) if os.path.isdir(t._chunk_dir()) else []:
             if name.isdigit() and int(name) < t.chunks:
@@ -554,7 +564,7 @@ class _Transfer:
     def save_offer(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
         os.makedirs(self._chunk_dir())
-        atomic_write(os.path.join(self.folder, "offer.json"), json.dumps(self.offer))
+        atomic_write(os.path.join(self.folder, "offer.json"), _json.dumps(self.offer))
 
     def _chunk_dir(self) -> str:
         return os.path.join(self.folder, "chunks")
@@ -615,11 +625,11 @@ class _Transfer:
 
 
 def parse_offer(payload: bytes, max_chunk: int) -> dict[str, Any]:
-    """Check a ``cmd/ota`` payload; OfferError says what is wrong."""
+    """Check a ``cmd/ota`` payload (strict, bounded JSON: :func:`edgeops._json.loads`); OfferError says what is wrong."""
     try:
-        offer = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise OfferError(f"the OTA offer is not JSON ({exc})") from None
+        offer = _json.loads(payload, what="the OTA offer", error=DataError)
+    except DataError as exc:
+        raise OfferError(str(exc)) from None
     if not isinstance(offer, dict):
         raise OfferError("the OTA offer must be a JSON object")
     dep = offer.get("deployment")
@@ -755,12 +765,12 @@ def _load_record(path: str) -> dict[str, Any]:
     """The persisted state; an unreadable file is an unknown state (which rolls back)."""
     try:
         with open(path, "rb") as fh:
-            record = json.loads(fh.read())
+            record = _json.loads(fh.read(), what=path, error=DataError)
         if isinstance(record, dict) and isinstance(record.get("state"), str):
             return record
     except FileNotFoundError:
         return {"state": "idle", "history": []}
-    except (OSError, ValueError):
+    except (OSError, DataError):
         pass
     return {"state": "unknown", "history": [], "reason": f"{path} was unreadable"}
 
@@ -768,8 +778,8 @@ def _load_record(path: str) -> dict[str, Any]:
 def _deployment_of(payload: bytes) -> str | None:
     """The deployment id of an offer that is otherwise unusable, if it has a valid one."""
     try:
-        dep = json.loads(payload.decode("utf-8")).get("deployment")
-    except (UnicodeDecodeError, ValueError, AttributeError):
+        dep = _json.loads(payload, what="the OTA offer", error=DataError).get("deployment")
+    except (DataError, AttributeError):
         return None
     return dep if isinstance(dep, str) and _ID.match(dep) else None
 

@@ -7,12 +7,13 @@ chunks the device asks for in its ``ota.need`` events (at first: all of them) on
 device answers with what it still needs, so a transfer resumes where it stopped, also across a new
 ``flash_mqtt`` call given the same ``deployment``. It returns at the device's ``ota.result``.
 The device, not the host, verifies the bundle and its signature (see :mod:`edgeops.agent.ota`).
+The device's events are read with :func:`edgeops._json.loads`; one that is not strict, bounded
+JSON is ignored, never raised in the network thread.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import queue
@@ -21,7 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import UsageError
+from .. import _json
+from ..errors import DataError, UsageError
 from .config import check_id
 
 __all__ = ["flash_mqtt", "REOFFER_S", "QUIET_S"]
@@ -105,8 +107,8 @@ class _Flasher:
 
     def _message(self, topic: str, payload: bytes) -> None:
         try:
-            event = json.loads(payload)
-        except ValueError:
+            event = _json.loads(payload, what=topic, error=DataError)
+        except DataError:
             return
         if isinstance(event, dict) and event.get("deployment") == self.deployment:
             self._put(str(event.get("kind")), event)
@@ -184,7 +186,7 @@ class _Flasher:
         s = self.source
         offer = {"deployment": self.deployment, "created": self.created, "bundle_sha256": s.sha256,
                  "size": s.size, "chunk_size": s.chunk_size, "chunks": s.chunks, "chunk_sha256": s.chunk_sha256}
-        if self.transport.publish(f"{self.base}/cmd/ota", json.dumps(offer).encode(), qos=1):
+        if self.transport.publish(f"{self.base}/cmd/ota", _json.dumps(offer).encode(), qos=1):
             self.offered = time.monotonic()
 
     def _send_one(self) -> None:

@@ -4,6 +4,11 @@
 Latency and rate describe the window since the previous message (the model's statistics are reset
 each time); ``total`` counts since the agent started. Non-finite numbers (no inference in the
 window yet) become null in the JSON.
+
+``health.threads`` is {thread: alive} for the agent's threads (telemetry, sender, network, ota, a
+workload) and ``health.thread_restarts`` how often each was started again after it ended.
+``outbox.dropped`` counts every message lost: dropped by the outbox's bounds (age, size) and
+``dropped_by_write_error``, those the outbox could not store (a full disk) since the agent started.
 """
 
 from __future__ import annotations
@@ -14,13 +19,12 @@ from typing import Any
 
 def build_telemetry(agent: Any) -> dict[str, Any]:
     from .agent import runtime_info
-    from .health import health
 
     model = agent.model
     message: dict[str, Any] = {
         "ts": int(time.time() * 1000), "device": agent.device, "fleet": agent.fleet, "model": dict(agent.model_info),
         "inference": _inference(agent), "guardrails": _guardrails(model), "drift": _drift(agent),
-        "health": health(agent.store_dir, started=agent.started), "runtime": runtime_info(model),
+        "health": _health(agent), "runtime": runtime_info(model),
         "outbox": _outbox(agent), "interval_s": agent.interval_s,
     }
     return message
@@ -55,6 +59,14 @@ def _drift(agent: Any) -> dict[str, Any]:
     return {"enabled": True, **agent.drift.snapshot(reset=True)}
 
 
+def _health(agent: Any) -> dict[str, Any]:
+    from .health import health
+
+    return {**health(agent.store_dir, started=agent.started), "threads": agent.threads(),
+            "thread_restarts": dict(agent.restarts)}
+
+
 def _outbox(agent: Any) -> dict[str, Any]:
     s = agent.outbox.stats()
-    return {"pending": s["pending"], "dropped": s["dropped"]}
+    unwritten = agent.dropped_by_write_error
+    return {"pending": s["pending"], "dropped": s["dropped"] + unwritten, "dropped_by_write_error": unwritten}

@@ -92,7 +92,9 @@ class MqttTransport:
 
     Attributes: ``protocol`` ("MQTTv5" / "MQTTv311", "" before the first connection), ``connects``
     (successful connections so far), ``last_error`` (why the last attempt or publish failed),
-    ``reconnect_waits`` (the last backoff sleeps, seconds) and ``random`` (the jitter source).
+    ``reconnect_waits`` (the last backoff sleeps, seconds), ``random`` (the jitter source),
+    ``errors`` (the network thread's own failures: a bug in one attempt is reported there and the
+    thread goes on) and ``alive`` (False only if the network thread ended without ``stop``).
     """
 
     def __init__(self, url: str, *, client_id: str, username: str | None = None, password: str | None = None,
@@ -122,6 +124,7 @@ class MqttTransport:
         self.last_error: str | None = None
         self.random = random.Random()
         self.reconnect_waits: deque[float] = deque(maxlen=64)
+        self.errors: deque[str] = deque(maxlen=16)  # the network thread's own failures, newest last
         self._try_protocol = "MQTTv5"
         self._subs: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -138,8 +141,9 @@ class MqttTransport:
             return
         _paho()  # fail here, in the caller's thread, when paho is missing
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name=f"edgeops-mqtt-{self.client_id}", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name=f"edgeops-mqtt-{self.client_id}", daemon=True)
+        thread.start()
+        self._thread = thread  # once started: ``alive`` never sees a thread not yet running
 
     def stop(self, final: Message | None = None, timeout: float = 5.0) -> None:
         """Publish ``final`` (QoS 1) and wait for its PUBACK when connected, then disconnect cleanly.
@@ -164,6 +168,12 @@ class MqttTransport:
     @property
     def connected(self) -> bool:
         return self._up.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """False only when the network thread was started and has ended without :meth:`stop`."""
+        thread = self._thread
+        return thread is None or thread.is_alive()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._up.wait(timeout)
@@ -206,7 +216,13 @@ class MqttTransport:
     def _run(self) -> None:
         delay = self.backoff[0]
         while not self._stopping.is_set():
-            session = self._attempt()
+            try:
+                session = self._attempt()
+            except Exception as exc:  # noqa: BLE001 - a bug in one attempt must not end the network thread
+                log.exception("edgeops transport: a connection attempt to %s failed", self.url)
+                self.last_error = f"a connection attempt to {self.url} failed: {type(exc).__name__}: {exc}"
+                self.errors.append(self.last_error)
+                session = None
             if self._stopping.is_set():
                 break
             if session is not None and session.refused_protocol and self._try_protocol == "MQTTv5":
@@ -409,6 +425,8 @@ class MemoryTransport:
     @property
     def connected(self) -> bool:
         return self._up.is_set()
+
+    alive = True  # no thread of its own
 
     def wait_connected(self, timeout: float) -> bool:
         return self._up.wait(timeout)

@@ -49,6 +49,7 @@ def _workload(a, cfg, stop):  # noqa: ANN001, ANN202 - internal
     t = threading.Thread(target=replay, args=(a.model, cfg.workload_data, cfg.workload_rate_hz, stop, lambda: a.model),
                          name="edgeops-agent-workload", daemon=True)
     t.start()
+    a.watched["workload"] = t  # telemetry reports it in health.threads
     return t
 
 

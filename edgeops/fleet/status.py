@@ -3,16 +3,20 @@
 ``FleetView`` subscribes to ``edgeops/<fleet>/+/status`` (retained, so every device that ever
 connected answers at once) and ``edgeops/<fleet>/+/telemetry``, and keeps one row per device.
 Duplicate telemetry (same ``id``, re-sent after a lost PUBACK) and older ``seq`` values are ignored;
-a gap in ``seq`` is counted. Malformed payloads are counted, never raised.
+a gap in ``seq`` is counted. Payloads are read with :func:`edgeops._json.loads` (bounded size and
+depth, no NaN, no repeated keys); malformed ones are counted in ``malformed``, never raised, so a
+hostile payload cannot stop the listener.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from .. import _json
+from ..errors import DataError
 
 
 @dataclass
@@ -57,8 +61,8 @@ class FleetView:
             return
         device, kind = parts[2], parts[3]
         try:
-            data = json.loads(payload.decode("utf-8")) if payload else None
-        except (UnicodeDecodeError, ValueError):
+            data = _json.loads(payload, what=topic, error=DataError) if payload else None
+        except DataError:
             data = None
         if kind == "status" and not payload:
             return  # a cleared retained status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,9 +18,11 @@ pytest.importorskip("paho.mqtt")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
 
 
-def edgeops_cli(*args, timeout=60):
+def edgeops_cli(*args, timeout=60, env=None):
+    """The CLI in a subprocess; tables 200 columns wide whatever terminal the tests run in."""
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "edgeops", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def test_fleet_status_shows_each_device_and_its_numbers(broker, tmp_path):

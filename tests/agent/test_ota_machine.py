@@ -140,7 +140,7 @@ def _offer(**changes) -> bytes:
 
 
 @pytest.mark.parametrize("payload, words", [
-    pytest.param(b"{nope", "not JSON", id="not-json"),
+    pytest.param(b"{nope", "not valid JSON", id="not-json"),
     pytest.param(b"[]", "JSON object", id="not-an-object"),
     pytest.param(_offer(deployment="../etc"), "deployment id", id="path-in-id"),
     pytest.param(_offer(chunks=2), "cannot hold", id="too-few-chunks"),
