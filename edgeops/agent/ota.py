@@ -304,8 +304,8 @@ class Ota:
         self._transfer = _Transfer(os.path.join(self.root, offer["deployment"]), offer)
         self._transfer.save_offer()  # before the state names it: a resumed 'receiving' always finds it
         fresh = {"deployment": offer["deployment"], "created": offer["created"], "size": offer["size"],
-                 "chunks": offer["chunks"], "name": None, "version": None, "from_slot": None, "to_slot": None,
-                 "reason": ""}
+                 "chunks": offer["chunks"], "name": None, "version": None, "from_slot": None, "to_slot": None}
+        self.record["reason"] = ""  # not the previous deployment's (``_enter`` writes only a non-empty reason)
         self._transition("offer", **fresh)
         self._ask("offered")
 

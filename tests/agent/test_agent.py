@@ -234,3 +234,44 @@ def test_a_bundle_as_the_agents_model_reports_its_name_and_version(tmp_path):
                   transport=MemoryTransport(client_id="pi-01"))
     assert agent.model_info["name"] == "digits" and agent.model_info["version"] == "3.1"
     assert agent.drift is not None  # the bundle's profile travels with it
+
+
+def test_a_row_leaves_the_outbox_at_its_puback_not_when_published_even_across_a_reconnect(tmp_path):
+    """A message published but never acknowledged stays in the outbox; after a reconnect the same ``id`` is sent
+    again, and only the PUBACK removes it. (Deleting at publish() time passed every other test.)"""
+    from edgeops.agent.transport import MemoryTransport
+
+    t = MemoryTransport(auto_ack=False)  # the broker withholds every PUBACK until t.ack()
+    agent = Agent(None, transport=t, fleet="demo", device="pi-01", store_dir=str(tmp_path / "store"), interval_s=60)
+    t.on_connect, t.on_disconnect = agent._on_connect, agent._on_disconnect
+    events = "edgeops/demo/pi-01/events"
+
+    def ids() -> list[str]:
+        return [json.loads(m.payload)["id"] for m in t.messages(events)]
+
+    def stored() -> set[str]:
+        return {json.loads(e.payload)["id"] for e in agent.outbox.pending()}
+
+    with agent:
+        agent.event("test.hello")
+        assert wait_until(lambda: len(ids()) == 2, 5)  # agent.started and test.hello, published
+        first = ids()
+        time.sleep(0.6)  # several sender passes: nothing acknowledged, nothing may be deleted
+        assert set(first) <= stored()
+        t.set_connected(False)  # the connection drops with both in flight
+        t.set_connected(True)
+        assert wait_until(lambda: len(ids()) == 4, 5)
+        assert ids()[2:] == first  # the same messages again, same ids
+        time.sleep(0.6)
+        assert set(first) <= stored()
+        t.ack()  # the PUBACKs arrive
+        assert agent.wait_drained(5)
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False

@@ -80,8 +80,10 @@ def flipped(good: Path, out: Path) -> Path:
 @pytest.fixture(scope="session")
 def ota_bundles(tmp_path_factory) -> SimpleNamespace:
     """``v1`` and ``v2`` (digits_mlp, signed by ``pub``), ``nan`` (2.0, answers NaN), ``untrusted`` (2.0,
-    signed by another key), ``unsigned`` (2.0), ``flipped`` and ``traversal`` (2.0, broken)."""
+    signed by another key), ``unsigned`` (2.0), ``flipped`` and ``traversal`` (2.0, broken), ``nested`` (2.0,
+    signed by ``pub``, every hash right, its model member holding the bundle ``v1``)."""
     from edgeops.bundle import create, keygen
+    from tests.bundle.crafting import nested
 
     d = tmp_path_factory.mktemp("ota-bundles")
     key, pub = keygen(str(d / "fleet"))
@@ -95,6 +97,7 @@ def ota_bundles(tmp_path_factory) -> SimpleNamespace:
         create(model, str(getattr(b, attr)), name="digits", version=version, key=signer, sample=str(SAMPLE))
     b.flipped = flipped(b.v2, d / "flipped.eob")
     b.traversal = traversal_bundle(b.v2, d / "traversal.eob")
+    b.nested = nested(b.v2, b.v1, d / "nested.eob", key=key)
     return b
 
 
@@ -286,6 +289,8 @@ VERIFIED = ["receiving", "verifying", "refused"]
     pytest.param("flipped", CHUNK, "sha256", VERIFIED, id="flipped-byte"),
     pytest.param("untrusted", CHUNK, "not a trusted key", VERIFIED, id="untrusted-key"),
     pytest.param("traversal", CHUNK, "path traversal", VERIFIED, id="path-traversal-member"),
+    pytest.param("nested", CHUNK, "is itself an edgeops bundle; refusing bundles in bundles", VERIFIED,
+                 id="bundle-inside-the-bundle"),
     pytest.param("v2", 128 * 1024, "over this device's limit", [], id="chunks-over-the-device-limit"),
 ])
 def test_a_bad_bundle_is_refused_and_the_old_model_stays(rig, ota_bundles, attr, chunk_size, words, chain):

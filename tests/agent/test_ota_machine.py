@@ -215,3 +215,16 @@ def test_the_ota_section_is_read_with_paths_relative_to_the_config(tmp_path):
         cfg.write_text(TOML + bad + "\n")
         with pytest.raises(UsageError, match=words):
             load_config(cfg)
+
+
+def test_a_result_never_carries_the_previous_deployments_reason(tmp_path, ota_bundles):  # noqa: F811
+    """Regression: a committed update reported ``"reason": "the bundle is not signed…"`` from the refused
+    deployment before it (the fresh record's empty reason was never written)."""
+    d = Device(tmp_path, ota_bundles)
+    with d.agent:
+        refused = d.send(ota_bundles.unsigned, "dep-refused")
+        committed = d.send(ota_bundles.v2, "dep-good")
+    assert refused["outcome"] == "refused" and "not signed" in refused["reason"], refused
+    assert committed["outcome"] == "committed" and committed["reason"] == "", committed
+    states = [e for e in d.events("ota.state") if e["deployment"] == "dep-good"]
+    assert [e["reason"] for e in states] == [""] * len(states)
