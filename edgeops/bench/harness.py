@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
+from ..runtime import input_shapes
 from ..runtime.model import Model, load
 from ..runtime.preprocess import Preprocess
 from . import system
@@ -28,29 +29,40 @@ from .inputs import concrete_shape, data_pool, random_pool
 CV_WARN = 0.10  # coefficient of variation above which timings are called unstable
 DRIFT_WARN = 1.20  # last tenth of the run this much slower than the first tenth: throttling or load
 HOT_C = 80.0
+MIN_DURATION = 1.0  # seconds of steady state by default, unless --max-duration is shorter
 
 
 @dataclass
 class Settings:
+    """What to run and how long. ``min_duration`` left ``None`` is 1 s, or ``max_duration`` when that is
+    shorter; ``batch`` left ``None`` is the batch ``input_shapes`` gives, else 1."""
+
     runs: int = 100
     warmup: int = 10
-    min_duration: float = 1.0
+    min_duration: float | None = None
     max_duration: float = 150.0
     threads: int | None = None
     backend: str | None = None
     providers: list[Any] | None = None
-    batch: int = 1
+    batch: int | None = None
     data: str | None = None
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     seed: int = 0
     preprocess: Preprocess | None = None  # set: end-to-end mode, preprocessing inside the timed loop
     cv_warn: float = CV_WARN
 
-    def check(self) -> None:
-        if self.runs < 1 or self.warmup < 0 or self.batch < 1:
+    def check(self) -> Settings:
+        """The settings with the defaults that depend on others filled in, or a UsageError naming the options."""
+        if self.runs < 1 or self.warmup < 0 or (self.batch is not None and self.batch < 1):
             raise UsageError("--runs and --batch must be at least 1 and --warmup at least 0")
-        if self.min_duration < 0 or self.max_duration <= 0 or self.min_duration > self.max_duration:
-            raise UsageError("durations must satisfy 0 <= min-duration <= max-duration and max-duration > 0")
+        if self.max_duration <= 0:
+            raise UsageError(f"--max-duration must be above 0 s, not {self.max_duration:g}")
+        if self.min_duration is None:
+            return replace(self, min_duration=min(MIN_DURATION, self.max_duration))
+        if self.min_duration < 0 or self.min_duration > self.max_duration:
+            raise UsageError(f"--min-duration {self.min_duration:g} s must be between 0 and --max-duration "
+                             f"{self.max_duration:g} s")
+        return self
 
 
 @dataclass
@@ -78,7 +90,7 @@ def run(models: Sequence[str | os.PathLike[str] | Model], settings: Settings | N
     s = settings or Settings(**kwargs)
     if settings is not None and kwargs:
         raise UsageError("pass either settings or keyword arguments")
-    s.check()
+    s = s.check()
     probe = probe or system.SystemProbe()
     return [bench_one(m, s, probe, progress) for m in models]
 
@@ -94,6 +106,7 @@ def bench_one(model_or_path: str | os.PathLike[str] | Model, s: Settings, probe:
     model = model_or_path if isinstance(model_or_path, Model) else load(
         model_or_path, backend=s.backend, threads=s.threads, providers=s.providers)
     init_ms = (time.perf_counter() - t0) * 1e3 if not isinstance(model_or_path, Model) else None
+    s = _with_batch(model, s)
     pool, step = _feeds(model, s)
 
     first_ms = _time_ms(step, pool[0])
@@ -124,6 +137,18 @@ def bench_one(model_or_path: str | os.PathLike[str] | Model, s: Settings, probe:
         "end_to_end": s.preprocess is not None,
     }
     return BenchResult(label, info, samples, data)
+
+
+def _with_batch(model: Model, s: Settings) -> Settings:
+    """``s`` with ``input_shapes`` checked against the model and ``batch`` set: the one ``--input-shape``
+    gives for a dynamic batch axis, else ``--batch``, else 1; the two disagreeing is a UsageError."""
+    declared = {spec.name: spec.shape for spec in model.inputs}
+    shapes = input_shapes.check(s.input_shapes, declared)
+    given = input_shapes.batch_of(shapes, declared)
+    if given is not None and s.batch is not None and s.batch != given:
+        shown = next(f"{n}:{','.join(map(str, sh))}" for n, sh in shapes.items() if sh[0] == given)
+        raise UsageError(f"--batch {s.batch} and --input-shape {shown} disagree on the batch; give one of them")
+    return replace(s, input_shapes=shapes, batch=given or s.batch or 1)
 
 
 def _feeds(model: Model, s: Settings) -> tuple[list[Any], Callable[[Any], Any]]:
@@ -159,7 +184,7 @@ def _steady(step: Callable[[Any], Any], pool: list[Any], offset: int, s: Setting
     append = times.append
     readings: list[system.Reading] = []
     n_pool = len(pool)
-    min_ns, max_ns = int(s.min_duration * 1e9), int(s.max_duration * 1e9)
+    min_ns, max_ns = int((s.min_duration or 0.0) * 1e9), int(s.max_duration * 1e9)
     cpu0 = time.process_time()  # this process's CPU time, all threads, nanosecond clock
     begin = clock()
     next_check = begin + 100_000_000  # look at the clock for progress and the stop rule every 0.1 s

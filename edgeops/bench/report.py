@@ -7,6 +7,10 @@ model's median latency by the first one's, so ``0.42x`` means that model is fast
 Any numeric field may be ``None`` (not measurable here). It shows as "—" in the table and markdown and as
 an empty cell in CSV, and a ratio that needs it is ``None``. Only :func:`plot` needs ``samples_ms``.
 
+The table shows the columns a comparison needs (:data:`COMPACT`) and fits a terminal of 80 columns:
+model names are cut in the middle, never a number; ``wide=True`` (``edgeops bench --wide``) shows every
+column. :func:`warnings` lists what makes the numbers less trustworthy, for every renderer to print.
+
 Models are named by their file name; when two results share one, the shortest path suffix that tells them
 apart is used, and the same path benchmarked twice gets ``#2``, ``#3``, ... (:func:`model_names`).
 
@@ -25,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_stream
 from ..errors import BackendUnavailableError, UsageError
 
-__all__ = ["model_names", "ratios", "to_table", "to_csv", "to_markdown", "plot"]
+__all__ = ["model_names", "ratios", "to_table", "warnings", "to_csv", "to_markdown", "plot"]
 
 Result = Mapping[str, Any]
 
@@ -42,6 +47,14 @@ COLUMNS = (
     ("mean ms", True), ("std ms", True), ("CV %", True), ("throughput/s", True), ("peak RSS MB", True),
     ("p50 vs first", True),
 )
+
+# The default table: these columns, with these (two-line, narrow) headers, fit 80 terminal columns.
+# The batch shows only when it is not 1, the ratio only with two models or more; --wide shows all COLUMNS.
+COMPACT = {
+    "model": "model", "backend": "backend", "batch": "batch", "p50 ms": "p50\nms", "p95 ms": "p95\nms",
+    "p99 ms": "p99\nms", "CV %": "CV\n%", "throughput/s": "throughput\nper s", "p50 vs first": "p50 vs\nfirst",
+}
+MIN_NAME = 12  # model names are never shortened below this
 
 CSV_FIELDS = (
     "model", "format", "backend", "providers", "threads", "batch", "inputs", "end_to_end",
@@ -151,6 +164,14 @@ def _fmt_int(value: Any) -> str:
     return MISSING if v is None else str(int(v))
 
 
+def _fmt_ratio(ratio: float | None) -> str:
+    """``0.42x``; three digits at most past 10x (``12.5x``, ``3009x``) so the column stays narrow."""
+    v = _number(ratio)
+    if v is None:
+        return MISSING
+    return f"{v:.0f}x" if abs(v) >= 100 else f"{v:.1f}x" if abs(v) >= 10 else f"{v:.2f}x"
+
+
 def _backend(result: Result) -> str:
     """The backend, plus the first provider or delegate when it is not the plain CPU one."""
     backend = str(result.get("backend") or MISSING)
@@ -169,7 +190,7 @@ def _row(result: Result, label: str, ratio: float | None) -> list[str]:
         _fmt_ms(lat.get("p50")), _fmt_ms(lat.get("p95")), _fmt_ms(lat.get("p99")),
         _fmt_ms(lat.get("mean")), _fmt_ms(lat.get("std")), _fmt(result.get("cv"), ".1f", 100.0),
         _fmt(result.get("throughput_per_s"), ",.0f"), _fmt(result.get("peak_rss_mb"), ".1f"),
-        _fmt(ratio, ".2f") + ("x" if ratio is not None else ""),
+        _fmt_ratio(ratio),
     ]
 
 
@@ -192,16 +213,70 @@ def _caption(results: Sequence[Result]) -> str:
     return f"p50 vs first: p50 / p50 of {model_names(results)[0]}; below 1.00x is faster"
 
 
-def to_table(results: Sequence[Result]) -> Any:
-    """A ``rich.table.Table`` with one row per model (warnings are left to the caller)."""
+def to_table(results: Sequence[Result], *, wide: bool = False, width: int | None = None) -> Any:
+    """A ``rich.table.Table`` with one row per model (warnings are left to the caller: :func:`warnings`).
+
+    By default the columns a comparison needs (:data:`COMPACT`), drawn light; with ``width`` (the
+    terminal's) model names are shortened from the middle so the table fits and no number is cut.
+    ``wide=True``: every column of :data:`COLUMNS`, boxed, as wide as it needs."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=_title(results), caption=_caption(results) or None)
-    for header, right in COLUMNS:
-        table.add_column(header, justify="right" if right else "left", no_wrap=right)
-    for row in _rows(results):
+    rows = _rows(results)
+    if wide:
+        keep = list(range(len(COLUMNS)))
+        headers = [header for header, _ in COLUMNS]
+        style: dict[str, Any] = {}
+    else:
+        keep = [i for i, (header, _) in enumerate(COLUMNS) if header in COMPACT and _shown(header, results)]
+        headers = [COMPACT[COLUMNS[i][0]] for i in keep]
+        style = {"box": box.SIMPLE_HEAD, "show_edge": False, "padding": (0, 0)}  # one space between columns
+    cells = [[row[i] for i in keep] for row in rows]
+    if width is not None and not wide and cells:
+        room = _name_room(headers, cells, width)
+        for row, name, result in zip(cells, model_names(results), results):
+            mark = " (e2e)" if result.get("end_to_end") else ""
+            row[0] = shorten_middle(name, room - len(mark)) + mark
+    ratio_shown = any(COLUMNS[i][0] == "p50 vs first" for i in keep)
+    table = Table(title=_title(results), caption=(_caption(results) if ratio_shown else "") or None, **style)
+    for i, header in zip(keep, headers):
+        table.add_column(header, justify="right" if COLUMNS[i][1] else "left", no_wrap=COLUMNS[i][1] or not wide)
+    for row in cells:
         table.add_row(*row)
     return table
+
+
+def _shown(header: str, results: Sequence[Result]) -> bool:
+    """Whether a :data:`COMPACT` column says anything here: the batch when it is not 1, the ratio with two models."""
+    if header == "batch":
+        return any(_number(r.get("batch")) not in (None, 1) for r in results)
+    if header == "p50 vs first":
+        return len(results) > 1
+    return True
+
+
+def _name_room(headers: list[str], cells: list[list[str]], width: int) -> int:
+    """How wide the model column (the first) may be for the compact table to fit ``width`` columns."""
+    from rich.cells import cell_len
+
+    others = sum(max([cell_len(line) for line in header.split("\n")] + [cell_len(row[j]) for row in cells])
+                 for j, header in enumerate(headers) if j > 0)
+    return max(MIN_NAME, width - others - (len(headers) - 1))  # one space between columns
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle: ``digits_c…int8.tflite``."""
+    if len(text) <= width:
+        return text
+    keep = max(width - 1, 2)
+    head = keep // 2
+    return text[:head] + "…" + text[len(text) - (keep - head):]
+
+
+def warnings(results: Sequence[Result]) -> list[tuple[str, str]]:
+    """``(model name, warning)`` for every warning the harness attached (unstable timings, too few runs,
+    throttling, drift): what every report prints below its table."""
+    return [(name, str(w)) for name, r in zip(model_names(results), results) for w in r.get("warnings") or []]
 
 
 def _md_cell(text: str) -> str:
@@ -216,10 +291,10 @@ def to_markdown(results: Sequence[Result]) -> str:
     lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in _rows(results)]
     if results:
         lines += ["", _caption(results)]
-    warnings = [(name, w) for name, r in zip(model_names(results), results) for w in r.get("warnings") or []]
-    if warnings:
+    found = warnings(results)
+    if found:
         lines += ["", "**Warnings**", ""]
-        lines += [f"- `{name}`: {_md_cell(w)}" for name, w in warnings]
+        lines += [f"- `{name}`: {_md_cell(w)}" for name, w in found]
     return "\n".join(lines) + "\n"
 
 
@@ -371,7 +446,8 @@ def plot(results: Sequence[Result], path: str | os.PathLike[str]) -> None:
             ax.set_xscale("log")
     fig.tight_layout()
     try:
-        fig.savefig(path, format="png", dpi=110)
+        with atomic_stream(path) as out:  # the one rule for output paths (edgeops._io.output_folder)
+            fig.savefig(out, format="png", dpi=110)
     except OSError as exc:
         raise UsageError(f"cannot write the plot to {os.fspath(path)}: {exc.strerror or exc}; "
-                         "pick a path in an existing, writable directory") from exc
+                         "pick a path in a writable folder") from exc

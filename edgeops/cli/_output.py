@@ -16,11 +16,13 @@ def emit_json(data: Any) -> None:
 
 
 def console(stderr: bool = False) -> Any:
-    """A rich console; when the output is not a terminal (a pipe, a file, CI logs) tables get 200 columns."""
+    """A rich console; when the output is not a terminal (a pipe, a file, CI logs) tables get 200 columns,
+    unless $COLUMNS says how many."""
+    import os
     import sys
 
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 200
+    width = None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else 200
     return Console(stderr=stderr, highlight=False, width=width)

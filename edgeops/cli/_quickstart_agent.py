@@ -12,11 +12,16 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def agent_step(ex: Path, err: Any, broker_url: str | None, seconds: float = 3.0) -> dict[str, Any]:
+def agent_step(ex: Path, err: Any, broker_url: str | None, seconds: float = 3.0,
+               on_telemetry: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Steps 8 and 9; ``on_telemetry`` gets step 8's summary of the telemetry once the agent has run,
+    before step 9 starts, so it can be printed under its own heading. The returned summary covers the
+    whole run (step 9's messages too)."""
     try:
         import paho.mqtt  # noqa: F401
 
@@ -43,21 +48,28 @@ def agent_step(ex: Path, err: Any, broker_url: str | None, seconds: float = 3.0)
         watcher.start()
         if not watcher.wait_connected(5):
             return {"skipped": f"cannot connect to the broker at {url} ({watcher.last_error})"}
+        so_far = (lambda: on_telemetry(_summary(list(received), url, local is not None))) if on_telemetry else None
         with tempfile.TemporaryDirectory(prefix="edgeops-quickstart-agent-") as store:
-            ota = _run_agent(Agent, ex, url, store, seconds, err)
+            ota = _run_agent(Agent, ex, url, store, seconds, err, so_far)
     finally:
         watcher.stop()
         if local is not None:
             local.close()
+    return {**_summary(received, url, local is not None), "ota": ota}
+
+
+def _summary(received: list[dict[str, Any]], url: str, local: bool) -> dict[str, Any]:
+    """What the watcher saw: how many telemetry messages, their seqs, the last one from a busy agent."""
     telemetry = [m for m in received if "seq" in m and "inference" in m]
     unique = {m["id"]: m for m in telemetry}
     busy = [m for m in unique.values() if m["inference"].get("count")]  # the final one comes after the replay
     last = max(busy or list(unique.values()), key=lambda m: m["seq"]) if unique else {}
-    return {"broker": url, "local_broker": local is not None, "messages": len(unique),
-            "seqs": sorted(m["seq"] for m in unique.values()), "last": last, "ota": ota}
+    return {"broker": url, "local_broker": local, "messages": len(unique),
+            "seqs": sorted(m["seq"] for m in unique.values()), "last": last}
 
 
-def _run_agent(agent_cls: Any, ex: Path, url: str, store: str, seconds: float, err: Any) -> dict[str, Any]:
+def _run_agent(agent_cls: Any, ex: Path, url: str, store: str, seconds: float, err: Any,
+               so_far: Callable[[], None] | None) -> dict[str, Any]:
     from ..agent.config import OtaConfig
     from ..agent.workload import replay
     from ..runtime import load
@@ -82,6 +94,8 @@ def _run_agent(agent_cls: Any, ex: Path, url: str, store: str, seconds: float, e
                                                        lambda: agent.model), daemon=True)
         worker.start()
         time.sleep(seconds)
+        if so_far:
+            so_far()
         result = _flash(ex, url, keys, err) if ota is not None else {"skipped": "cryptography is not installed "
                                                                                 "(pip install 'edgeops[sign]')"}
         if "outcome" in result:

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
+from ..runtime.input_shapes import parse as parse_input_shapes
 from ._output import console, emit_json
-from .bench import _shapes
 
 
 def _names(values: tuple[str, ...]) -> list[str]:
@@ -64,7 +64,7 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
         raise UsageError("--labels goes with --validate DATA")
     report = run_convert(model, output, target=target, quantize=quantize, calibration=calibration,
                          calibration_method=calibration_method, per_channel=per_channel,
-                         input_shapes=_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
+                         input_shapes=parse_input_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
                          exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
                          labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io)
     data = report.to_dict()

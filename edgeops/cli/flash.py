@@ -16,9 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from ..errors import UsageError
 from ._output import console, emit_json
+
+DEFAULT_TIMEOUT = 300.0  # seconds; flash_mqtt's own default
 
 
 @click.command()
@@ -30,7 +33,8 @@ from ._output import console, emit_json
 @click.option("--broker", default=None, help="MQTT broker URL: flash through the device agent (needs --fleet, --device).")
 @click.option("--fleet", default=None, help="Fleet of the device (with --broker).")
 @click.option("--device", default=None, help="Device id (with --broker).")
-@click.option("--timeout", type=float, default=None, help="Seconds to wait for the device's verdict (with --broker).")
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds to wait for the device's verdict (with --broker).")
 @click.option("--trusted-key", "--pubkey", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
               help="Public key the bundle must be signed with (repeatable), checked here before anything is sent.")
 @click.option("--remote-edgeops", default="edgeops", show_default=True,
@@ -54,7 +58,8 @@ def flash(bundle: str, to: str | None, store_path: str | None, broker: str | Non
         _flash_mqtt(bundle, broker, fleet, device, timeout=timeout, trusted_keys=keys, as_json=as_json,
                     tls={k: v for k, v in tls.items() if v is not None})
         return
-    if fleet or device or timeout is not None:
+    timeout_given = click.get_current_context().get_parameter_source("timeout") != ParameterSource.DEFAULT
+    if fleet or device or timeout_given:
         raise UsageError("--fleet, --device and --timeout go with --broker, not --to")
     from ..deploy import flash as do_flash
 
@@ -74,7 +79,9 @@ def _flash_mqtt(bundle: str, broker: str, fleet: str | None, device: str | None,
     flash_mqtt = _mqtt_flasher()
     from ..bundle import verify
     from ..deploy import FlashError, FlashRefused
+    from ..deploy.flash import check_bundle
 
+    check_bundle(bundle)
     verify(bundle, trusted_keys=trusted_keys, require_signature=trusted_keys is not None)
     kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     result = flash_mqtt(bundle, broker, fleet, device, **kw, **tls)

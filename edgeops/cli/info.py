@@ -1,6 +1,13 @@
-"""``edgeops info MODEL``: what a model file holds, read without loading a runtime."""
+"""``edgeops info MODEL``: what a model file holds, read without loading a runtime.
+
+With ``--json`` or ``-v`` the model is also opened as ``edgeops.load`` would open it, and the
+backend, its version and the execution providers (ONNX) or delegates (TFLite) it got are shown
+under ``runtime``; where no runtime is installed, ``runtime`` says why instead.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -10,12 +17,15 @@ from ._output import console, emit_json
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
-def info(model: str, as_json: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Also open the model and show its backend and delegates.")
+def info(model: str, as_json: bool, verbose: bool) -> None:
     """Show a model's format, inputs, outputs, size, op histogram and versions."""
     from ..formats import read_summary
 
     summary = read_summary(model)
     data = {"path": model, **summary.to_dict()}
+    if as_json or verbose:
+        data["runtime"] = _runtime(model)
     if as_json:
         emit_json(data)
         return
@@ -38,3 +48,22 @@ def info(model: str, as_json: bool) -> None:
     for op, n in data["ops"].items():
         ops.add_row(op, str(n))
     out.print(ops)
+    rt = data.get("runtime")
+    if rt:
+        used = rt.get("delegates", rt.get("providers"))
+        out.print(f"runtime: {rt['backend']} {rt['version']}, {'delegates' if 'delegates' in rt else 'providers'} "
+                  f"{', '.join(used)}" if "backend" in rt else f"runtime: {rt['error']}", markup=False)
+
+
+def _runtime(model: str) -> dict[str, Any]:
+    """How ``edgeops.load`` runs the model here: backend, version, providers or delegates."""
+    from ..errors import BackendError, ModelLoadError
+    from ..runtime import load
+
+    try:
+        m = load(model)
+    except (BackendError, ModelLoadError) as exc:  # no runtime here, or it refuses what the reader accepted
+        return {"error": str(exc)}
+    described = m.describe()
+    key = "delegates" if described["format"] == "tflite" else "providers"
+    return {"backend": described["backend"], "version": described["backend_version"], key: described["providers"]}

@@ -44,9 +44,11 @@ def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> N
     import edgeops
 
     from ..formats import read_summary
+    from . import _quickstart_show as show
 
     ex = Path(examples_dir) if examples_dir else find_examples()
     err = console(stderr=True)
+    out = None if as_json else console()  # each step's result goes out as the step ends, under its heading
     x = np.load(ex / "digits_mlp_test.npz")["pixels"]
     labels = np.load(ex / "digits_test_labels.npy")
     report: dict[str, Any] = {"examples": str(ex), "samples": int(len(x))}
@@ -59,6 +61,8 @@ def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> N
     model = edgeops.load(onnx_path, threads=1)
     ref = _run_all(model, x)
     report["onnx"] = _summary(model, ref, labels)
+    if out:
+        show.run(out, "onnx", report["onnx"])
 
     tfl_path = ex / "digits_mlp.tflite"
     try:
@@ -71,6 +75,8 @@ def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> N
         got = _run_all(tfl, x)
         report["tflite"] = _summary(tfl, got, labels)
         report["tflite"]["max_abs_diff_vs_onnx"] = float(np.max(np.abs(got - ref)))
+        if out:
+            show.run(out, "tflite", report["tflite"], report["tflite"]["max_abs_diff_vs_onnx"])
 
     err.print("[bold]4. guardrails[/bold] profile ranges, policy clip; 10 inputs with a broken sensor value")
     guard = model.enable_guardrails(ex / "digits_mlp.profile.json", inputs="clip")
@@ -81,30 +87,44 @@ def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> N
         model.run({"pixels": row[None]})
     report["guardrails"] = guard.snapshot()["inputs"]["pixels"]
     model.disable_guardrails()
+    if out:
+        show.guardrails(out, report["guardrails"])
 
     report["convert"] = _convert_and_validate(ex, err)
+    if out:
+        show.convert(out, report["convert"])
     report["tflite_export"] = _export_tflite(ex, err)
+    if out:
+        show.tflite_export(out, report["tflite_export"])
     err.print("[bold]7. bench[/bold] short latency benchmarks, side by side, through the same runtime")
-    from ..bench import run as bench_run
-
-    candidates = [onnx_path] + ([tfl_path] if "skipped" not in report["tflite"] else [])
-    results = bench_run(candidates, runs=200, warmup=20, min_duration=0.5, threads=1)
-    report["bench"] = [r.to_dict() for r in results]
-    if "output" in report["convert"]:
-        pair = bench_run([ex / "digits_cnn.onnx", Path(report["convert"]["output"])], runs=200, warmup=20,
-                         min_duration=0.5, threads=1)
-        report["bench"] += [r.to_dict() for r in pair]
-    if "output" in report["tflite_export"]:
-        report["bench"] += [bench_run([Path(report["tflite_export"]["output"])], runs=200, warmup=20,
-                                      min_duration=0.5, threads=1)[0].to_dict()]
+    report["bench"] = _bench(ex, report)
+    if out:
+        show.bench(out, report["bench"])
     from ._quickstart_agent import agent_step
 
-    report["agent"] = agent_step(ex, err, broker)
-
-    if as_json:
+    report["agent"] = agent_step(ex, err, broker, on_telemetry=(lambda a: show.agent(out, a)) if out else None)
+    if out:
+        if "skipped" in report["agent"]:
+            show.agent(out, report["agent"])
+        show.ship(out, report["agent"].get("ota") or {})
+        show.more(out)
+    else:
         emit_json(report)
-        return
-    _print_table(report)
+
+
+def _bench(ex: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Step 7: the MLP as ONNX and TFLite, the CNN before and after int8, and the exported .tflite."""
+    from ..bench import run as bench_run
+
+    def bench(paths: list[Path]) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in bench_run(paths, runs=200, warmup=20, min_duration=0.5, threads=1)]
+
+    rows = bench([ex / "digits_mlp.onnx"] + ([ex / "digits_mlp.tflite"] if "skipped" not in report["tflite"] else []))
+    if "output" in report["convert"]:
+        rows += bench([ex / "digits_cnn.onnx", Path(report["convert"]["output"])])
+    if "output" in report["tflite_export"]:
+        rows += bench([Path(report["tflite_export"]["output"])])
+    return rows
 
 
 def _convert_and_validate(ex: Path, err: Any) -> dict[str, Any]:
@@ -125,12 +145,12 @@ def _gated_convert(ex: Path, err: Any, filename: str, title: str, **kwargs: Any)
     """Convert the CNN to static int8 as ``filename`` behind validation gates; a summary, or why it was skipped."""
     from ..errors import EdgeOpsError
 
+    err.print(title)
     try:
         from ..convert import convert
         from ..validate import Gates
     except ImportError as exc:  # the convert extra is not installed
         return {"skipped": str(exc)}
-    err.print(title)
     out = Path(os.environ.get("EDGEOPS_QUICKSTART_DIR") or _workdir()) / filename
     try:
         rep = convert(ex / "digits_cnn.onnx", out, quantize="int8", calibration=str(ex / "digits_cnn_calib.npz"),
@@ -170,72 +190,3 @@ def _summary(model: Any, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any
         "errors": snap["errors"],
         "latency_ms": snap["latency_ms"],
     }
-
-
-def _print_table(report: dict[str, Any]) -> None:
-    from rich.markup import escape  # skip reasons name extras like edgeops[sign], which rich would read as markup
-    from rich.table import Table
-
-    out = console()
-    table = Table("model", "backend", "accuracy", "runs", "p50 ms", "p95 ms", "p99 ms", "mean ms",
-                  title=f"digits MLP, {report['samples']} held-out samples")
-    for key in ("onnx", "tflite"):
-        r = report[key]
-        if "skipped" in r:
-            table.add_row(key, "skipped", "", "", "", "", "", "")
-            continue
-        lat = r["latency_ms"]
-        table.add_row(key, r["backend"], f"{r['accuracy']:.2%}", str(r["runs"]),
-                      *(f"{lat[k]:.4f}" for k in ("p50", "p95", "p99", "mean")))
-    out.print(table)
-    if "max_abs_diff_vs_onnx" in report["tflite"]:
-        out.print(f"TFLite vs ONNX: max |difference| of probabilities {report['tflite']['max_abs_diff_vs_onnx']:.2e}")
-    g = report["guardrails"]
-    out.print(f"guardrails: {g['above']} calls had values above the range, {g['nonfinite']} had NaN/inf, "
-              f"{g['values']} values clipped or replaced")
-    c = report["convert"]
-    if "skipped" in c:
-        out.print(f"convert: skipped ({escape(str(c['skipped']))})")
-    else:
-        acc = c["accuracy"] or {}
-        ci = acc.get("ci95") or [float("nan"), float("nan")]
-        out.print(f"convert: digits_cnn int8 {c['size_before'] / 1024:.1f} KiB -> {c['size_after'] / 1024:.1f} KiB "
-                  f"({c['size_ratio']:.2f}x smaller), accuracy {acc.get('reference', float('nan')):.2%} -> "
-                  f"{acc.get('candidate', float('nan')):.2%} (drop {acc.get('drop_points', float('nan')):.2f} points, "
-                  f"95% CI {ci[0]:.2f}..{ci[1]:.2f}), top-1 agreement {c['agreement']:.2%}, gates passed: {c['passed']}")
-        out.print(f"written to {c['output']} with its reference profile {c['profile']}")
-    t = report["tflite_export"]
-    if "skipped" in t:
-        out.print(f"tflite export: skipped ({escape(str(t['skipped']))})")
-    else:
-        acc = t["accuracy"] or {}
-        out.print(f"tflite export: digits_cnn int8 .tflite {t['size_before'] / 1024:.1f} KiB -> "
-                  f"{t['size_after'] / 1024:.1f} KiB ({t['size_ratio']:.2f}x smaller), ops {t['ops']}, accuracy "
-                  f"{acc.get('reference', float('nan')):.2%} -> {acc.get('candidate', float('nan')):.2%}, "
-                  f"top-1 agreement {t['agreement']:.2%}, gates passed: {t['passed']}; written to {t['output']}")
-    from ..bench import report as bench_report
-
-    out.print(bench_report.to_table(report["bench"]))
-    a = report["agent"]
-    if "skipped" in a:
-        out.print(f"agent: skipped ({escape(str(a['skipped']))})")
-    else:
-        last = a["last"] or {}
-        inf, drift = last.get("inference", {}), last.get("drift", {})
-        def num(v: Any) -> str:
-            return "n/a" if v is None else f"{v:.3g}"
-
-        out.print(f"agent: {a['messages']} telemetry messages arrived on edgeops/quickstart/demo-01/telemetry via "
-                  f"{a['broker']} (seq {a['seqs']}); last busy one: {inf.get('total')} inferences so far, "
-                  f"p95 {num((inf.get('latency_ms') or {}).get('p95'))} ms, drift max PSI {num(drift.get('max_psi'))}, "
-                  f"CPU {num(last.get('health', {}).get('cpu_percent'))} %")
-    o = a.get("ota") or {}
-    if o:
-        if "outcome" in o:
-            out.print(f"ship: bundle of {o['bundle_bytes']} bytes flashed over MQTT in {o['seconds']:.2f} s: "
-                      f"{o['outcome']}; the agent's telemetry now reports model version {o.get('telemetry_version')} "
-                      f"(was 1.0)")
-        else:
-            out.print(f"ship: skipped ({escape(str(o.get('skipped')))})")
-    out.print("more: edgeops bench MODEL ... --plot latency.png, edgeops info MODEL, edgeops agent run --config "
-              "agent.toml, edgeops fleet watch --broker URL --fleet F")

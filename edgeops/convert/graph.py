@@ -7,7 +7,6 @@ do, instead of letting a broken model through.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import Any
 
@@ -27,22 +26,27 @@ def import_onnx() -> Any:
 
 
 def load(path: str) -> Any:
+    """The ONNX model at ``path``; the same errors as every other command for a missing or corrupt
+    file, and a UsageError for a model in another format (convert takes ONNX)."""
+    from ..formats import SNIFF_BYTES, check_model_path, load_error, sniff_format
+
     onnx = import_onnx()
-    if not os.path.isfile(path):
-        from ..errors import ModelNotFoundError
-
-        raise ModelNotFoundError(f"model file {path} not found")
-    from ..formats import read_summary
-
+    check_model_path(path)
+    with open(path, "rb") as fh:
+        kind = sniff_format(fh.read(SNIFF_BYTES))
+    if kind in _NOT_ONNX:
+        raise UsageError(f"{path} is {_NOT_ONNX[kind]}; edgeops convert takes an ONNX model (.onnx): "
+                         "convert the ONNX model it came from")
     try:
         model = onnx.load(path)
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError ...
-        read_summary(path)  # the precise ModelFormatError (truncated at byte N, not a model, ...)
-        raise ModelFormatError(f"{path}: onnx cannot load the model ({exc})") from exc
+        raise load_error(path, exc, reader="onnx") from exc
     if not model.graph.output:  # protobuf parses many byte strings into an empty message
-        read_summary(path)
-        raise ModelFormatError(f"{path} is not an ONNX model (no graph outputs); re-export it or check the copy")
+        raise load_error(path, ValueError("no graph outputs"), reader="onnx")
     return model
+
+
+_NOT_ONNX = {"tflite": "a TFLite model", "bundle": "an edgeops bundle", "zip": "a zip archive"}
 
 
 def opset_of(model: Any) -> int:
@@ -100,24 +104,22 @@ def clear_negative_dims(model: Any) -> int:
 def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]], *, static: bool) -> tuple[Any, list[str]]:
     """Set input dims from ``shapes``; with ``static`` every remaining dynamic batch dim becomes 1.
     Dynamic dims written as ``-1`` are dynamic here too (:func:`dim_size`)."""
+    from ..runtime import input_shapes
+
     clear_negative_dims(model)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
-    unknown = sorted(set(shapes) - {i.name for i in inputs})
-    if unknown:
-        raise UsageError(f"--input-shape names {', '.join(unknown)}, which the model does not have "
-                         f"(inputs: {', '.join(i.name for i in inputs)})")
+    shapes = input_shapes.check(shapes, {i.name: _declared_shape(i) for i in inputs})  # the one --input-shape check
     notes = []
     for inp in inputs:
         dims = inp.type.tensor_type.shape.dim
         if inp.name in shapes:
             want = shapes[inp.name]
-            if len(want) != len(dims):
-                raise UsageError(f"--input-shape {inp.name}: the model's input has rank {len(dims)}, not {len(want)}")
+            if not dims:  # no shape in the model: the given one
+                for _ in want:
+                    dims.add()
             for d, v in zip(dims, want):
-                if dim_size(d) is not None and d.dim_value != v:
-                    raise UsageError(f"--input-shape {inp.name}: dim {d.dim_value} is fixed in the model, cannot be {v}")
-                d.dim_value = int(v)
+                d.dim_value = v
             notes.append(f"{inp.name} fixed to {list(want)}")
         elif static:
             dynamic = [i for i, d in enumerate(dims) if dim_size(d) is None]
@@ -130,6 +132,14 @@ def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]], *, static: 
     if notes:
         del model.graph.value_info[:]  # stale shapes; re-inferred next
     return model, notes
+
+
+def _declared_shape(value_info: Any) -> tuple[int | None, ...] | None:
+    """An ONNX graph input's shape as :mod:`edgeops.runtime.input_shapes` reads it (``None``: dynamic)."""
+    tensor = value_info.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return tuple(dim_size(d) for d in tensor.shape.dim)
 
 
 def fit_ir_version(model: Any) -> Any:

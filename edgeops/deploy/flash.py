@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -93,20 +94,45 @@ def flash(bundle: str | os.PathLike[str], to: str, *, store_path: str | None = N
     Returns a JSON-ready dict: transport, slot, name, version, bundle_id, activated, ...
     """
     bundle = os.fspath(bundle)
-    if not os.path.isfile(bundle):
-        raise UsageError(f"bundle {bundle} not found; build one with `edgeops bundle create`")
     scheme = urlsplit(to).scheme if "://" in to else ""
     if scheme in ("mqtt", "mqtts", "ws", "wss"):
         raise UsageError("MQTT flashing goes through the device agent: use "
                          f"`edgeops flash {bundle} --broker {to} --fleet FLEET --device DEVICE`")
-    if scheme == "ssh":
-        return flash_ssh(bundle, parse_ssh_url(to, store_path), activate=activate, trusted_keys=trusted_keys,
+    if scheme not in ("", "ssh"):
+        raise UsageError(f"cannot flash to {to!r}: give a folder, ssh://user@host/path, or --broker mqtt://...")
+    ssh = parse_ssh_url(to, store_path) if scheme == "ssh" else None
+    check_bundle(bundle)  # before anything on the target is touched
+    if ssh is not None:
+        return flash_ssh(bundle, ssh, activate=activate, trusted_keys=trusted_keys,
                          ssh_command=ssh_command, scp_command=scp_command, progress=progress,
                          remote_edgeops=remote_edgeops)
-    if scheme:
-        raise UsageError(f"cannot flash to {to!r}: give a folder, ssh://user@host/path, or --broker mqtt://...")
     return flash_dir(bundle, to, store_path=store_path, activate=activate, trusted_keys=trusted_keys,
                      progress=progress)
+
+
+_NOT_BUNDLES = {"onnx": "an ONNX model", "tflite": "a TFLite model", "zip": "a zip archive"}
+
+
+def check_bundle(bundle: str) -> None:
+    """Refuse, with exit 2, a path that is not an edgeops bundle: missing (the same words as every
+    command), empty, or something else (a model: say how to make a bundle of it). Read-only."""
+    from ..formats import SNIFF_BYTES, check_model_path, sniff_format
+
+    check_model_path(bundle)
+    with open(bundle, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    kind = sniff_format(head)
+    if kind == "bundle":
+        return
+    what = "empty" if not head else _NOT_BUNDLES.get(kind or "", "not an edgeops bundle")
+    if kind in ("onnx", "tflite"):
+        stem = os.path.splitext(bundle)[0]
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(stem)).lstrip("._-") or "model"
+        make = f"edgeops bundle create {shlex.quote(bundle)} -o {shlex.quote(stem + '.eob')} --name {name}"
+    else:
+        make = "edgeops bundle create MODEL -o NAME.eob --name NAME"
+    raise UsageError(f"{bundle} is {what}, and flash ships bundles (.eob); make one with "
+                     f"`{make} --version 1.0.0`")
 
 
 def flash_dir(bundle: str, to: str, *, store_path: str | None = None, activate: bool = True,

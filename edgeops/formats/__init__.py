@@ -16,11 +16,12 @@ no other exception escapes for any input bytes.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import stat
 
-from edgeops.errors import ModelFormatError, ModelNotFoundError
+from edgeops.errors import ModelFormatError, ModelLoadError, ModelNotFoundError
 
 from ._summary import ModelSummary, TensorInfo
 from .onnx_file import looks_like_onnx, onnx_external_files, read_onnx
@@ -33,6 +34,9 @@ __all__ = [
     "read_onnx",
     "read_tflite",
     "read_summary",
+    "check_model_path",
+    "path_error",
+    "load_error",
     "tflite_io_map",
     "onnx_external_files",
 ]
@@ -66,21 +70,61 @@ def read_summary(path: str | os.PathLike) -> ModelSummary:
         with open(name, "rb") as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise ModelNotFoundError(f"{name}: not a regular file; pass a .onnx or .tflite file")
+                raise _not_regular(name)
             if info.st_size < MMAP_BYTES:
                 return _summarize(f.read(), name)
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 return _summarize(data, name)
     except ModelNotFoundError:
         raise
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"{name}: no such file; check the path") from exc
-    except IsADirectoryError as exc:
-        raise ModelNotFoundError(f"{name}: is a directory, not a model file; pass the .onnx or "
-                                 ".tflite file inside it") from exc
     except OSError as exc:
-        raise ModelNotFoundError(f"{name}: cannot be read ({exc.strerror or exc}); check the path "
-                                 "and its permissions") from exc
+        raise path_error(name, exc) from exc
+
+
+def path_error(name: str, exc: OSError) -> ModelNotFoundError:
+    """The one message for a model path that cannot be opened (missing, a folder, unreadable),
+    whichever command or library call opens it."""
+    if isinstance(exc, FileNotFoundError):
+        return ModelNotFoundError(f"{name}: not found (no such file); check the path")
+    if isinstance(exc, IsADirectoryError):
+        return ModelNotFoundError(f"{name}: is a directory, not a model file; pass the .onnx or "
+                                  ".tflite file inside it")
+    return ModelNotFoundError(f"{name}: not readable ({exc.strerror or exc}); check the path and its permissions")
+
+
+def _not_regular(name: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"{name}: not a regular file; pass a .onnx or .tflite file")
+
+
+def check_model_path(path: str | os.PathLike) -> str:
+    """``path`` as a string when it names a readable regular file, else the :func:`path_error`
+    for it. Nothing is opened (opening a FIFO would block)."""
+    name = os.fspath(path)
+    try:
+        info = os.stat(name)
+    except OSError as exc:
+        raise path_error(name, exc) from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise path_error(name, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name))
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(name)
+    if not os.access(name, os.R_OK):
+        raise path_error(name, PermissionError(errno.EACCES, os.strerror(errno.EACCES), name))
+    return name
+
+
+def load_error(path: str | os.PathLike, exc: BaseException, *, reader: str) -> ModelLoadError:
+    """The one error for a model file that ``reader`` (onnx, onnxruntime, the TFLite interpreter)
+    could not open: the precise error of the stdlib readers (missing, empty, truncated at byte N,
+    not a model) when they find the fault, else a :class:`ModelFormatError` quoting ``reader``."""
+    name = os.fspath(path)
+    try:
+        read_summary(name)
+    except ModelLoadError as precise:
+        return precise
+    text = str(exc).strip()
+    msg = text.splitlines()[0][:300] if text else type(exc).__name__
+    return ModelFormatError(f"{name}: {reader} cannot load the model ({msg}); re-export it or check the copy")
 
 
 def _summarize(data, name: str) -> ModelSummary:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeOpsError, InferenceError, ModelFormatError, ModelNotFoundError, UsageError
+from ..errors import EdgeOpsError, InferenceError, ModelFormatError, UsageError
 from ..targets import Target, get_target
 from .backends import Backend, open_backend
 from .guardrails import Guardrails
@@ -136,7 +136,7 @@ class Model:
 
 def detect_format(path: str) -> str:
     """``onnx``, ``tflite`` or ``bundle``, by extension, else by the file's first bytes."""
-    from ..formats import SNIFF_BYTES, sniff_format
+    from ..formats import SNIFF_BYTES, load_error, sniff_format
 
     ext = os.path.splitext(path)[1].lower()
     if ext == ".eob":
@@ -144,7 +144,7 @@ def detect_format(path: str) -> str:
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
     if not head:
-        raise ModelFormatError(f"{path} is empty; re-export the model or check the copy")
+        raise load_error(path, EOFError("the file is empty"), reader="edgeops")
     sniffed = sniff_format(head)
     if sniffed == "bundle":  # whatever its name says
         return "bundle"
@@ -153,10 +153,9 @@ def detect_format(path: str) -> str:
         raise ModelFormatError(f"{path} has a .{ext[1:]} name but holds {sniffed} data; rename it or check the file")
     if fmt is None:
         fmt = sniffed
-    if fmt not in ("onnx", "tflite", "bundle"):
-        raise ModelFormatError(
-            f"{path} is not a model edgeops can run (expected an .onnx or .tflite file)"
-        )
+    if fmt not in ("onnx", "tflite", "bundle"):  # the readers say what it is instead (a zip, text, ...)
+        raise load_error(path, ValueError("not a model edgeops can run (expected an .onnx or .tflite file)"),
+                         reader="edgeops")
     return fmt
 
 
@@ -185,12 +184,9 @@ def load(path: str | os.PathLike[str], *, backend: str | None = None, threads: i
 
         return ModelStore(p).load_active(backend=backend, threads=threads, providers=providers, target=target,
                                          guardrails=guardrails)
-    if os.path.isdir(p):
-        raise ModelNotFoundError(f"{p} is a directory, not a model file")
-    if not os.path.exists(p):
-        raise ModelNotFoundError(f"model file {p} not found")
-    if not os.access(p, os.R_OK):
-        raise ModelNotFoundError(f"model file {p} is not readable (check its permissions)")
+    from ..formats import check_model_path
+
+    check_model_path(p)  # missing, a folder, unreadable: the same words in every command
     if providers is not None and not isinstance(providers, (list, tuple)):
         raise UsageError("providers must be a list, e.g. ['cuda', 'cpu']")
     fmt = detect_format(p)

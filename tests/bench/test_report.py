@@ -139,8 +139,8 @@ def test_markdown_without_warnings_has_no_warnings_section():
 # ---------------------------------------------------------------------------------------------- table
 
 
-def test_table_renders_every_model_with_its_numbers_and_ratio(two_models):
-    text = rendered(report.to_table(two_models))
+def test_wide_table_renders_every_model_with_its_numbers_and_ratio(two_models):
+    text = rendered(report.to_table(two_models, wide=True))
     lines = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") > 10}
 
     first, second = lines["digits_mlp.onnx"], lines["digits_mlp_int8.tflite"]
@@ -153,6 +153,74 @@ def test_table_renders_every_model_with_its_numbers_and_ratio(two_models):
     assert "CPU frequency" not in text  # warnings are printed by the CLI, below the table
 
 
+def side_by_side():
+    """Five results as the quickstart makes them, with long names, a delegate, a batch and wide numbers."""
+    return [
+        make_result("examples/models/digits_mlp.onnx", seed=1),
+        make_result("/tmp/edgeops-quickstart/digits_cnn_int8_per_channel_calibrated.tflite", seed=2, backend="litert",
+                    providers=["xnnpack"], cv=6.98, throughput_per_s=1_234_567.0),
+        make_result("build/digits_cnn.onnx", median_ms=12.5, seed=3, batch=4),
+        make_result("a/very/long/folder/name/model_exported_from_pytorch_with_dynamic_axes.onnx", median_ms=150.0,
+                    seed=4, end_to_end=True),
+        make_result("m.onnx", seed=5, init_ms=None, peak_rss_mb=None),
+    ]
+
+
+def render(table, width: int) -> str:
+    from rich.console import Console
+
+    console = Console(record=True, width=width)
+    console.print(table)
+    return console.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_default_table_reads_at_80_and_120_columns(width):
+    """Regression (issue 11): at 80 and 120 columns the model and backend columns shrank to nothing and
+    numbers showed as "0…". Now: fewer columns, names cut in the middle, every number whole."""
+    results = side_by_side()
+    lines = render(report.to_table(results, width=width), width).splitlines()
+    full = dict(zip([h for h, _ in report.COLUMNS], zip(*markdown_rows(report.to_markdown(results))[2:])))
+    rule = next(i for i, line in enumerate(lines) if line.startswith("──"))
+    rows = lines[rule + 1:rule + 1 + len(results)]
+
+    assert max(len(line) for line in lines) <= width
+    for i, (line, name) in enumerate(zip(rows, report._labels(results))):
+        shown = line.split(" ")[0]
+        head, cut, tail = shown.partition("…")
+        assert name.startswith(head) and len(head) >= 5, shown
+        if cut:  # cut in the middle: the start and the end of the name kept
+            assert len(tail) >= 5 and name.split(" ")[0].endswith(tail), shown
+        cells = line[len(shown):].replace("(e2e)", "").split()
+        for header in ("backend", "p50 ms", "p95 ms", "p99 ms", "CV %", "throughput/s", "p50 vs first"):
+            assert full[header][i] in cells, (header, line)
+        assert all("…" not in cell for cell in cells), line
+        assert cells[1] == full["batch"][i]  # shown because one model ran with batch 4
+    assert all(line.count("…") <= 1 for line in lines)
+
+
+def test_the_default_table_keeps_names_whole_when_there_is_room():
+    results = side_by_side()
+    text = render(report.to_table(results, width=200), 200)
+
+    assert "…" not in text
+    assert all(name in text for name in report.model_names(results))
+    assert "init" not in text and "RSS" not in text  # those are --wide columns
+
+
+def test_a_single_result_and_batch_1_leave_their_columns_out():
+    text = render(report.to_table([make_result()], width=80), 80)
+
+    assert "batch" not in text and "first" not in text
+    assert "CV" in text and "throughput" in text
+
+
+def test_shorten_middle_keeps_the_start_and_the_end():
+    assert report.shorten_middle("digits_cnn_int8.tflite", 15) == "digits_….tflite"
+    assert report.shorten_middle("short.onnx", 15) == "short.onnx"
+    assert len(report.shorten_middle("x" * 100, 20)) == 20
+
+
 @pytest.mark.parametrize("flags, in_title, marked_rows", [
     pytest.param([False, False], False, 0, id="model-only"),
     pytest.param([True, True], True, 2, id="all-end-to-end"),
@@ -160,7 +228,7 @@ def test_table_renders_every_model_with_its_numbers_and_ratio(two_models):
 ])
 def test_table_title_says_end_to_end_and_marks_those_rows(flags, in_title, marked_rows):
     results = [make_result(f"m{i}.onnx", end_to_end=e2e, seed=i) for i, e2e in enumerate(flags)]
-    table = report.to_table(results)
+    table = report.to_table(results, wide=True)
     text = rendered(table)
 
     assert ("end-to-end (preprocessing included)" in str(table.title)) is in_title
@@ -171,7 +239,7 @@ def test_table_title_says_end_to_end_and_marks_those_rows(flags, in_title, marke
 
 def test_unmeasurable_values_show_as_a_dash_not_none_or_nan():
     result = make_result(init_ms=None, peak_rss_mb=None, cv=None, threads=None)
-    text = rendered(report.to_table([result]))
+    text = rendered(report.to_table([result], wide=True)) + rendered(report.to_table([result]))
     row = markdown_rows(report.to_markdown([result]))[2]
 
     assert "None" not in text and "nan" not in text.lower()
@@ -243,11 +311,22 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch):
         report.plot([make_result()], tmp_path / "latency.png")
 
 
-def test_plot_into_a_missing_directory_is_a_usage_error(tmp_path):
+def test_plot_makes_missing_folders(tmp_path):
+    """Regression (issue 11): the plot follows the one rule for output paths (edgeops._io.output_folder)."""
     pytest.importorskip("matplotlib")
+    path = tmp_path / "no" / "such" / "dir" / "latency.png"
 
-    with pytest.raises(UsageError, match="cannot write the plot"):
-        report.plot([make_result()], tmp_path / "no" / "such" / "dir" / "latency.png")
+    report.plot([make_result()], path)
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_through_a_regular_file_is_a_usage_error(tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "file").write_text("x")
+
+    with pytest.raises(UsageError, match="file is a file, not a folder"):
+        report.plot([make_result()], tmp_path / "file" / "latency.png")
 
 
 # ---------------------------------------------------------------------------------------------- names

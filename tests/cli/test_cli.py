@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import edgeops
-from tests.conftest import HAS_TFLITE, needs_ort
+from tests.conftest import EXAMPLES, HAS_TFLITE, needs_ort
 
 
 def cli(*args, check=False):
@@ -45,13 +45,31 @@ def test_info_json(examples, name, fmt, ops):
     assert data["versions"]
 
 
+@pytest.mark.skipif(not HAS_TFLITE, reason="no usable TFLite runtime")
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.tflite")))
+def test_info_json_on_tflite_keeps_stderr_clean_and_names_the_delegate(examples, name):
+    """Regression: LiteRT printed "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to stderr
+    on every .tflite load, in every command, --json runs included."""
+    proc = cli("info", examples / name, "--json", check=True)
+    assert "XNNPACK" not in proc.stderr and proc.stderr == ""
+    runtime = json.loads(proc.stdout)["runtime"]
+    assert runtime["backend"] in ("litert", "tflite-runtime") and runtime["delegates"] == ["xnnpack"]
+
+
+@needs_ort
+def test_info_verbose_shows_the_backend(examples):
+    out = cli("info", "-v", examples / "digits_mlp.onnx", check=True).stdout
+    assert "runtime: onnxruntime " in out and "providers CPUExecutionProvider" in out
+    assert "runtime:" not in cli("info", examples / "digits_mlp.onnx", check=True).stdout
+
+
 def test_info_human(examples):
     out = cli("info", examples / "digits_cnn.onnx", check=True).stdout
     assert "image" in out and "Conv" in out and "opset" in out
 
 
 @pytest.mark.parametrize("name, data, words", [
-    pytest.param("missing.onnx", None, "no such file", id="missing"),
+    pytest.param("missing.onnx", None, "not found (no such file); check the path", id="missing"),
     pytest.param("empty.onnx", b"", "empty", id="empty"),
     pytest.param("junk.tflite", b"junk" * 50, "tflite", id="junk"),
     pytest.param("junk.onnx", bytes(range(256)), "onnx", id="junk-onnx"),

@@ -143,4 +143,6 @@ def _map_load_error(path: str, exc: Exception) -> Exception:
         )
     if kind == "NoSuchFile":
         return ModelFormatError(f"{path}: a file the model refers to is missing ({msg})")
-    return ModelFormatError(f"{path} is not a valid ONNX model ({msg}); re-export it or check the copy")
+    from ...formats import load_error
+
+    return load_error(path, exc, reader="onnxruntime")  # the readers' precise words when they see the fault

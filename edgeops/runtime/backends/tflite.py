@@ -12,18 +12,26 @@ off, and any other entry is loaded as an external delegate library
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from ...errors import BackendError, BackendUnavailableError, ModelFormatError, ProviderUnavailableError
+from ...errors import BackendError, BackendUnavailableError, ProviderUnavailableError
 from ...formats import tflite_io_map
 from ...targets import Target
 from ..spec import TensorSpec
 
 RUNTIMES = ("litert", "tflite-runtime")
+# what the interpreter writes to stderr on every creation; the delegate is in Model.providers instead
+_ROUTINE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+            "INFO: Initialized TensorFlow Lite runtime.")
+_STDERR_LOCK = threading.Lock()  # file descriptor 2 belongs to the whole process
 
 
 def import_interpreter(runtime: str | None) -> tuple[str, Any]:
@@ -68,11 +76,20 @@ class TFLiteBackend:
             kwargs["experimental_delegates"] = delegates
         if no_default:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        try:
-            self.interp = mod.Interpreter(**kwargs)
-            self.interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelFormatError(f"{path}: the TFLite interpreter refused the model ({exc})") from exc
+        with _quiet_stderr() as said:  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            try:
+                self.interp = mod.Interpreter(**kwargs)
+                self.interp.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                refused = exc
+            else:
+                refused = None
+        if refused is not None:
+            from ...formats import load_error
+
+            detail = "; ".join([str(refused).strip(), *said]).strip("; ")
+            raise load_error(path, RuntimeError(detail), reader="the TFLite interpreter") from refused
+        _replay(said)
         details = {d["index"]: d for d in self.interp.get_input_details() + self.interp.get_output_details()}
         self.inputs = [_spec(name, details[idx]) for name, idx in io["inputs"].items()]
         self.outputs = [_spec(name, details[idx]) for name, idx in io["outputs"].items()]
@@ -120,6 +137,39 @@ class TFLiteBackend:
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"the TFLite model cannot take an input of shape {list(shape)} ({exc})") from exc
         self._shapes[idx] = tuple(shape)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[list[str]]:
+    """Send file descriptor 2 to a temporary file for the block (the interpreter's C++ code writes
+    there, not to ``sys.stderr``); yields a list that gets the lines written meanwhile, less the
+    routine ones, when the block ends. fd 2 is restored even when the block raises, and then the
+    lines are written back to stderr. One block at a time in the process (a lock)."""
+    said: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield said
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                text = sink.read().decode("utf-8", "replace")
+                said.extend(line for line in text.splitlines() if line.strip() and line.strip() not in _ROUTINE)
+        except BaseException:
+            _replay(said)
+            raise
+        finally:
+            os.close(saved)
+
+
+def _replay(lines: list[str]) -> None:
+    """Write what the interpreter said besides its routine lines back to stderr: nothing is hidden."""
+    if lines:
+        print("\n".join(lines), file=sys.stderr)
 
 
 def _delegates(mod: Any, providers: list[Any] | None) -> tuple[list[str], list[Any], bool]:
