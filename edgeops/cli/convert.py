@@ -20,12 +20,14 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--target", default="generic-cpu", show_default=True,
               help="generic-cpu, rpi4, rpi5, jetson-orin, jetson-nano, cortex-m.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tflite", "c"]), default=None,
-              help="Output format (default: from the output's extension).")
+              help="Output format; needed when -o's extension is not .onnx, .tflite or .c.")
 @click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8"]), default=None,
               help="Default: int8 with --calibration, else the target's preferred mode.")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None, help="Calibration data (.npz/.npy).")
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True)
+              show_default=True,
+              help="How int8 activation ranges come from the calibration data: minmax (observed range), "
+                   "entropy (KL divergence, clips rare outliers) or percentile (99.999th).")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight quantization granularity.")
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME:D1,D2,... fixes dynamic dims (repeat).")
 @click.option("--exclude-nodes", multiple=True, help="Node names to keep in float (comma-separated or repeated).")
@@ -41,14 +43,17 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--channels-last", is_flag=True, help="TFLite: NHWC inputs/outputs instead of the ONNX layout.")
 @click.option("--int8-io", is_flag=True, help="TFLite with --quantize int8: int8 inputs/outputs instead of float32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON on stdout.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print notes on routine fallbacks (always in --json).")
 def convert(model: str, output: str, target: str, fmt: str | None, quantize: str | None, calibration: str | None,
             calibration_method: str, per_channel: bool, input_shapes: tuple[str, ...], exclude_nodes: tuple[str, ...],
             exclude_op_types: tuple[str, ...], validate_data: str | None, labels: str | None,
             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
-            max_p95_ms: float | None, force: bool, channels_last: bool, int8_io: bool, as_json: bool) -> None:
+            max_p95_ms: float | None, force: bool, channels_last: bool, int8_io: bool, as_json: bool,
+            verbose: bool) -> None:
     """Convert MODEL (.onnx) for a device target: optimize, quantize, check, optionally validate.
 
-    The output format follows -o's extension (.onnx, .tflite, .c) unless --format says otherwise."""
+    The output format follows -o's extension (.onnx, .tflite, .c) unless --format says otherwise;
+    -o may not be MODEL itself."""
     from ..convert import convert as run_convert
     from ..errors import UsageError
 
@@ -71,10 +76,10 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
     if as_json:
         emit_json(data)
     else:
-        _human(data)
+        _human(data, verbose)
 
 
-def _human(d: dict[str, Any]) -> None:
+def _human(d: dict[str, Any], verbose: bool = False) -> None:
     from rich.table import Table
 
     out = console()
@@ -83,7 +88,9 @@ def _human(d: dict[str, Any]) -> None:
     out.print(f"size {d['size_before'] / 1024:.1f} KiB -> {d['size_after'] / 1024:.1f} KiB "
               f"({d['size_ratio']:.2f}x smaller), {d['nodes_quantized']} nodes quantized")
     for step in d["steps"]:
-        out.print(f"  - {step}")
+        out.print(f"  - {step}", markup=False)
+    for note in d.get("notes", []) if verbose else []:
+        out.print(f"note: {note}", markup=False)
     extra = d.get("extra") or {}
     if "arena_bytes" in extra:
         out.print(f"C array {extra['symbol']} ({extra['model_bytes']} bytes) in {d['output']} + {extra['header']}; "

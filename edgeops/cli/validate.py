@@ -48,6 +48,7 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
 
     gates = Gates(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_cosine=min_cosine,
                   max_p95_ms=max_p95_ms)
+    _check_outputs({"--report": report_path, "--profile": profile_path}, (reference, candidate, data, labels))
     report = run_validation(reference, candidate, data, labels=labels, task=task, gates=gates,
                             latency=not no_latency, bench_runs=bench_runs, diagnose=not no_diagnose,
                             threads=threads, max_samples=max_samples)
@@ -62,6 +63,24 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
         _human(d, report_path, profile_path)
     if not report.passed:
         raise CheckFailed(f"validation failed: {'; '.join(report.failures)}")
+
+
+def _check_outputs(outputs: dict[str, str | None], inputs: tuple[str | None, ...]) -> None:
+    """Before the (long) validation: every output can be written (:func:`edgeops._io.output_folder`)
+    and none of them is one of the inputs, a link to it included."""
+    import os
+
+    from .._io import output_folder
+    from ..errors import UsageError
+
+    for option, path in outputs.items():
+        if not path:
+            continue
+        output_folder(path)
+        for given in inputs:
+            if given and os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+                raise UsageError(f"{option} {path} would overwrite {given}, an input of this validation; "
+                                 "write it to another file")
 
 
 def _num(value: Any, spec: str = ".4g") -> str:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._io import atomic_write
+from .._io import atomic_write, output_folder
 from ..errors import CheckFailed, DataError, EdgeOpsError, UsageError
 from ..targets import Target, get_target
 from . import graph
@@ -45,6 +45,7 @@ class ConvertReport:
     validation: dict[str, Any] | None = None
     format: str = "onnx"
     extra: dict[str, Any] = field(default_factory=dict)  # format-specific: C header, symbol, arena estimate
+    notes: list[str] = field(default_factory=list)  # routine fallbacks: in --json and with -v, not warnings
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -95,7 +96,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     started = time.perf_counter()
     src, out = os.fspath(model), os.fspath(output)
     tgt = get_target(target if target is not None else "generic-cpu")
-    fmt = format or ("tflite" if out.endswith(".tflite") else "c" if out.endswith(".c") else "onnx")
+    fmt = format or _format_of(out)
     if fmt not in tgt.formats:
         raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}")
     if fmt not in ("onnx", "tflite", "c"):
@@ -114,6 +115,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         raise UsageError(f"--calibration is used by --quantize int8 only, not {mode}")
     if per_channel is None:
         per_channel = True
+    _check_outputs(src, out, fmt, inputs=(calibration, validate, labels))  # before any long work
     onnx = graph.import_onnx()
     report = ConvertReport(src, out, tgt.name, mode, nodes_excluded=list(exclude_nodes),
                            op_types_excluded=list(exclude_op_types))
@@ -196,6 +198,34 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
     return report
 
 
+_EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".c": "c"}
+
+
+def _format_of(out: str) -> str:
+    """The output format its extension names; any other extension needs ``format``."""
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in _EXTENSIONS:
+        raise UsageError(f"cannot tell the output format from {out!r}: name it .onnx, .tflite or .c, "
+                         "or give --format onnx|tflite|c")
+    return _EXTENSIONS[ext]
+
+
+def _check_outputs(src: str, out: str, fmt: str, *, inputs: tuple[str | None, ...]) -> None:
+    """Every file convert will write can be written (:func:`edgeops._io.output_folder`'s rule) and
+    none of them is the source model or another input (a link to it included): checked before
+    the conversion, not after it."""
+    base = os.path.splitext(out)[0]
+    outputs = [out, base + ".profile.json"] + ([base + ".h"] if fmt == "c" else [])
+    for path in outputs:
+        output_folder(path)
+        for given in (src, *inputs):
+            if given and os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+                what = f"-o {out}" if path == out else f"{path} (written with -o {out})"
+                role = "the source model" if given == src else "an input"
+                raise UsageError(f"{what} would overwrite {given}, {role} of this conversion; "
+                                 "write the converted model to another file")
+
+
 def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, method: str, per_channel: bool,
               reduce_range: bool, exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport) -> None:
     onnx = graph.import_onnx()
@@ -207,7 +237,8 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
         report.steps.append("fp16 weights and activations, float32 inputs/outputs kept")
         return
     prepared = os.path.join(tmp, "prepared.onnx")
-    report.steps += qz.preprocess(src, prepared)
+    for note in qz.preprocess(src, prepared):
+        (report.notes if note in qz.ROUTINE_NOTES else report.steps).append(note)
     model = onnx.load(prepared)
     try:
         if mode == "int8":

@@ -69,12 +69,17 @@ def graph_inputs(model: Any) -> list[tuple[str, list[Any]]]:
     return out
 
 
+SYMBOLIC_FALLBACK = ("shapes inferred with onnx shape inference: onnxruntime's symbolic shape inference "
+                     "does not handle this model (routine)")
+ROUTINE_NOTES = (SYMBOLIC_FALLBACK,)  # notes, not steps: shown with --json and -v only
+
+
 def preprocess(src: str, dst: str) -> list[str]:
     """``quant_pre_process`` with fallbacks; returns notes on what was skipped."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     attempts = [({}, None),
-                ({"skip_symbolic_shape": True}, "symbolic shape inference failed; used onnx shape inference"),
+                ({"skip_symbolic_shape": True}, SYMBOLIC_FALLBACK),
                 ({"skip_symbolic_shape": True, "skip_optimization": True},
                  "quantization preprocessing failed; quantized the optimized model as it was")]
     for kwargs, note in attempts:

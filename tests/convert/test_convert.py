@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -166,8 +167,69 @@ def test_targets_choose_defaults(tmp_path, examples, target, mode):
 def test_corrupt_source_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 10)
-    with pytest.raises(edgeops.ModelFormatError):
+    with pytest.raises(edgeops.ModelFormatError, match=f"^{re.escape(str(bad))}: not a valid ONNX model: corrupt: "
+                       ".* re-export the model or check the copy$"):
         edgeops.convert(bad, tmp_path / "o.onnx")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgeops", "convert", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name, words", [
+    pytest.param("digits_mlp.tflite", "is a TFLite model", id="tflite"),
+    pytest.param("archive.onnx", "is a zip archive", id="zip-named-onnx"),
+])
+def test_a_source_that_is_not_onnx_is_named_for_what_it_is(tmp_path, examples, name, words):
+    """Regression: a .tflite source was "Error parsing message with type 'onnx.ModelProto': Wire format was corrupt"."""
+    src = examples / name if (examples / name).exists() else tmp_path / name
+    if not src.exists():
+        src.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    proc = cli(src, "-o", tmp_path / "out.onnx")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"error: {src} {words}; edgeops convert takes an ONNX model (.onnx): " \
+                          "convert the ONNX model it came from\n"
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("output", ["out.pb", "noext", "out.ONNX.bak"])
+def test_an_output_extension_that_names_no_format_needs_format(tmp_path, examples, output):
+    """Regression: -o out.pb and -o noext silently wrote ONNX although the format follows the extension."""
+    proc = cli(examples / "digits_mlp.onnx", "-o", tmp_path / output)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"error: cannot tell the output format from '{tmp_path / output}': name it .onnx, "
+                           ".tflite or .c, or give --format onnx|tflite|c\n")
+    assert list(tmp_path.iterdir()) == []
+    proc = cli(examples / "digits_mlp.onnx", "-o", tmp_path / output, "--format", "onnx", "--quantize", "none")
+    assert proc.returncode == 0, proc.stderr
+    onnx.checker.check_model(str(tmp_path / output))
+
+
+def test_the_symbolic_shape_fallback_is_a_note_not_a_step(tmp_path, examples, monkeypatch):
+    """Regression: "symbolic shape inference failed; used onnx shape inference" was printed like a
+    warning for a routine fallback; it is a note in --json and with -v."""
+    from click.testing import CliRunner
+    from onnxruntime.quantization import shape_inference
+
+    from edgeops.cli import cli as edgeops_cli
+    from edgeops.convert.quantize import SYMBOLIC_FALLBACK
+
+    real = shape_inference.quant_pre_process
+
+    def no_symbolic(src, dst, skip_symbolic_shape=False, **kwargs):
+        if not skip_symbolic_shape:
+            raise RuntimeError("symbolic shape inference cannot handle this model")
+        return real(src, dst, skip_symbolic_shape=skip_symbolic_shape, **kwargs)
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", no_symbolic)
+    args = ["convert", str(examples / "digits_mlp.onnx"), "-o", str(tmp_path / "d.onnx"), "--quantize", "dynamic"]
+    plain = CliRunner().invoke(edgeops_cli, args)
+    assert plain.exit_code == 0, plain.output
+    assert "shape inference" not in plain.output and "note:" not in plain.output
+    verbose = CliRunner().invoke(edgeops_cli, [*args, "-v"])
+    assert f"note: {SYMBOLIC_FALLBACK}" in " ".join(verbose.stdout.split())
+    report = json.loads(CliRunner().invoke(edgeops_cli, [*args, "--json"]).stdout)
+    assert report["notes"] == [SYMBOLIC_FALLBACK] and SYMBOLIC_FALLBACK not in report["steps"]
 
 
 def test_from_sklearn(tmp_path, digits):
