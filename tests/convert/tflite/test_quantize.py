@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -156,10 +157,13 @@ def test_bad_calibration_data_is_a_data_error(samples, message):
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("mode, kwargs", [("int4", {}), ("dynamic", {"int8_io": True}), ("fp16", {"int8_io": True})],
-                         ids=["unknown-mode", "int8-io-dynamic", "int8-io-fp16"])
-def test_bad_options_are_usage_errors(mode, kwargs):
-    with pytest.raises(UsageError):
+@pytest.mark.parametrize("mode, kwargs, words", [
+    ("int4", {}, "unknown quantization mode 'int4'; use one of dynamic, int8, fp16"),
+    ("dynamic", {"int8_io": True}, "int8 inputs/outputs need mode 'int8' (calibrated ranges), not 'dynamic'"),
+    ("fp16", {"int8_io": True}, "int8 inputs/outputs need mode 'int8' (calibrated ranges), not 'fp16'"),
+], ids=["unknown-mode", "int8-io-dynamic", "int8-io-fp16"])
+def test_bad_options_are_usage_errors(mode, kwargs, words):
+    with pytest.raises(UsageError, match=re.escape(words)):
         quantize(float_model("mlp"), mode, **kwargs)
 
 
