@@ -3,6 +3,7 @@
 ```toml
 [broker]
 url = "mqtt://127.0.0.1:1883"     # mqtts:// for TLS; username, password, ca, cert, key, keepalive
+password_file = "mqtt.pass"       # or the password from this file (one line), not in the config
 [device]
 fleet = "demo"
 id = "pi-01"                      # default: the hostname
@@ -33,6 +34,11 @@ update committed over the air it always does.
 
 Relative paths are relative to the config file. Unknown sections or keys are an error (a typo
 should not silently fall back to a default).
+
+The broker password comes from ``password``, else ``password_file`` (its first line), else the
+environment variable ``EDGEOPS_MQTT_PASSWORD`` (e.g. a systemd ``EnvironmentFile``); giving both
+``password`` and ``password_file`` is an error. The CLI commands that take a broker read it the
+same way (:func:`broker_password`): ``--password``, ``--password-file`` or the variable.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from typing import Any
 from ..errors import UsageError
 
 _KEYS = {
-    "broker": {"url", "username", "password", "ca", "cert", "key", "keepalive"},
+    "broker": {"url", "username", "password", "password_file", "ca", "cert", "key", "keepalive"},
     "device": {"fleet", "id"},
     "telemetry": {"interval_s", "home_assistant"},
     "store": {"dir", "max_mb", "max_age_days"},
@@ -56,6 +62,7 @@ _KEYS = {
     "ota": {"trusted_keys", "health_window_s", "max_p95_ms", "timeout_s", "chunk_size"},
 }
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+PASSWORD_ENV = "EDGEOPS_MQTT_PASSWORD"
 
 
 @dataclass
@@ -102,6 +109,26 @@ def check_id(kind: str, value: Any) -> str:
     return value
 
 
+def broker_password(password: str | None, password_file: str | None, *, given: str = "--password",
+                    file_given: str = "--password-file") -> str | None:
+    """The MQTT password: ``password``, else the first line of ``password_file``, else ``$EDGEOPS_MQTT_PASSWORD``
+    (None when none is set). Both ``password`` and ``password_file`` is a UsageError naming ``given``
+    and ``file_given`` (the options or keys the caller calls them)."""
+    if password is not None and password_file is not None:
+        raise UsageError(f"give the broker password once: {given} or {file_given}, not both")
+    if password_file is not None:
+        try:
+            with open(password_file, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the broker password from {password_file}: {exc}") from exc
+        password = text.splitlines()[0] if text else ""
+        if not password:
+            raise UsageError(f"the password file {password_file} is empty; write the password on its first line")
+        return password
+    return password if password is not None else os.environ.get(PASSWORD_ENV)
+
+
 def check_interval(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 86400:
         raise UsageError(f"telemetry interval_s must be a number of seconds in 0.1..86400, not {value!r}")
@@ -145,7 +172,10 @@ def from_dict(data: dict[str, Any], *, base: str = ".", source: str | None = Non
         store_dir=path(store.get("dir", "/var/lib/edgeops")) or "",
         model_path=path(model.get("path")), model_name=model.get("name"), model_version=model.get("version"),
         interval_s=check_interval(tele.get("interval_s", 10)), home_assistant=bool(tele.get("home_assistant", False)),
-        username=broker.get("username"), password=broker.get("password"), ca=path(broker.get("ca")),
+        username=broker.get("username"),
+        password=broker_password(broker.get("password"), path(broker.get("password_file")),
+                                 given=f"{where}: [broker] password", file_given="password_file"),
+        ca=path(broker.get("ca")),
         cert=path(broker.get("cert")), key=path(broker.get("key")), keepalive=int(broker.get("keepalive", 30)),
         max_bytes=int(float(store.get("max_mb", 32)) * 1024 * 1024),
         max_age_s=float(store.get("max_age_days", 7)) * 86400,

@@ -40,21 +40,28 @@ DEFAULT_TIMEOUT = 300.0  # seconds; flash_mqtt's own default
 @click.option("--remote-edgeops", default="edgeops", show_default=True,
               help="The edgeops command on the device (ssh), e.g. /opt/edgeops/bin/edgeops.")
 @click.option("--username", default=None, help="MQTT user name (with --broker).")
-@click.option("--password", default=None, envvar="EDGEOPS_MQTT_PASSWORD", help="MQTT password (with --broker).")
+@click.option("--password", default=None, help="MQTT password (with --broker; else --password-file, else "
+                                                "$EDGEOPS_MQTT_PASSWORD).")
+@click.option("--password-file", default=None, type=click.Path(dir_okay=False),
+              help="Read the MQTT password from this file, its first line (with --broker).")
 @click.option("--ca", default=None, type=click.Path(dir_okay=False), help="CA certificate for mqtts:// (with --broker).")
 @click.option("--cert", default=None, type=click.Path(dir_okay=False), help="Client certificate (with --broker).")
 @click.option("--client-key", default=None, type=click.Path(dir_okay=False), help="Client key (with --broker).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 def flash(bundle: str, to: str | None, store_path: str | None, broker: str | None, fleet: str | None,
           device: str | None, timeout: float | None, trusted_keys: tuple[str, ...], remote_edgeops: str,
-          username: str | None, password: str | None, ca: str | None, cert: str | None, client_key: str | None,
+          username: str | None, password: str | None, password_file: str | None, ca: str | None, cert: str | None,
+          client_key: str | None,
           as_json: bool) -> None:
     """Put BUNDLE on a device and activate it: --to DIR, --to ssh://..., or --broker URL (MQTT)."""
     keys = list(trusted_keys) or None
     if (to is None) == (broker is None):
         raise UsageError("give exactly one of --to DIR|ssh://user@host/path and --broker mqtt://HOST")
     if broker is not None:
-        tls = {"username": username, "password": password, "ca": ca, "cert": cert, "key": client_key}
+        from ..agent.config import broker_password
+
+        tls = {"username": username, "password": broker_password(password, password_file), "ca": ca, "cert": cert,
+               "key": client_key}
         _flash_mqtt(bundle, broker, fleet, device, timeout=timeout, trusted_keys=keys, as_json=as_json,
                     tls={k: v for k, v in tls.items() if v is not None})
         return

@@ -12,13 +12,26 @@ from ._output import console, emit_json
 _broker = click.option("--broker", required=True, help="mqtt://host:port or mqtts://...")
 _fleet = click.option("--fleet", required=True, help="Fleet name.")
 _tls = [click.option("--ca", default=None), click.option("--cert", default=None), click.option("--key", default=None),
-        click.option("--username", default=None), click.option("--password", default=None)]
+        click.option("--username", default=None),
+        click.option("--password", default=None, help="MQTT password (visible to other users in the process list: "
+                                                        "prefer --password-file or $EDGEOPS_MQTT_PASSWORD)."),
+        click.option("--password-file", default=None, type=click.Path(dir_okay=False),
+                     help="Read the MQTT password from this file (its first line).")]
 
 
 def _tls_options(f: Any) -> Any:
     for opt in reversed(_tls):
         f = opt(f)
     return f
+
+
+def _connection(tls: dict[str, Any]) -> dict[str, Any]:
+    """The transport's keyword arguments: the password from --password, --password-file or the environment."""
+    from ..agent.config import broker_password
+
+    tls = dict(tls)
+    tls["password"] = broker_password(tls.get("password"), tls.pop("password_file", None))
+    return {k: v for k, v in tls.items() if v}
 
 
 @click.group()
@@ -37,7 +50,7 @@ def status(broker: str, fleet: str, wait_s: float, as_json: bool, **tls: Any) ->
     """Each device: online or offline, model version, age of its last telemetry and its key numbers."""
     from ..fleet.status import collect
 
-    rows = collect(broker, fleet, wait_s=wait_s, **{k: v for k, v in tls.items() if v}).snapshot()
+    rows = collect(broker, fleet, wait_s=wait_s, **_connection(tls)).snapshot()
     if as_json:
         emit_json({"fleet": fleet, "devices": rows})
         return
@@ -56,7 +69,7 @@ def watch(broker: str, fleet: str, duration: float | None, **tls: Any) -> None:
     from ..fleet.status import FleetView, listen
 
     view = FleetView(fleet)
-    t = listen(broker, view, **{k: v for k, v in tls.items() if v})
+    t = listen(broker, view, **_connection(tls))
     end = None if duration is None else time.monotonic() + duration
     try:
         with Live(_table(fleet, view.snapshot()), console=console(), refresh_per_second=2) as live:
