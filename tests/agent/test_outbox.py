@@ -247,7 +247,7 @@ def test_max_age_drops_old_rows_on_append_pending_and_open(path):
 @pytest.mark.parametrize("kwargs", [{"max_bytes": 0}, {"max_age_s": 0}, {"max_age_s": -1.0}],
                          ids=["zero-bytes", "zero-age", "negative-age"])
 def test_impossible_bounds_are_usage_errors(path, kwargs):
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"the outbox needs max_bytes > 0 and max_age_s > 0"):
         Outbox(path, **kwargs)
 
 
