@@ -13,6 +13,8 @@ import math
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -190,7 +192,14 @@ def _plot(report: ValidationReport) -> str:
         ax.set_xticks(list(x), names, rotation=20, ha="right")
         ax.legend(fontsize=8)
     for n, c in report.sample_cosines.items():
-        axes[2].hist(c, bins=30, alpha=0.6, label=n)
+        finite = np.asarray(c, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        if finite.size == 0:
+            continue
+        lo, hi = float(finite.min()), float(finite.max())
+        if hi - lo < 1e-6:  # identical models: every cosine is 1, and 30 bins over no range is an error
+            lo, hi = lo - 5e-4, hi + 5e-4
+        axes[2].hist(finite, bins=30, range=(lo, hi), alpha=0.6, label=n)
     axes[2].set_title("per-sample cosine similarity")
     axes[2].set_yscale("log")
     if report.sample_cosines:

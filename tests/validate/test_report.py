@@ -49,3 +49,14 @@ def test_html_report_holds_the_numbers(failed_report, tmp_path):
     if importlib.util.find_spec("matplotlib"):
         png = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
         assert png and base64.b64decode(png.group(1)).startswith(b"\x89PNG")
+
+
+def test_a_model_validated_against_itself_gets_a_report_with_its_plot(cnn_paths, tmp_path):
+    """Regression: identical models give every sample a cosine of 1; the histogram then had no range and
+    matplotlib's 'Too many bins for data range' ended `validate X X --report` in a traceback."""
+    pytest.importorskip("matplotlib")
+    report = validate(cnn_paths["model"], cnn_paths["model"], cnn_paths["data"], latency=False)
+    path = tmp_path / "same.html"
+    report.write_html(path)
+    html = path.read_text(encoding="utf-8")
+    assert report.passed and 'src="data:image/png;base64,' in html
