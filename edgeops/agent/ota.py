@@ -14,13 +14,16 @@ time), so the host sends only what is still missing, after its own disconnect to
 events follow the transfer. The assembled bundle's sha256 and size must match the offer. An offer
 for another deployment cancels the one being received (unless its ``created`` is older: then the
 offer itself is the one cancelled); an offer for a deployment already finished gets its result again.
+Offers are read with :func:`edgeops._json.loads` (bounded size and depth, no NaN, no repeated keys);
+a malformed one gets an error reply on ``cmd/ota/reply`` (sent through the agent's outbox, like
+every reply) and, when it names a valid deployment, a ``refused`` result.
 
 **The state machine** is :data:`TRANSITIONS`: states do their work and post an event, the table
 says what comes next. The state is written to ``<store>/ota/state.json`` (atomically) *before*
 each step with side effects, and every transition is published as an ``ota.state`` event; the
 final one as ``ota.result`` ``{deployment, outcome, reason, version}`` with ``outcome`` one of
-committed, refused, rolled_back, failed, cancelled. The bundle's signature is checked here on the
-device against ``[ota] trusted_keys`` (a device with no trusted keys refuses every bundle).
+committed, refused, rolled_back, failed, cancelled; ``reason`` is this deployment's own (a new
+offer starts with none). The bundle's signature is checked here on the device against ``[ota] trusted_keys`` (a device with no trusted keys refuses every bundle).
 
 **After a crash** the persisted state is looked up in :data:`RESUME`; ``health_check`` (a
 half-checked model is never trusted) and any state it does not know roll back. The rollback part
