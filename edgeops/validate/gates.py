@@ -1,7 +1,10 @@
 """Gates: the limits a candidate must meet, and one readable line per limit it misses.
 
-A value that is not a number (NaN from a candidate that produced NaN/inf) fails
-every gate it is checked against: comparisons are written as ``not (value <= limit)``.
+A gate passes only if the value it checks is a finite number within its limit
+(:func:`edgeops._gates.at_most` / :func:`~edgeops._gates.at_least`): a candidate that
+outputs NaN or inf gets a NaN cosine or error and fails every gate checked on it, where
+``value < limit`` would have let it through. The failure line then says how many values
+of that output were not finite.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .._gates import at_least, at_most, shown
 from ..errors import UsageError
 
 
@@ -43,27 +47,33 @@ class Gates:
 
     def failures(self, outputs: dict[str, dict[str, Any]], accuracy: dict[str, Any] | None,
                  latency: dict[str, Any] | None) -> list[str]:
-        """One line per gate the candidate misses."""
+        """One line per gate the candidate misses; a value that is not a finite number misses its gate."""
         out = []
         if self.max_accuracy_drop is not None and accuracy is not None and accuracy["drop_points"] is not None:
             drop, (lo, hi) = accuracy["drop_points"], accuracy["ci95"]
-            if not drop <= self.max_accuracy_drop:
-                out.append(f"accuracy drop {drop:.2f} points > {self.max_accuracy_drop:.10g} allowed "
-                           f"(95% CI {lo:.2f}..{hi:.2f}; reference {accuracy['reference']:.2%}, "
-                           f"candidate {accuracy['candidate']:.2%})")
+            if not at_most(drop, self.max_accuracy_drop):
+                out.append(f"accuracy drop {shown(drop, 2)} points > {self.max_accuracy_drop:.10g} allowed "
+                           f"(95% CI {shown(lo, 2)}..{shown(hi, 2)}; reference "
+                           f"{shown(accuracy['reference'] * 100, 2)}%, candidate {shown(accuracy['candidate'] * 100, 2)}%)")
         if self.min_agreement is not None:
             for name, m in outputs.items():
-                agree = m["top1_agreement"]
-                if agree is not None and not agree >= self.min_agreement:
-                    out.append(f"top-1 agreement {agree:.4f} on {name!r} < {self.min_agreement:.10g} required")
+                agree = m["top1_agreement"]  # None: not class scores, the gate does not apply to this output
+                if agree is not None and not at_least(agree, self.min_agreement):
+                    out.append(f"top-1 agreement {shown(agree, 4)} on {name!r} < {self.min_agreement:.10g} "
+                               f"required{_nonfinite(m)}")
         if self.min_cosine is not None:
             for name, m in outputs.items():
-                if not m["cosine"] >= self.min_cosine:
-                    out.append(f"cosine similarity {m['cosine']:.6f} on {name!r} < {self.min_cosine:.10g} required "
-                               f"(worst sample {m['min_cosine']:.4f})")
+                if not at_least(m["cosine"], self.min_cosine):
+                    out.append(f"cosine similarity {shown(m['cosine'], 6)} on {name!r} < {self.min_cosine:.10g} "
+                               f"required (worst sample {shown(m['min_cosine'], 4)}){_nonfinite(m)}")
         if self.max_p95_ms is not None and latency is not None:
             p95 = latency["candidate"]["p95"]
-            if not p95 <= self.max_p95_ms:
-                out.append(f"candidate p95 latency {p95:.3f} ms > {self.max_p95_ms:.10g} ms allowed "
-                           f"(reference {latency['reference']['p95']:.3f} ms)")
+            if not at_most(p95, self.max_p95_ms):
+                out.append(f"candidate p95 latency {shown(p95, 3)} ms > {self.max_p95_ms:.10g} ms allowed "
+                           f"(reference {shown(latency['reference']['p95'], 3)} ms)")
         return out
+
+
+def _nonfinite(m: dict[str, Any]) -> str:
+    n = m.get("nonfinite") or 0
+    return f"; the candidate gave {n} NaN/inf value(s)" if n else ""
