@@ -120,7 +120,7 @@ class _Window:
     size, which is why small updates are batched.
     """
 
-    __slots__ = ("edges", "reference", "counts", "nonfinite", "pending", "pending_values", "_probes")
+    __slots__ = ("edges", "reference", "counts", "nonfinite", "pending", "pending_values", "_probes", "_probes_of")
 
     def __init__(self, edges: np.ndarray, reference: np.ndarray):
         self.edges = edges
@@ -132,6 +132,7 @@ class _Window:
         # In sorted values, those below inner edge i fill bins 0..i (bins are [e_i, e_i+1) as in
         # np.histogram), and +inf, then NaN, sort after every number: the last probe ends the finite ones.
         self._probes = np.append(edges[1:-1], np.inf)
+        self._probes_of: dict[np.dtype[Any], np.ndarray] = {}
 
     def add(self, v: np.ndarray) -> bool:
         """Queue a flat copy of values; True when enough wait that they should be binned."""
@@ -147,11 +148,29 @@ class _Window:
         if not s.size:
             return
         floats = s.dtype.kind == "f"
-        pos = np.searchsorted(s, self._probes.astype(s.dtype) if floats else self._probes, side="left")
+        pos = np.searchsorted(s, self._probes_in(s.dtype) if floats else self._probes, side="left")
         first = int(np.searchsorted(s, -np.inf, side="right")) if floats and s[0] == -np.inf else 0
         self.counts[0] += int(pos[0]) - first
         self.counts[1:] += pos[1:] - pos[:-1]
         self.nonfinite += first + s.size - int(pos[-1])
+
+
+    def _probes_in(self, dtype: np.dtype[Any]) -> np.ndarray:
+        """The probes as values of a float ``dtype`` (searching in the values' own dtype copies nothing).
+
+        Each is the smallest value of ``dtype`` at or above its edge, so the values below it are
+        exactly those whose float64 value is below the edge: float16/float32 values bin as the
+        profile binned them (``np.histogram`` on float64). A plain cast would round an edge such
+        as 0.7 down to float32 0.69999999 and move the values that equal it into the next bin.
+        """
+        probes = self._probes_of.get(dtype)
+        if probes is None:
+            with np.errstate(over="ignore"):
+                probes = self._probes.astype(dtype)
+            low = probes.astype(np.float64) < self._probes
+            probes[low] = np.nextafter(probes[low], dtype.type(np.inf))
+            self._probes_of[dtype] = probes
+        return probes
 
 
 def _reference(name: str, entry: Any) -> tuple[np.ndarray, np.ndarray] | str:

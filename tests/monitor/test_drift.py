@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -54,6 +55,12 @@ def test_psi_level_thresholds(value, level):
     assert psi_level(value) == level
 
 
+@pytest.mark.parametrize("value", [None, float("nan"), float("inf")], ids=["none", "nan", "inf"])
+def test_psi_level_of_something_that_is_not_a_finite_psi_is_a_usage_error(value):
+    with pytest.raises(UsageError, match=f"^a PSI is a finite number, not {value!r}$"):
+        psi_level(value)
+
+
 def test_psi_stays_finite_with_empty_bins():
     value = psi(np.array([10, 0]), np.array([0, 10]))
     assert np.isfinite(value) and value > 10
@@ -64,10 +71,13 @@ def test_psi_normalizes_the_counts():
 
 
 @pytest.mark.parametrize("expected, actual, message", [
-    pytest.param([1, 2, 3], [1, 2], "same bins", id="different-bin-counts"),
-    pytest.param([0, 0], [1, 2], "all zero", id="empty-expected"),
-    pytest.param([1, -1], [1, 2], "non-negative", id="negative-count"),
-    pytest.param([], [], "non-empty", id="no-bins"),
+    pytest.param([1, 2, 3], [1, 2], "expected has 3 bins and actual 2; both must be counted over the same bins",
+                 id="different-bin-counts"),
+    pytest.param([0, 0], [1, 2], "^expected counts are all zero", id="empty-expected"),
+    pytest.param([1, 2], [0, 0], "^actual counts are all zero", id="empty-actual"),
+    pytest.param([1, -1], [1, 2], "^expected counts must be a non-empty list of finite, non-negative", id="negative-count"),
+    pytest.param([1, 1], [1, np.nan], "^actual counts must be a non-empty list of finite", id="nan-count"),
+    pytest.param([], [], "^expected counts must be a non-empty list", id="no-bins"),
 ])
 def test_bad_counts_are_a_usage_error(expected, actual, message):
     with pytest.raises(UsageError, match=message):
@@ -102,8 +112,19 @@ def test_wasserstein_moves_mass_between_bin_centres():
 
 
 def test_wasserstein_needs_one_more_edge_than_bins():
-    with pytest.raises(UsageError, match="3 bins need 4 edges"):
+    with pytest.raises(UsageError, match="3 bins need 4 edges, not 3"):
         wasserstein_from_counts([0, 1, 2], [1, 1, 1], [1, 1, 1])
+
+
+@pytest.mark.parametrize("edges", [
+    pytest.param([0, 1, 1], id="repeated-edge"),
+    pytest.param([0, 2, 1], id="decreasing"),
+    pytest.param([0, 1, np.inf], id="infinite"),
+    pytest.param([np.nan, 1, 2], id="nan"),
+])
+def test_wasserstein_needs_finite_strictly_increasing_edges(edges):
+    with pytest.raises(UsageError, match="^histogram edges must be finite and strictly increasing$"):
+        wasserstein_from_counts(edges, [1, 1], [1, 1])
 
 
 # --- the monitor on the example model's real data ------------------------------------------------
@@ -222,22 +243,32 @@ def test_big_inputs_are_subsampled():
     assert stats["psi_level"] == "stable"
 
 
-def test_input_without_histogram_is_skipped_with_a_reason():
+@pytest.mark.parametrize("histogram, reason", [
+    pytest.param(None, "no histogram in the profile (it saw no finite values); rebuild the profile on real data",
+                 id="no-histogram"),
+    pytest.param({"edges": [0, 1, 2], "counts": [0, 0]},
+                 "the reference histogram is empty; rebuild the profile on real data", id="all-zero-counts"),
+])
+def test_input_without_a_usable_histogram_is_skipped_with_a_reason(histogram, reason):
     profile = uniform_profile()
-    profile["inputs"]["mask"] = {"mean": float("nan"), "histogram": None, "nonfinite": 64}
+    profile["inputs"]["mask"] = {"mean": float("nan"), "histogram": histogram, "nonfinite": 64}
     monitor = DriftMonitor(profile)
     assert monitor.inputs == ["x"]
+    monitor.update({"mask": np.ones(100), "x": np.linspace(0, 1, 100)})
     snap = monitor.snapshot()
-    assert "mask" not in snap["inputs"]
-    assert "no histogram" in snap["skipped"]["mask"]
+    assert "mask" not in snap["inputs"] and snap["inputs"]["x"]["samples"] == 100
+    assert snap["skipped"] == {"mask": reason}
 
 
 def test_inputs_argument_picks_what_to_watch():
     profile = uniform_profile()
     profile["inputs"]["y"] = uniform_profile()["inputs"]["x"]
     assert DriftMonitor(profile, inputs=["y"]).inputs == ["y"]
-    with pytest.raises(DataError, match="no input.*'z'.*profile of another model"):
-        DriftMonitor(profile, inputs=["z"])
+    with pytest.raises(DataError, match=re.escape("the profile has no input(s) 'z', 'w' (profiled: x, y); "
+                                                  "is it the profile of another model?")):
+        DriftMonitor(profile, inputs=["y", "z", "w"])
+    with pytest.raises(DataError, match=re.escape("no input(s) 'x' (profiled: none)")):
+        DriftMonitor({"outputs": {}}, inputs=["x"])
 
 
 @pytest.mark.parametrize("content, message", [
@@ -248,7 +279,21 @@ def test_inputs_argument_picks_what_to_watch():
     pytest.param({"inputs": {"x": {"histogram": {"edges": [1, 0.5, 0], "counts": [1, 2]}}}}, "strictly increasing", id="edges-decreasing"),
     pytest.param({"inputs": {"x": {"histogram": {"edges": [0, 1], "counts": ["a"]}}}}, "lists of numbers", id="counts-not-numbers"),
     pytest.param({"inputs": {"x": {"histogram": [1, 2]}}}, "'edges' and 'counts'", id="histogram-not-object"),
-    pytest.param({"inputs": {"x": 3}}, "inputs.x must be an object", id="entry-not-object"),
+    pytest.param({"inputs": {"x": {"histogram": {"edges": [[0, 1, 2]], "counts": [1, 2]}}}}, "n \\+ 1 edges",
+                 id="edges-not-a-list"),
+    pytest.param({"inputs": {"x": {"histogram": {"edges": [0], "counts": []}}}}, "has 0 counts, 1 edges",
+                 id="no-bins"),
+    pytest.param({"inputs": {"x": {"histogram": {"edges": [0, 0, 1], "counts": [1, 2]}}}}, "strictly increasing",
+                 id="edges-repeated"),
+    pytest.param({"inputs": {"x": {"histogram": {"edges": [0, 1, 2], "counts": [1, -2]}}}},
+                 "inputs.x.histogram counts must be finite and non-negative; rebuild the profile",
+                 id="negative-count"),
+    pytest.param({"inputs": {"x": {"histogram": {"edges": [0, 1]}}}}, "'edges' and 'counts'", id="no-counts"),
+    pytest.param({"inputs": {"x": {"histogram": {"counts": [1]}}}}, "'edges' and 'counts'", id="no-edges"),
+    pytest.param({"inputs": {"x": 3}}, "^profile inputs.x must be an object with min/max/histogram, not int$",
+                 id="entry-not-object"),
+    pytest.param({"inputs": [1, 2]}, "^profile 'inputs' must be an object of input name -> statistics$",
+                 id="inputs-not-object"),
 ])
 def test_bad_profile_is_a_data_error(tmp_path, content, message):
     path = tmp_path / "model.profile.json"
@@ -258,10 +303,22 @@ def test_bad_profile_is_a_data_error(tmp_path, content, message):
         DriftMonitor(path)
 
 
-@pytest.mark.parametrize("kwargs", [{"min_samples": 0}, {"max_values": -1}, {"min_samples": True}], ids=str)
-def test_bad_limits_are_a_usage_error(kwargs):
-    with pytest.raises(UsageError, match="positive integer"):
+@pytest.mark.parametrize("kwargs, message", [
+    pytest.param({"min_samples": 0}, "min_samples must be a positive integer, not 0", id="no-samples"),
+    pytest.param({"max_values": -1}, "max_values must be a positive integer, not -1", id="negative-values"),
+    pytest.param({"min_samples": True}, "min_samples must be a positive integer, not True", id="bool"),
+    pytest.param({"max_values": 2.5}, "max_values must be a positive integer, not 2.5", id="float"),
+])
+def test_bad_limits_are_a_usage_error(kwargs, message):
+    with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
         DriftMonitor(uniform_profile(), **kwargs)
+
+
+def test_the_smallest_limits_are_accepted():
+    monitor = DriftMonitor(uniform_profile(), min_samples=1, max_values=1)
+    monitor.update({"x": np.full(10, 0.55)})
+    stats = monitor.snapshot()["inputs"]["x"]
+    assert stats["samples"] == 1 and stats["counts"][5] == 1 and stats["psi"] is not None
 
 
 def test_updates_from_many_threads_while_snapshots_are_taken():
