@@ -1,0 +1,278 @@
+"""Mutation testing, the slow tier: do the tests notice when the code is wrong?
+
+mutmut 3 (``pip install mutmut``) changes one thing at a time in a module (``<`` into
+``<=``, ``+ 1`` into ``+ 2``, a constant, a dropped argument...) and runs that module's
+fast tests against each change. A change no test notices ("survived") is a bug the suite
+would let through, or a change that means nothing (an equivalent mutant).
+
+Each module in :data:`MODULES` runs on its own, with only the test files listed for it,
+in a scratch copy of the tree under ``build/mutation/<name>/`` (mutmut's own copy,
+``mutants/``, lands inside it), so a run neither reads half-saved files of people at work
+nor leaves anything in the repository. The copy is removed afterwards unless ``--keep``.
+
+    python tools/mutation.py                      # every module, 2 workers
+    python tools/mutation.py drift stats gates    # some, by short name
+    python tools/mutation.py --list               # the table
+    python tools/mutation.py drift --keep --show  # keep the copy and print each survivor's diff
+    python tools/mutation.py --fail-under 90      # exit 1 when a module scores below 90 %
+
+Printed per module: killed, timeout, survived, no tests, equivalent (listed in
+:data:`EQUIVALENT` with the reason), and the score ``(killed + timeout) / (total - equivalent)``.
+Not part of ``pytest``: the nightly job runs it. tests/test_mutation_table.py checks
+that the table names files that exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = ROOT / "build" / "mutation"
+COPY = ("edgeops", "tests", "examples", "pyproject.toml", "setup.cfg")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module to mutate and the fast test files that are meant to catch its bugs."""
+
+    module: str
+    tests: tuple[str, ...]
+    note: str = ""
+
+
+MODULES: dict[str, Target] = {
+    "gates": Target("edgeops/validate/gates.py", ("tests/validate/test_gates.py",)),
+    "gate-rule": Target("edgeops/_gates.py", ("tests/test_gates.py",)),
+    "metrics": Target("edgeops/validate/metrics.py",
+                      ("tests/validate/test_accuracy.py", "tests/validate/test_parity.py")),
+    "drift": Target("edgeops/monitor/drift.py", ("tests/monitor/test_drift.py", "tests/monitor/test_drift_window.py")),
+    "stats": Target("edgeops/runtime/stats.py", ("tests/runtime/test_stats.py",)),
+    "guardrails": Target("edgeops/runtime/guardrails.py", ("tests/runtime/test_guardrails.py",)),
+    "tar": Target("edgeops/bundle/_tar.py", ("tests/bundle/test_hostile.py", "tests/bundle/test_bundle.py")),
+    "reader": Target("edgeops/bundle/reader.py",
+                     ("tests/bundle/test_bundle.py", "tests/bundle/test_hostile.py", "tests/bundle/test_signing.py")),
+    "outbox": Target("edgeops/agent/outbox.py", ("tests/agent/test_outbox.py",)),
+    "store": Target("edgeops/deploy/store.py", ("tests/deploy/test_store.py",)),
+    "ota": Target("edgeops/agent/ota.py", ("tests/agent/test_ota_machine.py",),
+                  "the resume table and the machine; the end-to-end OTA tests are too slow for this tier"),
+    "harness": Target("edgeops/bench/harness.py", ("tests/bench/test_harness.py",)),
+}
+
+# Mutants that change nothing a caller can observe, by mutmut name, with the reason.
+# mutmut numbers the mutants of a function in order, so an entry goes stale when that
+# function changes: the run then prints it under "stale equivalents" to be checked again.
+_D, _S = "edgeops.monitor.drift.", "edgeops.runtime.stats."
+_SAME_FLOATS = "np.asarray of JSON numbers gives float64 with or without dtype=np.float64"
+_PERF_ONLY = "a shortcut: the counts come out the same, only slower"
+EQUIVALENT: dict[str, str] = {
+    _D + "x__proportions__mutmut_3": _SAME_FLOATS,
+    _D + "x__proportions__mutmut_5": _SAME_FLOATS,
+    _D + "x_wasserstein_from_counts__mutmut_8": _SAME_FLOATS,
+    _D + "x_wasserstein_from_counts__mutmut_10": _SAME_FLOATS,
+    _D + "x__reference__mutmut_24": _SAME_FLOATS,
+    _D + "x__reference__mutmut_26": _SAME_FLOATS,
+    _D + "xǁ_Windowǁflush__mutmut_4": _PERF_ONLY + " (np.concatenate of one array instead of the array)",
+    _D + "xǁ_Windowǁflush__mutmut_23": "side='left' is searchsorted's default",
+    _D + "xǁ_Windowǁflush__mutmut_24": _PERF_ONLY + " (float64 probes: searchsorted upcasts the values)",
+    _D + "xǁ_Windowǁflush__mutmut_31": _PERF_ONLY + " (counting -inf values when there are none gives 0)",
+    _D + "xǁ_Windowǁflush__mutmut_42": _PERF_ONLY + " (counting -inf values when there are none gives 0)",
+    _D + "xǁ_Windowǁ_probes_in__mutmut_1": _PERF_ONLY + " (the probes of a dtype computed again, not cached)",
+    _D + "xǁ_Windowǁ_probes_in__mutmut_2": _PERF_ONLY + " (the probes of a dtype computed again, not cached)",
+    _D + "xǁ_Windowǁ_probes_in__mutmut_18": _PERF_ONLY + " (the probes of a dtype computed again, not cached)",
+    _D + "xǁ_Windowǁ_probes_in__mutmut_8": _PERF_ONLY + " (float64 probes: searchsorted upcasts the values)",
+    _D + "xǁ_Windowǁ_probes_in__mutmut_10": "probes.astype(None) is float64 too",
+    _D + "xǁ_Windowǁ_probes_in__mutmut_4": "np.errstate(over=None) leaves numpy's setting, which tests set to ignore "
+                                             "until a test turns warnings into errors (mutmut keeps it off)",
+    _D + "xǁDriftMonitorǁupdate__mutmut_6": "np.asarray of an ndarray returns it unchanged",
+    _D + "xǁDriftMonitorǁupdate__mutmut_11": "dtype kinds are single letters; none of them is X",
+    _D + "xǁDriftMonitorǁupdate__mutmut_14": "an input of exactly max_values values subsampled with stride 1 is all of it",
+    _D + "xǁDriftMonitorǁupdate__mutmut_23": "numpy 2 reads reshape(-2) as reshape(-1)",
+    _S + "x_bucket_of__mutmut_2": "for 5-bit latencies (16..31 ns) the formula also gives the latency itself",
+    _S + "xǁRunStatsǁrecord__mutmut_15": "for 5-bit latencies (16..31 ns) the formula also gives the latency itself",
+    _S + "xǁRunStatsǁrecord__mutmut_6": "max_ns = ns when ns == max_ns changes nothing",
+    _S + "xǁRunStatsǁrecord__mutmut_8": "min_ns = ns when ns == min_ns changes nothing",
+    _S + "xǁRunStatsǁreset__mutmut_9": "any start for min_ns above 2**62 ns (146 years) is above every latency",
+    _S + "xǁRunStatsǁreset__mutmut_10": "any start for min_ns above 2**62 ns (146 years) is above every latency",
+    _S + "xǁRunStatsǁpercentiles__mutmut_10": 'float("NAN") is NaN too',
+    _S + "xǁRunStatsǁsnapshot__mutmut_43": 'float("NAN") is NaN too',
+    _S + "xǁRunStatsǁsnapshot__mutmut_52": 'float("NAN") is NaN too',
+    _S + "xǁRunStatsǁsnapshot__mutmut_69": 'float("NAN") is NaN too',
+}
+
+
+@dataclass
+class Score:
+    name: str
+    statuses: Counter[str] = field(default_factory=Counter)
+    survivors: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def counted(self) -> int:
+        return sum(self.statuses.values()) - self.statuses["equivalent"]
+
+    @property
+    def detected(self) -> int:
+        return self.statuses["killed"] + self.statuses["timeout"]
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.detected / self.counted if self.counted else 100.0
+
+    def line(self) -> str:
+        if self.error:
+            return f"{self.name:<11} ERROR: {self.error}"
+        s = self.statuses
+        other = self.counted - self.detected - s["survived"] - s["no tests"]
+        return (f"{self.name:<11} {s['killed']:>6} {s['timeout']:>7} {s['survived']:>8} {s['no tests']:>8} "
+                f"{other:>5} {s['equivalent']:>5}   {self.detected:>4}/{self.counted:<4} {self.percent:5.1f} %"
+                f"   {self.seconds:5.0f} s")
+
+
+HEADER = (f"{'module':<11} {'killed':>6} {'timeout':>7} {'survived':>8} {'no tests':>8} {'other':>5} {'equiv':>5}"
+          f"   {'score':>9}          time")
+
+
+def prepare(name: str, target: Target, jobs: int) -> Path:
+    """A scratch copy of the tree with a ``[mutmut]`` section for this one module."""
+    work = SCRATCH / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "mutants")
+    for entry in COPY:
+        src = ROOT / entry
+        if src.is_dir():
+            shutil.copytree(src, work / entry, ignore=ignore)
+        else:
+            shutil.copy2(src, work / entry)
+    section = "\n".join([
+        "",
+        "[mutmut]",
+        "source_paths = edgeops",
+        f"only_mutate = {target.module}",
+        "also_copy =",
+        "    examples",
+        "pytest_add_cli_args_test_selection =",
+        *(f"    {t}" for t in target.tests),
+        "pytest_add_cli_args =",
+        "    -p",
+        "    no:cacheprovider",
+        "    -q",
+        "use_git_change_detection = false",
+        "use_setproctitle = false",
+        "",
+    ])
+    with open(work / "setup.cfg", "a", encoding="utf-8") as fh:
+        fh.write(section)
+    return work
+
+
+def run_one(name: str, target: Target, jobs: int, show: bool, keep: bool, verbose: bool) -> Score:
+    from mutmut.stats import status_by_exit_code
+
+    score = Score(name)
+    start = time.monotonic()
+    work = prepare(name, target, jobs)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MUTANT_UNDER_TEST")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)], cwd=work, env=env,
+                              capture_output=True, text=True)
+        if verbose or proc.returncode != 0:
+            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        meta = work / "mutants" / (target.module + ".meta")
+        if proc.returncode != 0 or not meta.is_file():
+            score.error = f"mutmut exited {proc.returncode} (rerun with --verbose --keep and look in {work})"
+            return score
+        codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        for mutant, code in sorted(codes.items()):
+            status = status_by_exit_code[code]
+            if mutant in EQUIVALENT:
+                if status != "survived":
+                    score.stale.append(mutant)
+                status = "equivalent"
+            score.statuses[status] += 1
+            if status == "survived":
+                score.survivors.append(mutant)
+        score.stale += [m for m in EQUIVALENT if m.startswith(_prefix(target.module)) and m not in codes]
+        if show:
+            for mutant in score.survivors:
+                diff = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=work, env=env,
+                                      capture_output=True, text=True)
+                print(diff.stdout.rstrip() or mutant)
+        return score
+    finally:
+        score.seconds = time.monotonic() - start
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _prefix(module: str) -> str:
+    return module[:-3].replace("/", ".") + "."
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("names", nargs="*", metavar="MODULE", help=f"short names (default: all): {', '.join(MODULES)}")
+    ap.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
+    ap.add_argument("--list", action="store_true", help="print the modules and their test files, run nothing")
+    ap.add_argument("--show", action="store_true", help="print the diff of each surviving mutant")
+    ap.add_argument("--keep", action="store_true", help=f"keep the scratch copies under {SCRATCH.relative_to(ROOT)}")
+    ap.add_argument("--verbose", action="store_true", help="print mutmut's own output")
+    ap.add_argument("--fail-under", type=float, default=None, metavar="PCT",
+                    help="exit 1 when a module scores below PCT %%")
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.names if n not in MODULES]
+    if unknown:
+        ap.error(f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}")
+    names = args.names or list(MODULES)
+    if args.list:
+        for n in names:
+            t = MODULES[n]
+            print(f"{n:<11} {t.module:<32} {' '.join(t.tests)}" + (f"  ({t.note})" if t.note else ""))
+        return 0
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        print("mutation testing needs mutmut 3: pip install 'mutmut>=3.3'", file=sys.stderr)
+        return 2
+
+    scores = []
+    for n in names:
+        print(f"mutating {MODULES[n].module} against {' '.join(MODULES[n].tests)} ...", file=sys.stderr, flush=True)
+        score = run_one(n, MODULES[n], args.jobs, args.show, args.keep, args.verbose)
+        scores.append(score)
+        print(score.line(), flush=True)
+        for m in score.survivors:
+            print(f"    survived: {m}")
+        for m in score.stale:
+            print(f"    stale equivalent (killed or gone now; check EQUIVALENT): {m}")
+
+    done = [s for s in scores if not s.error]
+    total = sum(s.counted for s in done)
+    detected = sum(s.detected for s in done)
+    print()
+    print(HEADER)
+    for s in scores:
+        print(s.line())
+    print(f"{'overall':<11} {detected}/{total} detected, {100.0 * detected / total if total else 100.0:.1f} %")
+    if any(s.error for s in scores):
+        return 1
+    if args.fail_under is not None and any(s.percent < args.fail_under for s in done):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
