@@ -187,7 +187,7 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
             report.validation = _validate(src, result, validate, labels, gates, force)
         data_for_profile = calibration or validate
         prof = _profile(result, data_for_profile) if profile and data_for_profile and not int8_io else None
-        report.extra = to_tflite.write(data, out, fmt)
+        report.extra.update(to_tflite.write(data, out, fmt))
         if prof is not None:
             from ..validate import write_profile
 

@@ -25,13 +25,16 @@ def export_and_quantize(model: Any, mode: str, *, input_shapes: dict[str, tuple[
                         channels_last: bool, calibration: str | None, int8_io: bool,
                         report: Any) -> bytes:
     """The ``.tflite`` bytes for ``model`` (an ``onnx.ModelProto``) in quantization ``mode``; fills ``report``
-    (ops, steps, nodes quantized)."""
+    (ops, steps, nodes quantized; ``extra["folded"]``: constant-arithmetic rewrites by name and
+    ``extra["ops_before_folding"]``: the TFLite op count before them)."""
     from .tflite import export
 
     if int8_io and mode != "int8":
         raise UsageError("--int8-io needs --quantize int8 (static int8 with calibration)")
     exported = export(model, input_shapes=input_shapes, channels_last_io=channels_last)
     report.steps += exported.notes
+    report.extra["folded"] = exported.folded  # constant arithmetic folded away, by rewrite (tflite/arith.py)
+    report.extra["ops_before_folding"] = exported.ops_unfolded
     report.steps.append(f"exported to TFLite without TensorFlow ({sum(exported.ops.values())} ops"
                         f"{', channels-last I/O' if channels_last else ', same I/O names, shapes and layout as the ONNX model'})")
     data = exported.data

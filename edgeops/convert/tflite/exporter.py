@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import ModelFormatError, UnsupportedOpsError
+from .arith import fold_constant_arithmetic
 from .context import Context, channels_last, identity
 from .peephole import fold_transpose_into_fully_connected
 from .prepare import prepare
@@ -27,6 +28,8 @@ class Exported:
     inputs: list[tuple[str, tuple[int, ...]]]
     outputs: list[tuple[str, tuple[int, ...]]]
     notes: list[str] = field(default_factory=list)
+    folded: dict[str, int] = field(default_factory=dict)  # constant-arithmetic rewrites (``arith``) by name
+    ops_unfolded: int = 0  # TFLite ops before those rewrites
 
 
 def export(model: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
@@ -65,6 +68,11 @@ def export(model: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None
         ctx.w.outputs.append(_final_output(ctx, out.name, io_perm[out.name]))
     if fold_transpose_into_fully_connected(ctx.w):
         notes.append("NHWC -> NCHW transpose before the classifier folded into its weights")
+    unfolded = len(ctx.w.ops)
+    folded = fold_constant_arithmetic(ctx.w)
+    if folded:
+        notes.append(f"constant arithmetic folded ({unfolded} -> {len(ctx.w.ops)} ops: "
+                     + ", ".join(f"{k} x{v}" for k, v in sorted(folded.items())) + ")")
     ctx.w.fuse_activations()
     ctx.w.prune()
     out_names = [o.name for o in model.graph.output]
@@ -77,7 +85,8 @@ def export(model: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None
         raise ModelFormatError(f"internal error: the TFLite writer produced an invalid model ({exc}); please report it") from exc
     shapes = {t: ctx.w.tensors[i].shape for t, i in zip(graph_inputs + out_names, ctx.w.inputs + ctx.w.outputs)}
     return Exported(data, dict(Counter(op.code for op in ctx.w.ops).most_common()),
-                    [(n, shapes[n]) for n in graph_inputs], [(n, shapes[n]) for n in out_names], notes)
+                    [(n, shapes[n]) for n in graph_inputs], [(n, shapes[n]) for n in out_names], notes,
+                    dict(sorted(folded.items())), unfolded)
 
 
 _TYPES = {"float32", "int32", "int64", "bool", "int8", "uint8", "int16"}
