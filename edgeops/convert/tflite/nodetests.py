@@ -44,6 +44,7 @@ CONSTANT_INPUTS: dict[str, tuple[int, ...]] = {
     "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
     "ReduceSumSquare": (1,), "Upsample": (1,),
     "Dropout": (1, 2),
+    "LSTM": (1, 2, 3, 4, 7), "GRU": (1, 2, 3, 4),
 }
 
 
