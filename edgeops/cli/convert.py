@@ -30,6 +30,9 @@ def _names(values: tuple[str, ...]) -> list[str]:
                    "entropy (KL divergence, clips rare outliers) or percentile (99.999th).")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight quantization granularity.")
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME:D1,D2,... fixes dynamic dims (repeat).")
+@click.option("--fix-input", "fix_input", multiple=True,
+              help="NAME=VALUE makes an input a constant (e.g. sample_rate=16000) and folds the graph around it, "
+                   "an If on it included (repeat).")
 @click.option("--exclude-nodes", multiple=True, help="Node names to keep in float (comma-separated or repeated).")
 @click.option("--exclude-op-types", multiple=True, help="Op types to keep in float, e.g. Softmax,Add.")
 @click.option("--validate", "validate_data", type=click.Path(dir_okay=False), default=None,
@@ -46,7 +49,8 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("-v", "--verbose", is_flag=True, help="Also print notes on routine fallbacks (always in --json).")
 def convert(model: str, output: str, target: str, fmt: str | None, quantize: str | None, calibration: str | None,
             calibration_method: str, per_channel: bool, input_shapes: tuple[str, ...], exclude_nodes: tuple[str, ...],
-            exclude_op_types: tuple[str, ...], validate_data: str | None, labels: str | None,
+            exclude_op_types: tuple[str, ...], fix_input: tuple[str, ...],
+            validate_data: str | None, labels: str | None,
             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
             max_p95_ms: float | None, force: bool, channels_last: bool, int8_io: bool, as_json: bool,
             verbose: bool) -> None:
@@ -55,6 +59,7 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
     The output format follows -o's extension (.onnx, .tflite, .c) unless --format says otherwise;
     -o may not be MODEL itself."""
     from ..convert import convert as run_convert
+    from ..convert.fix_inputs import parse as parse_fixed_inputs
     from ..errors import UsageError
 
     gates = None
@@ -71,7 +76,8 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                          calibration_method=calibration_method, per_channel=per_channel,
                          input_shapes=parse_input_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
                          exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
-                         labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io)
+                         labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io,
+                         fix_inputs=parse_fixed_inputs(fix_input))
     data = report.to_dict()
     if as_json:
         emit_json(data)

@@ -79,7 +79,8 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
             exclude_nodes: list[str] | tuple[str, ...] = (), exclude_op_types: list[str] | tuple[str, ...] = (),
             format: str | None = None, validate: str | None = None, labels: str | None = None,
             gates: Any = None, force: bool = False, profile: bool = True,
-            reduce_range: bool | None = None, channels_last: bool = False, int8_io: bool = False) -> ConvertReport:
+            reduce_range: bool | None = None, channels_last: bool = False, int8_io: bool = False,
+            fix_inputs: dict[str, Any] | None = None) -> ConvertReport:
     """Convert ``model`` (.onnx) for ``target`` and write ``output``; see the module docstring.
 
     ``reduce_range`` (default: on for x86-64 targets when the model has convolutions) quantizes static
@@ -92,6 +93,8 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     ``format`` "tflite" (or an output ending in ``.tflite``) exports without TensorFlow and quantizes
     with ai-edge-quantizer; ``channels_last`` makes its I/O NHWC, ``int8_io`` (static int8) makes its
     I/O int8. ``format`` "c" (or ``.c``) writes ``NAME.c``/``NAME.h`` with the model as a byte array.
+    ``fix_inputs`` (input name -> value(s), ``--fix-input``) makes those inputs constants and folds the
+    graph around them (:mod:`edgeops.convert.fix_inputs`): an ``If`` on them becomes the branch taken.
     """
     started = time.perf_counter()
     src, out = os.fspath(model), os.fspath(output)
@@ -121,7 +124,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
                            op_types_excluded=list(exclude_op_types))
     if fmt != "onnx":
         return _convert_tflite(src, out, fmt, tgt, mode, report, input_shapes, channels_last, int8_io, calibration,
-                               validate, labels, gates, force, profile, started)
+                               validate, labels, gates, force, profile, started, fixed=fix_inputs)
     proto = graph.fit_ir_version(graph.name_nodes(graph.load(src)))
     if reduce_range is None:
         reduce_range = tgt.arch == "x86_64" and any(n.op_type in ("Conv", "ConvTranspose") for n in proto.graph.node)
@@ -130,6 +133,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     missing = sorted(set(exclude_nodes) - {n.name for n in proto.graph.node})
     if missing:
         raise UsageError(f"--exclude-nodes names nodes the model does not have: {', '.join(missing)}")
+    proto = _fix_inputs(proto, fix_inputs, report)
 
     with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
         step = os.path.join(tmp, "step.onnx")
@@ -170,13 +174,14 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
 def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report: ConvertReport,
                     input_shapes: dict[str, tuple[int, ...]] | None, channels_last: bool, int8_io: bool,
                     calibration: str | None, validate: str | None, labels: str | None, gates: Any, force: bool,
-                    profile: bool, started: float) -> ConvertReport:
+                    profile: bool, started: float, fixed: dict[str, Any] | None = None) -> ConvertReport:
     from . import to_tflite
 
     report.format = fmt
     report.size_before = os.path.getsize(src) if os.path.isfile(src) else 0
     proto = graph.load(src)
     report.ops_before = graph.op_histogram(proto)
+    proto = _fix_inputs(proto, fixed, report)
     data = to_tflite.export_and_quantize(proto, mode, input_shapes=input_shapes, channels_last=channels_last,
                                          calibration=calibration, int8_io=int8_io, report=report)
     with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
@@ -196,6 +201,16 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
     report.size_after = len(data)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _fix_inputs(proto: Any, values: dict[str, Any] | None, report: ConvertReport) -> Any:
+    if not values:
+        return proto
+    from .fix_inputs import fix_inputs
+
+    proto, notes = fix_inputs(proto, values)
+    report.steps += notes
+    return proto
 
 
 _EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".c": "c"}

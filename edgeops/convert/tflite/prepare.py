@@ -5,7 +5,8 @@
    before it, Identity/Dropout removed (``graph.optimize``).
 3. What is still computable from constants is folded here with onnx's reference evaluator: shape
    subgraphs (Shape, Gather, Cast, Concat, Unsqueeze feeding a Reshape) whose Shape nodes read a
-   tensor that now has a static shape.
+   tensor that now has a static shape; an ``If`` whose condition is now constant is replaced by the
+   branch it takes (``edgeops.convert.fix_inputs``).
 4. Shape inference with data propagation, so every value has a static shape and a dtype.
 """
 
@@ -40,9 +41,13 @@ def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) 
         else:
             model = graph.name_nodes(graph.infer_shapes(onnx.load(dst)))
             notes.append("optimized (constant folding, BatchNormalization folded into Conv)")
-    folded = fold_constants(model)
+    from ..fix_inputs import fold
+
+    folded, inlined = fold(model)  # constants, and an If on a constant condition replaced by its branch
     if folded:
         notes.append(f"folded {folded} shape/constant nodes")
+    if inlined:
+        notes.append(f"{inlined} If nodes on a constant condition replaced by the branch taken")
     fused = fuse_hard_swish(model)
     if fused:
         notes.append(f"{fused} HardSigmoid * x patterns fused back into HardSwish")
@@ -82,11 +87,22 @@ def fold_constants(model: Any) -> int:
         folded += 1
     del g.node[:]
     g.node.extend(keep)
-    used = {i for n in g.node for i in n.input} | outputs
+    used = _read(g.node) | outputs
     live = [i for i in g.initializer if i.name in used]
     del g.initializer[:]
     g.initializer.extend(live)
     return folded
+
+
+def _read(nodes: Any) -> set[str]:
+    """Every value ``nodes`` read, their subgraphs' outer-scope reads (an If branch's) included."""
+    names = set()
+    for n in nodes:
+        names.update(n.input)
+        for a in n.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                names |= _read(sub.node) | {o.name for o in sub.output}
+    return names
 
 
 def fuse_hard_swish(model: Any) -> int:

@@ -15,14 +15,14 @@ from .conftest import assert_parity, export, graph_model, node_model, onnx
 
 torch = pytest.importorskip("torch")
 
-T, B, I, H = 5, 2, 6, 8
+T, B, F, H = 5, 2, 6, 8  # steps, batch, features, hidden
 
 
 class Net(torch.nn.Module):
     def __init__(self, kind, batch_first, layers, bidirectional, with_state):
         super().__init__()
         cls = torch.nn.LSTM if kind == "LSTM" else torch.nn.GRU
-        self.rnn = cls(I, H, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional)
+        self.rnn = cls(F, H, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional)
         self.kind, self.with_state = kind, with_state
 
     def forward(self, x, h0=None, c0=None):
@@ -35,7 +35,7 @@ def torch_export(tmp_path, kind, batch_first, layers, bidirectional, with_state,
     torch.manual_seed(0)
     net = Net(kind, batch_first, layers, bidirectional, with_state).eval()
     states = layers * (2 if bidirectional else 1)
-    x = torch.randn((B, T, I) if batch_first else (T, B, I))
+    x = torch.randn((B, T, F) if batch_first else (T, B, F))
     args, names = (x,), ["x"]
     if with_state:
         args += (torch.randn(states, B, H),)
@@ -90,7 +90,7 @@ def test_torch_rnn_runs_twice_with_the_same_answer(tmp_path):
 
 def weights(rng, kind, dirs, gates_bias=True):
     g = 4 if kind == "LSTM" else 3
-    w = {"W": rng.standard_normal((dirs, g * H, I)).astype(np.float32) * 0.5,
+    w = {"W": rng.standard_normal((dirs, g * H, F)).astype(np.float32) * 0.5,
          "R": rng.standard_normal((dirs, g * H, H)).astype(np.float32) * 0.5}
     if gates_bias:
         w["B"] = rng.standard_normal((dirs, 2 * g * H)).astype(np.float32) * 0.5
@@ -100,7 +100,7 @@ def weights(rng, kind, dirs, gates_bias=True):
 def rnn_model(rng, kind, extra, layout, direction):
     dirs = 2 if direction == "bidirectional" else 1
     st = (B, dirs, H) if layout else (dirs, B, H)
-    inputs = {"x": [B, T, I] if layout else [T, B, I], "h0": list(st)}
+    inputs = {"x": [B, T, F] if layout else [T, B, F], "h0": list(st)}
     names = ["x", "W", "R", "B", "", "h0"]
     if kind == "LSTM":
         inputs["c0"] = list(st)
@@ -141,15 +141,15 @@ def test_onnx_rnn_variants(rng, kind, extra, layout, direction):
 def test_only_the_last_state_without_bias(rng, kind):
     """Y unused (""), no B, no initial state: the outputs asked for only."""
     node = helper.make_node(kind, ["x", "W", "R"], ["", "y_h"], hidden_size=H)
-    m = graph_model([node], {"x": [T, B, I]}, {"y_h": [1, B, H]}, weights(rng, kind, 1, gates_bias=False))
-    exported = assert_parity(m, {"x": rng.standard_normal((T, B, I)).astype(np.float32)}, rtol=1e-4, atol=1e-5)
+    m = graph_model([node], {"x": [T, B, F]}, {"y_h": [1, B, H]}, weights(rng, kind, 1, gates_bias=False))
+    exported = assert_parity(m, {"x": rng.standard_normal((T, B, F)).astype(np.float32)}, rtol=1e-4, atol=1e-5)
     assert "PACK" not in exported.ops
 
 
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "initial-state"])
 def test_lstm_peepholes(rng, with_state):
     names = ["x", "W", "R", "B", "", "h0" if with_state else "", "c0" if with_state else "", "P"]
-    inputs = {"x": [T, B, I], **({"h0": [1, B, H], "c0": [1, B, H]} if with_state else {})}
+    inputs = {"x": [T, B, F], **({"h0": [1, B, H], "c0": [1, B, H]} if with_state else {})}
     node = helper.make_node("LSTM", names, ["y", "y_h", "y_c"], hidden_size=H)
     m = graph_model([node], inputs, {"y": [T, 1, B, H], "y_h": [1, B, H], "y_c": [1, B, H]},
                     {**weights(rng, "LSTM", 1), "P": rng.standard_normal((1, 3 * H)).astype(np.float32)})
@@ -158,9 +158,9 @@ def test_lstm_peepholes(rng, with_state):
 
 def test_full_sequence_lens_accepted(rng):
     node = helper.make_node("GRU", ["x", "W", "R", "B", "lens"], ["y"], hidden_size=H)
-    m = graph_model([node], {"x": [T, B, I]}, {"y": [T, 1, B, H]},
+    m = graph_model([node], {"x": [T, B, F]}, {"y": [T, 1, B, H]},
                     {**weights(rng, "GRU", 1), "lens": np.full((B,), T, np.int32)})
-    assert_parity(m, {"x": rng.standard_normal((T, B, I)).astype(np.float32)}, rtol=1e-4, atol=1e-5)
+    assert_parity(m, {"x": rng.standard_normal((T, B, F)).astype(np.float32)}, rtol=1e-4, atol=1e-5)
 
 
 # ---- refused, with the reason ------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_full_sequence_lens_accepted(rng):
 def test_unsupported_lstm_is_refused_with_a_reason(rng, attrs, extra_inits, reason):
     names = ["x", "W", "R", "B", "lens" if "lens" in extra_inits else ""]
     node = helper.make_node("LSTM", names, ["y"], hidden_size=H, name="lstm0", **attrs)
-    m = graph_model([node], {"x": [T, B, I]}, {"y": [T, 1, B, H]}, {**weights(rng, "LSTM", 1), **extra_inits})
+    m = graph_model([node], {"x": [T, B, F]}, {"y": [T, 1, B, H]}, {**weights(rng, "LSTM", 1), **extra_inits})
     with pytest.raises(UnsupportedOpsError) as err:
         export(m)
     assert "lstm0 [LSTM]" in str(err.value) and reason in str(err.value)
@@ -183,6 +183,6 @@ def test_unsupported_lstm_is_refused_with_a_reason(rng, attrs, extra_inits, reas
 
 def test_weights_computed_at_run_time_are_refused(rng):
     w = weights(rng, "GRU", 1)
-    m = node_model("GRU", {"x": [T, B, I], "W": list(w["W"].shape)}, {"y": None}, {"R": w["R"]}, hidden_size=H)
+    m = node_model("GRU", {"x": [T, B, F], "W": list(w["W"].shape)}, {"y": None}, {"R": w["R"]}, hidden_size=H)
     with pytest.raises(UnsupportedOpsError, match="weights computed at run time"):
         export(m)
