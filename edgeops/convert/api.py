@@ -83,8 +83,9 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
             fix_inputs: dict[str, Any] | None = None) -> ConvertReport:
     """Convert ``model`` (.onnx) for ``target`` and write ``output``; see the module docstring.
 
-    ``reduce_range`` (default: on for x86-64 targets when the model has convolutions) quantizes static
-    int8 weights to 7 bits: x86 CPUs without VNNI multiply uint8 x int8 pairs into saturating int16
+    ``reduce_range`` (default: on for x86-64 targets when the model has convolutions, off for Arm
+    targets; :func:`edgeops.convert.quantize.weight_bits`, and the report says which and why) quantizes
+    static int8 weights to 7 bits: x86 CPUs without VNNI multiply uint8 x int8 pairs into saturating int16
     sums, which wrecked the per-channel MobileNet-style example (99.7 % -> 90.6 % at 8 bits). The digits
     MLP (Gemm only) loses to the 7th bit instead (96.9 % -> 96.4 %), so Gemm/MatMul models keep 8 bits.
     ``validate`` (a data file) runs ``edgeops.validate`` with ``labels`` and ``gates``
@@ -126,8 +127,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         return _convert_tflite(src, out, fmt, tgt, mode, report, input_shapes, channels_last, int8_io, calibration,
                                validate, labels, gates, force, profile, started, fixed=fix_inputs)
     proto = graph.fit_ir_version(graph.name_nodes(graph.load(src)))
-    if reduce_range is None:
-        reduce_range = tgt.arch == "x86_64" and any(n.op_type in ("Conv", "ConvTranspose") for n in proto.graph.node)
+    reduce_range, weights = qz.weight_bits(tgt, proto, reduce_range)
     report.size_before = os.path.getsize(src)
     report.ops_before = graph.op_histogram(proto)
     missing = sorted(set(exclude_nodes) - {n.name for n in proto.graph.node})
@@ -150,7 +150,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         report.steps.append("optimized (constant folding, fusions)")
         result = os.path.join(tmp, "result.onnx")
         _quantize(mode, optimized, result, tmp, calibration, calibration_method, per_channel, reduce_range,
-                  list(exclude_nodes), list(exclude_op_types), report)
+                  list(exclude_nodes), list(exclude_op_types), report, weights=weights)
         if mode in ("int8", "dynamic"):
             onnx.save(graph.compact(onnx.load(result)), result)
         graph.check_runs(result)
@@ -183,7 +183,8 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
     report.ops_before = graph.op_histogram(proto)
     proto = _fix_inputs(proto, fixed, report)
     data = to_tflite.export_and_quantize(proto, mode, input_shapes=input_shapes, channels_last=channels_last,
-                                         calibration=calibration, int8_io=int8_io, report=report)
+                                         calibration=calibration, int8_io=int8_io, report=report,
+                                         xnnpack="xnnpack" in tgt.tflite_delegates)
     with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
         result = os.path.join(tmp, "result.tflite")
         with open(result, "wb") as f:
@@ -242,7 +243,8 @@ def _check_outputs(src: str, out: str, fmt: str, *, inputs: tuple[str | None, ..
 
 
 def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, method: str, per_channel: bool,
-              reduce_range: bool, exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport) -> None:
+              reduce_range: bool, exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport,
+              weights: str = "") -> None:
     onnx = graph.import_onnx()
     if mode == "none":
         shutil.copyfile(src, dst)
@@ -255,6 +257,8 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
     for note in qz.preprocess(src, prepared):
         (report.notes if note in qz.ROUTINE_NOTES else report.steps).append(note)
     model = onnx.load(prepared)
+    if mode == "int8" and not {"HardSwish", "HardSigmoid"} & set(exclude_op_types):
+        model = _int8_activations(model, prepared, exclude_nodes, report)
     try:
         if mode == "int8":
             qz.static_int8(prepared, dst, calibration or "", method=method, per_channel=per_channel,
@@ -262,7 +266,7 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
                                  reduce_range=reduce_range)
             report.steps.append(f"static int8 QDQ, {method} calibration, "
                                 f"{'per-channel' if per_channel else 'per-tensor'} "
-                                f"{'7-bit (reduce_range, for x86 without VNNI)' if reduce_range else '8-bit'} weights")
+                                f"{weights or ('7-bit weights (reduce_range)' if reduce_range else '8-bit weights')}")
         else:
             qz.dynamic_int8(prepared, dst, per_channel=per_channel, exclude_nodes=exclude_nodes,
                                   exclude_op_types=exclude_op_types, model=model)
@@ -272,6 +276,18 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
     except Exception as exc:  # onnxruntime.quantization raises plain exceptions of many kinds
         raise DataError(f"onnxruntime.quantization failed: {str(exc).splitlines()[0][:300]}; try "
                         "--quantize dynamic, or exclude the op it names with --exclude-op-types") from exc
+
+
+def _int8_activations(model: Any, path: str, exclude_nodes: list[str], report: ConvertReport) -> Any:
+    """HardSwish/HardSigmoid as Add, Clip, Mul (``int8_graph``), written back to ``path``: onnxruntime
+    quantizes and runs those in int8, where the single ops stayed float between DQ and Q nodes."""
+    from .int8_graph import decompose_hard_activations, describe
+
+    note = describe(decompose_hard_activations(model, keep=set(exclude_nodes)), "onnxruntime")
+    if note:
+        graph.import_onnx().save(model, path)
+        report.steps.append(note)
+    return model
 
 
 def _validate(src: str, candidate: str, data: str, labels: str | None, gates: Any, force: bool) -> dict[str, Any]:

@@ -23,15 +23,17 @@ MAX_CALIBRATION = 500
 
 def export_and_quantize(model: Any, mode: str, *, input_shapes: dict[str, tuple[int, ...]] | None,
                         channels_last: bool, calibration: str | None, int8_io: bool,
-                        report: Any) -> bytes:
+                        report: Any, xnnpack: bool = True) -> bytes:
     """The ``.tflite`` bytes for ``model`` (an ``onnx.ModelProto``) in quantization ``mode``; fills ``report``
     (ops, steps, nodes quantized; ``extra["folded"]``: constant-arithmetic rewrites by name and
-    ``extra["ops_before_folding"]``: the TFLite op count before them)."""
+    ``extra["ops_before_folding"]``: the TFLite op count before them). ``xnnpack``: the target runs
+    LiteRT's XNNPACK delegate, so int8 activations are written as ops it runs in int8, and
+    ``extra["xnnpack"]`` (and a step, when it leaves ops to built-in kernels) tells what it runs."""
     from .tflite import export
 
     if int8_io and mode != "int8":
         raise UsageError("--int8-io needs --quantize int8 (static int8 with calibration)")
-    exported = export(model, input_shapes=input_shapes, channels_last_io=channels_last)
+    exported = export(model, input_shapes=input_shapes, channels_last_io=channels_last, for_int8=xnnpack and mode == "int8")
     report.steps += exported.notes
     report.extra["folded"] = exported.folded  # constant arithmetic folded away, by rewrite (tflite/arith.py)
     report.extra["ops_before_folding"] = exported.ops_unfolded
@@ -42,12 +44,32 @@ def export_and_quantize(model: Any, mode: str, *, input_shapes: dict[str, tuple[
         from .tflite.quantize import quantize
 
         samples = _samples(calibration, exported.inputs) if mode == "int8" else None
-        data, notes = quantize(data, mode, calibration=samples, int8_io=int8_io)
+        floats = ("SOFTMAX",) if xnnpack and not int8_io and "SOFTMAX" in exported.ops else ()
+        data, notes = quantize(data, mode, calibration=samples, int8_io=int8_io, float_ops=floats)
+        if floats and mode == "int8":
+            notes.append("SOFTMAX kept float (XNNPACK has no int8 softmax; a built-in one would cut the "
+                         "delegated graph, and float keeps small probabilities)")
         report.steps += notes
     summary = _check(data)
     report.ops_after = dict(summary.ops)
     report.nodes_quantized = quantized_ops(data) if mode != "none" else 0
+    if xnnpack:
+        _xnnpack_plan(data, report)
     return data
+
+
+def _xnnpack_plan(data: bytes, report: Any) -> None:
+    """What LiteRT's XNNPACK delegate runs: every op it refuses runs on a built-in kernel and cuts the
+    delegated graph, which made int8 slower than float (issue 12)."""
+    try:
+        from .tflite.xnnpack import plan
+
+        p = plan(data)
+    except ImportError:  # tflite-runtime only: no LiteRT to ask
+        return
+    report.extra["xnnpack"] = p.to_dict()
+    if p.fallback:
+        report.steps.append(p.describe())
 
 
 def _samples(path: str | None, inputs: list[tuple[str, tuple[int, ...]]]) -> list[dict[str, np.ndarray]]:

@@ -33,10 +33,11 @@ class Exported:
 
 
 def export(model: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None,
-           channels_last_io: bool = False, description: str = "edgeops") -> Exported:
-    """Convert an ``onnx.ModelProto`` to TFLite bytes (float32)."""
+           channels_last_io: bool = False, description: str = "edgeops", for_int8: bool = False) -> Exported:
+    """Convert an ``onnx.ModelProto`` to TFLite bytes (float32); ``for_int8``: the result will be
+    quantized to static int8, so activations are written as ops with int8 kernels (see ``prepare``)."""
     load_all()
-    model, notes = prepare(model, input_shapes)
+    model, notes = prepare(model, input_shapes, for_int8=for_int8)
     ctx = Context(model)
     problems = check(ctx)
     if problems:

@@ -8,6 +8,9 @@
    tensor that now has a static shape; an ``If`` whose condition is now constant is replaced by the
    branch it takes (``edgeops.convert.fix_inputs``).
 4. Shape inference with data propagation, so every value has a static shape and a dtype.
+
+For a model that will be quantized to int8 (``for_int8``), HardSwish and HardSigmoid become
+Add/Clip/Mul (``edgeops.convert.int8_graph``) instead of one HARD_SWISH: XNNPACK runs those in int8.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from .. import graph
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
 
-def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[Any, list[str]]:
+def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None, *,
+            for_int8: bool = False) -> tuple[Any, list[str]]:
     onnx = graph.import_onnx()
     model = graph.fit_ir_version(graph.name_nodes(model))
     model, notes = graph.fix_input_shapes(model, dict(input_shapes or {}), static=True)
@@ -48,9 +52,16 @@ def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) 
         notes.append(f"folded {folded} shape/constant nodes")
     if inlined:
         notes.append(f"{inlined} If nodes on a constant condition replaced by the branch taken")
-    fused = fuse_hard_swish(model)
-    if fused:
-        notes.append(f"{fused} HardSigmoid * x patterns fused back into HardSwish")
+    if for_int8:  # XNNPACK has no int8 HARD_SWISH: ADD (fused RELU6) and MUL instead
+        from ..int8_graph import decompose_hard_activations, describe
+
+        note = describe(decompose_hard_activations(model), "LiteRT's XNNPACK")
+        if note:
+            notes.append(note)
+    else:
+        fused = fuse_hard_swish(model)
+        if fused:
+            notes.append(f"{fused} HardSigmoid * x patterns fused back into HardSwish")
     fused = fuse_gelu(model)
     if fused:
         notes.append(f"{fused} erf-based GELU subgraphs fused into Gelu")

@@ -24,7 +24,8 @@ its I/O tensors (what a microcontroller wants).
 
 ai-edge-quantizer leaves every operator code at version 1. Both LiteRT and tflite-runtime 2.14
 register every builtin kernel from version 1 and pick the kernel by tensor types, so such files
-run in both; the versions are left as they are.
+run in both; the versions are left as they are. XNNPACK does not read them either: it delegates
+int8 CONV_2D, DEPTHWISE_CONV_2D, ADD, MUL, ... at version 1 (:mod:`.xnnpack` shows what it runs).
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ MODES = {
 
 
 def quantize(data: bytes, mode: str, *, calibration: list[dict[str, np.ndarray]] | None = None,
-             int8_io: bool = False) -> tuple[bytes, list[str]]:
+             int8_io: bool = False, float_ops: tuple[str, ...] = ()) -> tuple[bytes, list[str]]:
     """Quantize the float32 TFLite model ``data``; returns the new bytes and notes for the user.
 
     ``calibration`` (mode ``"int8"`` only) is a list of feed dicts keyed by the signature's input
     names, one sample each (arrays with the model's input shapes). ``int8_io=True`` (mode ``"int8"``
-    only) makes the float inputs and outputs int8.
+    only) makes the float inputs and outputs int8. ``float_ops`` (mode ``"int8"``): builtin op names
+    left float, e.g. ``("SOFTMAX",)``, which XNNPACK runs in float only (a DEQUANTIZE before the op and,
+    unless it ends the graph, a QUANTIZE after it: both XNNPACK ops).
     """
     from ...formats.tflite_file import read_tflite
 
@@ -67,7 +70,7 @@ def quantize(data: bytes, mode: str, *, calibration: list[dict[str, np.ndarray]]
     if int8_io and mode != "int8":
         raise UsageError(f"int8 inputs/outputs need mode 'int8' (calibrated ranges), not {mode!r}")
     summary = read_tflite(data, source="the model to quantize")
-    notes, recipe, qsvs = [MODES[mode]], _recipe(mode), None
+    notes, recipe, qsvs = [MODES[mode]], _recipe(mode, float_ops if mode == "int8" else ()), None
     if mode == "int8":
         samples = _check_samples(calibration, summary.inputs)
         qsvs = _calibrate(data, recipe, samples)
@@ -86,8 +89,8 @@ def quantize(data: bytes, mode: str, *, calibration: list[dict[str, np.ndarray]]
     return out, notes
 
 
-def _recipe(mode: str) -> list[dict[str, Any]]:
-    """The ai-edge-quantizer recipe for ``mode`` (graph I/O kept float for ``int8``)."""
+def _recipe(mode: str, float_ops: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The ai-edge-quantizer recipe for ``mode`` (graph I/O and ``float_ops`` kept float for ``int8``)."""
     from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
     from ai_edge_quantizer.algorithms.nonlinear_quantize import float_casting
 
@@ -99,7 +102,7 @@ def _recipe(mode: str) -> list[dict[str, Any]]:
         return manager.get_quantization_recipe()
     if mode == "int8":
         manager.load_quantization_recipe(recipe.static_wi8_ai8())
-        for op in (ops.INPUT, ops.OUTPUT):
+        for op in (ops.INPUT, ops.OUTPUT, *(getattr(ops, name) for name in float_ops)):
             manager.add_quantization_config(".*", op, None, names.NO_QUANTIZE)
         return manager.get_quantization_recipe()
     fp16 = qtyping.OpQuantizationConfig(
