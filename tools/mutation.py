@@ -56,8 +56,10 @@ MODULES: dict[str, Target] = {
                       ("tests/validate/test_accuracy.py", "tests/validate/test_parity.py")),
     "drift": Target("edgeops/monitor/drift.py", ("tests/monitor/test_drift.py", "tests/monitor/test_drift_window.py")),
     "stats": Target("edgeops/runtime/stats.py", ("tests/runtime/test_stats.py",)),
-    "guardrails": Target("edgeops/runtime/guardrails.py", ("tests/runtime/test_guardrails.py",)),
-    "tar": Target("edgeops/bundle/_tar.py", ("tests/bundle/test_hostile.py", "tests/bundle/test_bundle.py")),
+    "guardrails": Target("edgeops/runtime/guardrails.py",
+                         ("tests/runtime/test_guardrails.py", "tests/runtime/test_guardrails_ranges.py")),
+    "tar": Target("edgeops/bundle/_tar.py", ("tests/bundle/test_tar_headers.py", "tests/bundle/test_hostile.py",
+                                             "tests/bundle/test_bundle.py")),
     "reader": Target("edgeops/bundle/reader.py",
                      ("tests/bundle/test_bundle.py", "tests/bundle/test_hostile.py", "tests/bundle/test_signing.py")),
     "outbox": Target("edgeops/agent/outbox.py", ("tests/agent/test_outbox.py",)),
@@ -70,7 +72,8 @@ MODULES: dict[str, Target] = {
 # Mutants that change nothing a caller can observe, by mutmut name, with the reason.
 # mutmut numbers the mutants of a function in order, so an entry goes stale when that
 # function changes: the run then prints it under "stale equivalents" to be checked again.
-_D, _S = "edgeops.monitor.drift.", "edgeops.runtime.stats."
+_D, _S, _G = "edgeops.monitor.drift.", "edgeops.runtime.stats.", "edgeops.runtime.guardrails."
+_FAST_PATH = "a value on the bound leaves the fast path for the full check, which passes it too"
 _SAME_FLOATS = "np.asarray of JSON numbers gives float64 with or without dtype=np.float64"
 _PERF_ONLY = "a shortcut: the counts come out the same, only slower"
 EQUIVALENT: dict[str, str] = {
@@ -96,6 +99,24 @@ EQUIVALENT: dict[str, str] = {
     _D + "xǁDriftMonitorǁupdate__mutmut_11": "dtype kinds are single letters; none of them is X",
     _D + "xǁDriftMonitorǁupdate__mutmut_14": "an input of exactly max_values values subsampled with stride 1 is all of it",
     _D + "xǁDriftMonitorǁupdate__mutmut_23": "numpy 2 reads reshape(-2) as reshape(-1)",
+    _G + "xǁRangeCheckǁ__post_init____mutmut_7": _SAME_FLOATS + " (or int64, which compares the same)",
+    _G + "xǁRangeCheckǁ__post_init____mutmut_9": _SAME_FLOATS + " (or int64, which compares the same)",
+    _G + "xǁRangeCheckǁ__post_init____mutmut_12": _SAME_FLOATS + " (or int64, which compares the same)",
+    _G + "xǁRangeCheckǁ__post_init____mutmut_14": _SAME_FLOATS + " (or int64, which compares the same)",
+    _G + "xǁRangeCheckǁ__post_init____mutmut_26": "the fill is cast to the tensor's dtype where it is used",
+    _G + "xǁRangeCheckǁ__post_init____mutmut_28": "the fill is cast to the tensor's dtype where it is used",
+    _G + "xǁGuardrailsǁfrom_profile__mutmut_32": _SAME_FLOATS + " (or int64, which compares the same)",
+    _G + "xǁGuardrailsǁfrom_profile__mutmut_34": _SAME_FLOATS + " (or int64, which compares the same)",
+    _G + "xǁGuardrailsǁfrom_profile__mutmut_54": "the fill is cast to the tensor's dtype where it is used",
+    _G + "xǁGuardrailsǁfrom_profile__mutmut_56": "the fill is cast to the tensor's dtype where it is used",
+    _G + "xǁRangeCheckǁ__post_init____mutmut_29": _FAST_PATH,
+    _G + "xǁRangeCheckǁapply__mutmut_4": _FAST_PATH,
+    _G + "xǁRangeCheckǁapply__mutmut_5": _FAST_PATH,
+    _G + "xǁRangeCheckǁapply__mutmut_7": _FAST_PATH,
+    _G + "xǁRangeCheckǁapply__mutmut_8": _FAST_PATH,
+    _G + "xǁRangeCheckǁapply__mutmut_15": "np.isfinite of an integer tensor is all True, as 'no check' assumes",
+    _G + "x_load_profile__mutmut_8": "text mode gives a str, which _json.loads takes as well as bytes",
+    _G + "x_load_profile__mutmut_23": "DataError is _json.loads's default error",
     _S + "x_bucket_of__mutmut_2": "for 5-bit latencies (16..31 ns) the formula also gives the latency itself",
     _S + "xǁRunStatsǁrecord__mutmut_15": "for 5-bit latencies (16..31 ns) the formula also gives the latency itself",
     _S + "xǁRunStatsǁrecord__mutmut_6": "max_ns = ns when ns == max_ns changes nothing",
