@@ -162,6 +162,36 @@ def check_cell(folder: Path, cell: Cell, ref: dict[str, np.ndarray], limit: int 
     return cell
 
 
+def isolated_cell(folder: Path, mode: Mode, out_dir: Path, ref: dict[str, np.ndarray],
+                  limit: int | None = None) -> Cell:
+    """:func:`convert_cell` then :func:`check_cell` in a forked child, so that a converter or runtime that
+    crashes the process (a segfault in onnxruntime, say) becomes a row of the matrix instead of the end of it."""
+    import multiprocessing as mp
+    import signal
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child() -> None:
+        send.send(check_cell(folder, convert_cell(folder, mode, out_dir), ref, limit).to_dict())
+
+    started = time.perf_counter()
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    try:
+        result = recv.recv()
+    except EOFError:
+        result = None
+    proc.join()
+    if result is not None:
+        return Cell(**result)
+    code = proc.exitcode or 0
+    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+    return Cell(folder.name, mode.name, reason=f"the process died ({how}) while converting or running the result",
+                error="crash", seconds=time.perf_counter() - started)
+
+
 def bench(paths: list[str], seconds: float, threads: int = 1) -> list[float]:
     """p50 latency (ms) of each model, one after another in this process, through ``edgeops.bench``."""
     from edgeops import bench as eb

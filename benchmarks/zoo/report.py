@@ -36,7 +36,7 @@ def run_model(entry: zb.Entry, out_dir: Path, *, samples: int, bench_seconds: fl
     ref = zm.reference(folder, samples)
     cells = []
     for mode in modes:
-        cell = zm.check_cell(folder, zm.convert_cell(folder, mode, out_dir), ref, samples)
+        cell = zm.isolated_cell(folder, mode, out_dir, ref, samples)
         zb.log(f"zoo: {entry.name:20s} {mode.name:15s} " + (f"ok, {cell.size / 1024:.0f} KiB, "
                f"cos {cell.parity['cosine']:.5f}" if cell.converted else f"refused: {cell.reason[:120]}"))
         cells.append(cell)
@@ -88,6 +88,8 @@ def _parity(c: zm.Cell) -> str:
 
 def _cell_mark(c: zm.Cell) -> str:
     if not c.converted:
+        if c.error == "crash":
+            return "**crashes**"
         return "refused" if not (c.reason or "").startswith("converted, but") else "does not run"
     ratio = f" ×{c.p50_ratio:.2f}" if c.p50_ratio is not None else ""
     return f"ok, cos {c.parity['cosine']:.4f}{ratio}"
