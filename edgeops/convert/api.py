@@ -149,6 +149,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         graph.optimize(step, optimized)
         report.steps.append("optimized (constant folding, fusions)")
         result = os.path.join(tmp, "result.onnx")
+        mode = _mode_for_ops(mode, optimized, explicit=quantize is not None, report=report)
         _quantize(mode, optimized, result, tmp, calibration, calibration_method, per_channel, reduce_range,
                   list(exclude_nodes), list(exclude_op_types), report, weights=weights)
         if mode in ("int8", "dynamic"):
@@ -242,6 +243,24 @@ def _check_outputs(src: str, out: str, fmt: str, *, inputs: tuple[str | None, ..
                                  "write the converted model to another file")
 
 
+def _mode_for_ops(mode: str, path: str, *, explicit: bool, report: ConvertReport) -> str:
+    """A model with no op of the standard domain (a scikit-learn forest is one ai.onnx.ml
+    TreeEnsembleClassifier) has nothing onnxruntime.quantization can quantize: a mode asked for is
+    refused with what to do; the target's default mode keeps the model float and says so."""
+    if mode not in ("int8", "dynamic"):
+        return mode
+    model = graph.import_onnx().load(path)
+    if any(n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return mode
+    ops = sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node})
+    if explicit:
+        raise UsageError(f"--quantize {mode}: the model has no op onnxruntime.quantization quantizes "
+                         f"(only {', '.join(ops)}); convert it with --quantize none")
+    report.steps.append(f"kept float: no op onnxruntime.quantization quantizes (only {', '.join(ops)})")
+    report.quantize = "none"
+    return "none"
+
+
 def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, method: str, per_channel: bool,
               reduce_range: bool, exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport,
               weights: str = "") -> None:
@@ -274,8 +293,9 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
     except EdgeOpsError:
         raise
     except Exception as exc:  # onnxruntime.quantization raises plain exceptions of many kinds
-        raise DataError(f"onnxruntime.quantization failed: {str(exc).splitlines()[0][:300]}; try "
-                        "--quantize dynamic, or exclude the op it names with --exclude-op-types") from exc
+        hint = ("try --quantize dynamic, or exclude the op it names with --exclude-op-types" if mode == "int8" else
+                "exclude the op it names with --exclude-op-types, or keep the model float with --quantize none")
+        raise DataError(f"onnxruntime.quantization failed: {str(exc).splitlines()[0][:300]}; {hint}") from exc
 
 
 def _int8_activations(model: Any, path: str, exclude_nodes: list[str], report: ConvertReport) -> Any:

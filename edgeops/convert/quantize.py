@@ -9,7 +9,10 @@ without symbolic shape inference and finally skipped, and the report says so.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -74,6 +77,21 @@ SYMBOLIC_FALLBACK = ("shapes inferred with onnx shape inference: onnxruntime's s
 ROUTINE_NOTES = (SYMBOLIC_FALLBACK,)  # notes, not steps: shown with --json and -v only
 
 
+_CWD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _cwd(folder: str) -> Iterator[None]:
+    """Run a block with ``folder`` as the current folder (process-wide, so one block at a time)."""
+    with _CWD_LOCK:
+        before = os.getcwd()
+        os.chdir(folder)
+        try:
+            yield
+        finally:
+            os.chdir(before)
+
+
 def preprocess(src: str, dst: str) -> list[str]:
     """``quant_pre_process`` with fallbacks; returns notes on what was skipped."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -82,9 +100,14 @@ def preprocess(src: str, dst: str) -> list[str]:
                 ({"skip_symbolic_shape": True}, SYMBOLIC_FALLBACK),
                 ({"skip_symbolic_shape": True, "skip_optimization": True},
                  "quantization preprocessing failed; quantized the optimized model as it was")]
+    src, dst = os.path.abspath(src), os.path.abspath(dst)
     for kwargs, note in attempts:
         try:
-            quant_pre_process(src, dst, **kwargs)
+            # onnxruntime's symbolic shape inference saves what it could not finish as
+            # sym_shape_infer_temp.onnx (+ an external .data file) in the current folder: run it
+            # from the output's own (temporary) folder so nothing lands in the user's
+            with _cwd(os.path.dirname(dst)):
+                quant_pre_process(src, dst, **kwargs)
             return [note] if note else []
         except Exception:  # noqa: BLE001 - each failure mode has a fallback
             continue
