@@ -93,8 +93,6 @@ EQUIVALENT: dict[str, str] = {
     _D + "xǁ_Windowǁ_probes_in__mutmut_18": _PERF_ONLY + " (the probes of a dtype computed again, not cached)",
     _D + "xǁ_Windowǁ_probes_in__mutmut_8": _PERF_ONLY + " (float64 probes: searchsorted upcasts the values)",
     _D + "xǁ_Windowǁ_probes_in__mutmut_10": "probes.astype(None) is float64 too",
-    _D + "xǁ_Windowǁ_probes_in__mutmut_4": "np.errstate(over=None) leaves numpy's setting, which tests set to ignore "
-                                             "until a test turns warnings into errors (mutmut keeps it off)",
     _D + "xǁDriftMonitorǁupdate__mutmut_6": "np.asarray of an ndarray returns it unchanged",
     _D + "xǁDriftMonitorǁupdate__mutmut_11": "dtype kinds are single letters; none of them is X",
     _D + "xǁDriftMonitorǁupdate__mutmut_14": "an input of exactly max_values values subsampled with stride 1 is all of it",
