@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from .._gates import bench_failures as gate_failures
 from ..errors import CheckFailed, UsageError
 from ..runtime.input_shapes import parse as parse_input_shapes
 from ._output import console, emit_json
@@ -86,20 +87,6 @@ def bench(models: tuple[str, ...], runs: int, warmup: int, duration: float | Non
     failures = gate_failures(rows, max_p95_ms=max_p95_ms, max_mean_ms=max_mean_ms, max_rss_mb=max_rss_mb)
     if failures:
         raise CheckFailed("benchmark gate failed: " + "; ".join(failures))
-
-
-def gate_failures(rows: list[dict[str, Any]], *, max_p95_ms: float | None, max_mean_ms: float | None,
-                  max_rss_mb: float | None) -> list[str]:
-    out = []
-    for r in rows:
-        lat = r["latency_ms"]
-        for value, limit, what in ((lat["p95"], max_p95_ms, "p95"), (lat["mean"], max_mean_ms, "mean")):
-            if limit is not None and value is not None and value > limit:
-                out.append(f"{r['model']}: {what} {value:.3f} ms > {limit:g} ms")
-        rss = r.get("peak_rss_mb")
-        if max_rss_mb is not None and rss is not None and rss > max_rss_mb:
-            out.append(f"{r['model']}: peak RSS {rss:.1f} MB > {max_rss_mb:g} MB")
-    return out
 
 
 def show_results(out: Any, rows: list[dict[str, Any]], *, wide: bool = False) -> None:

@@ -180,3 +180,12 @@ def test_plot_through_a_regular_file_fails_before_benchmarking(examples, tmp_pat
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: cannot write {tmp_path}/notes.txt/x.png: "
                                                 f"{tmp_path}/notes.txt is a file, not a folder"]
+
+
+def test_the_bench_command_gates_through_the_nan_safe_rule(monkeypatch):
+    """Regression: `edgeops bench`'s own gate check was `value > limit`, so a NaN p95 or mean passed."""
+    from edgeops.cli import bench as cli_bench
+
+    rows = [{"model": "m.onnx", "latency_ms": {"p95": float("nan"), "mean": 0.1}, "peak_rss_mb": 10.0}]
+    assert cli_bench.gate_failures(rows, max_p95_ms=5.0, max_mean_ms=None, max_rss_mb=None) == [
+        "m.onnx: p95 is nan (not measured), so it cannot be shown to be <= 5 ms"]
