@@ -15,8 +15,32 @@ from ._output import console, emit_json
 @click.argument("candidate", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Samples: .npz keyed by input name, or .npy.")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Labels .npy: class indices or targets.")
-@click.option("--task", type=click.Choice(["auto", "classification", "regression"]), default="auto", show_default=True,
-              help="auto: integer labels are classes, float labels regression targets.")
+@click.option("--task", type=click.Choice(["auto", "classification", "regression", "detection", "segmentation"]),
+              default="auto", show_default=True,
+              help="auto: integer labels are classes, float labels regression targets; detection / segmentation: "
+                   "the candidate's boxes / masks scored against the reference's (no labels).")
+@click.option("--detection-layout", type=click.Choice(["auto", "yolo", "yolo-transposed", "boxes-scores"]),
+              default=None, help="Detection head: yolo [N, boxes, 4+C], yolo-transposed [N, 4+C, boxes] "
+                                 "(ultralytics), boxes-scores (two outputs); auto (default) tells the YOLO two apart.")
+@click.option("--box-format", type=click.Choice(["xywh", "xyxy"]), default=None,
+              help="Detection boxes: xywh (centre; default for yolo) or xyxy (default for boxes-scores).")
+@click.option("--score-threshold", type=float, default=None, metavar="F", help="Detection: keep boxes scoring F or more [0.25].")
+@click.option("--nms-iou", type=float, default=None, metavar="F", help="Detection: NMS overlap limit [0.45].")
+@click.option("--match-iou", type=float, default=None, metavar="F",
+              help="Detection: a candidate box matches a reference box at IoU F or more [0.5].")
+@click.option("--class-agnostic", is_flag=True, default=None, help="Detection: match and suppress boxes of any class.")
+@click.option("--task-output", "task_outputs", multiple=True, metavar="NAME",
+              help="The output(s) the task reads: detection yolo one, boxes-scores BOXES then SCORES; segmentation the map.")
+@click.option("--mask-threshold", type=float, default=None, metavar="P",
+              help="Segmentation: foreground where the probability is P or more [0.5].")
+@click.option("--class-axis", type=click.Choice(["1", "-1"]), default=None,
+              help="Segmentation multi-class maps: 1 for [N, C, H, W] (default), -1 for [N, H, W, C].")
+@click.option("--min-detection-recall", type=float, default=None, metavar="F",
+              help="Gate: share of the reference's boxes the candidate finds, at least F (--task detection).")
+@click.option("--min-detection-precision", type=float, default=None, metavar="F",
+              help="Gate: share of the candidate's boxes the reference has, at least F (--task detection).")
+@click.option("--min-mask-iou", type=float, default=None, metavar="F",
+              help="Gate: mask IoU with the reference's of at least F (--task segmentation).")
 @click.option("--max-accuracy-drop", type=float, default=None, metavar="PTS",
               help="Gate: accuracy may drop at most PTS percentage points (needs --labels).")
 @click.option("--min-agreement", type=float, default=None, metavar="F", help="Gate: top-1 agreement of at least F (0..1).")
@@ -33,7 +57,11 @@ from ._output import console, emit_json
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
               help="Write the reference data profile (JSON, read by guardrails) here.")
 def validate(reference: str, candidate: str, data: str, labels: str | None, task: str,
-             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
+             detection_layout: str | None, box_format: str | None, score_threshold: float | None,
+             nms_iou: float | None, match_iou: float | None, class_agnostic: bool | None,
+             task_outputs: tuple[str, ...], mask_threshold: float | None, class_axis: str | None,
+             min_detection_recall: float | None, min_detection_precision: float | None,
+             min_mask_iou: float | None, max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
              max_p95_ms: float | None, no_latency: bool, bench_runs: int, threads: int | None,
              max_samples: int | None, no_diagnose: bool, as_json: bool, report_path: str | None,
              profile_path: str | None) -> None:
@@ -47,11 +75,17 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
     from ..validate import validate as run_validation
 
     gates = Gates(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_cosine=min_cosine,
-                  max_p95_ms=max_p95_ms)
+                  max_p95_ms=max_p95_ms, min_detection_recall=min_detection_recall,
+                  min_detection_precision=min_detection_precision, min_mask_iou=min_mask_iou)
+    options = _task_options(task, {"layout": detection_layout, "box_format": box_format,
+                                   "score_threshold": score_threshold, "nms_iou": nms_iou, "match_iou": match_iou,
+                                   "class_agnostic": class_agnostic},
+                            {"threshold": mask_threshold, "class_axis": None if class_axis is None else int(class_axis)},
+                            task_outputs)
     _check_outputs({"--report": report_path, "--profile": profile_path}, (reference, candidate, data, labels))
     report = run_validation(reference, candidate, data, labels=labels, task=task, gates=gates,
                             latency=not no_latency, bench_runs=bench_runs, diagnose=not no_diagnose,
-                            threads=threads, max_samples=max_samples)
+                            threads=threads, max_samples=max_samples, task_options=options)
     if profile_path:
         write_profile(build_profile(reference, data, max_samples=max_samples), profile_path)
     if report_path:
@@ -63,6 +97,30 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
         _human(d, report_path, profile_path)
     if not report.passed:
         raise CheckFailed(f"validation failed: {'; '.join(report.failures)}")
+
+
+def _task_options(task: str, detection: dict[str, Any], segmentation: dict[str, Any],
+                  outputs: tuple[str, ...]) -> Any:
+    """The Detection / Segmentation options from the flags given; a flag of the other task is a UsageError."""
+    from ..errors import UsageError
+    from ..validate import Detection, Segmentation
+
+    given = {"detection": {k: v for k, v in detection.items() if v is not None},
+             "segmentation": {k: v for k, v in segmentation.items() if v is not None}}
+    for other, values in given.items():
+        if values and task != other:
+            flags = ", ".join("--" + ("detection-layout" if k == "layout" else "mask-threshold" if k == "threshold"
+                                      else k.replace("_", "-")) for k in values)
+            raise UsageError(f"{flags} apply to --task {other}, not {task}")
+    if outputs and task not in ("detection", "segmentation"):
+        raise UsageError(f"--task-output names what --task detection or segmentation reads, not {task}")
+    if task == "detection":
+        return Detection(**given["detection"], outputs=outputs)
+    if task == "segmentation":
+        if len(outputs) > 1:
+            raise UsageError(f"--task segmentation reads one map; --task-output names {len(outputs)}")
+        return Segmentation(**given["segmentation"], output=outputs[0] if outputs else None)
+    return None
 
 
 def _check_outputs(outputs: dict[str, str | None], inputs: tuple[str | None, ...]) -> None:
@@ -87,6 +145,23 @@ def _num(value: Any, spec: str = ".4g") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _human_task(d: dict[str, Any]) -> None:
+    t = d.get("task")
+    if not t:
+        return
+    out = console()
+    if t["task"] == "detection":
+        out.print(f"detection against the reference ({t['layout']}, score >= {t['score_threshold']:g}, "
+                  f"matched at IoU >= {t['match_iou']:g}): recall {_num(t['recall'], '.4f')}, precision "
+                  f"{_num(t['precision'], '.4f')} ({t['matched']} matched of {t['reference_detections']} reference "
+                  f"and {t['candidate_detections']} candidate boxes), mean matched IoU "
+                  f"{_num(t['mean_matched_iou'], '.3f')}", markup=False)
+    else:
+        out.print(f"segmentation against the reference ({t['output']}, {t['kind']}): mask IoU "
+                  f"{_num(t['mask_iou'], '.4f')}, worst sample {_num(t['min_sample_iou'], '.4f')}, pixel agreement "
+                  f"{_num(t['pixel_agreement'], '.4f')}", markup=False)
+
+
 def _human(d: dict[str, Any], report_path: str | None, profile_path: str | None) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -100,6 +175,7 @@ def _human(d: dict[str, Any], report_path: str | None, profile_path: str | None)
         t.add_row(shown, _num(m["max_abs_error"]), _num(m["mean_abs_error"]), _num(m["max_rel_error"]),
                   _num(m["cosine"], ".6f"), _num(m["min_cosine"], ".6f"), _num(m["top1_agreement"], ".4f"))
     out.print(t)
+    _human_task(d)
     a = d["accuracy"]
     if a is not None:
         lo, hi = a["ci95"]

@@ -10,7 +10,8 @@ Both models run through :func:`edgeops.load` on the same samples (:mod:`.runner`
 :mod:`.metrics` compares each output and scores accuracy with confidence intervals;
 :mod:`.gates` turns limits into failure lines; :mod:`.divergence` finds where an
 ONNX candidate departs from its reference; :mod:`.profile` writes the reference
-data profile that guardrails and monitoring read.
+data profile that guardrails and monitoring read; :mod:`.tasks` scores detection boxes
+and segmentation masks against the reference's (``task="detection"``/``"segmentation"``).
 """
 
 import sys
@@ -21,8 +22,9 @@ from .core import validate
 from .gates import Gates
 from .profile import build_profile, write_profile
 from .report import ValidationReport
+from .tasks import Detection, Segmentation
 
-__all__ = ["validate", "Gates", "ValidationReport", "build_profile", "write_profile"]
+__all__ = ["validate", "Gates", "Detection", "Segmentation", "ValidationReport", "build_profile", "write_profile"]
 
 
 class _CallableModule(types.ModuleType):

@@ -10,11 +10,15 @@ import numpy as np
 from ..errors import DataError, EdgeOpsError, UsageError
 from ..runtime.model import Model
 from .gates import Gates
+from . import tasks
 from .metrics import OutputComparison, classification_accuracy, regression_error
 from .report import ValidationReport
+from .tasks import Detection, Segmentation
 from .runner import Feeder, adaptation_notes, chunk_size, chunks, label, open_model, read_data
 
-TASKS = ("auto", "classification", "regression")
+TASKS = ("auto", "classification", "regression", "detection", "segmentation")
+TASK_GATES = {"min_detection_recall": "detection", "min_detection_precision": "detection",
+              "min_mask_iou": "segmentation"}
 DIAGNOSE_SAMPLES = 16  # the worst samples (lowest cosine) the divergence analysis runs on
 BENCH_WARMUP = 5
 BENCH_MIN_S = 0.1
@@ -24,20 +28,24 @@ BENCH_MAX_S = 30.0
 def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.PathLike[str] | Model, data: Any, *,
              labels: Any = None, task: str = "auto", gates: Gates | None = None, latency: bool = True,
              bench_runs: int = 200, diagnose: bool = True, threads: int | None = None,
-             max_samples: int | None = None) -> ValidationReport:
+             max_samples: int | None = None,
+             task_options: Detection | Segmentation | None = None) -> ValidationReport:
     """Check that ``candidate`` still does what ``reference`` does, on ``data``.
 
     ``reference``/``candidate``: paths (.onnx, .tflite) or loaded :class:`~edgeops.Model`\\ s.
     ``data``: a data-file path (.npz/.npy, DESIGN.md) or ``{input name: array}``.
     ``labels``: a .npy path or an array (class indices, one-hot rows, or regression targets).
     ``task``: ``auto`` (integer labels or one-hot rows: classification; other float labels: regression),
-    or either by name.
+    or either by name; ``detection`` or ``segmentation`` score the candidate's boxes or masks against the
+    reference's (no labels; :mod:`edgeops.validate.tasks` says which outputs are read and how), with
+    ``task_options`` a :class:`~edgeops.validate.Detection` or :class:`~edgeops.validate.Segmentation`.
     ``gates``: limits; a missed limit becomes a line in ``report.failures`` and, when
     ``diagnose`` is on and both models are ONNX, a ranking of where the candidate diverges.
     ``latency``: also benchmark both models (``bench_runs`` runs each, one sample per run).
     ``max_samples``: use only the first N samples.
     """
     gates = _check_options(gates, task, latency, bench_runs, threads, max_samples, labels)
+    options = tasks.options_for(task, task_options)
     ref = open_model(reference, threads)
     cand = open_model(candidate, threads)
     arrays = read_data(data, ref)
@@ -51,6 +59,7 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     pairs, notes = match_outputs(ref, cand)
     notes = adaptation_notes(ref_feed) + adaptation_notes(cand_feed) + notes
     kind, y = resolve_task(task, y)
+    scorer = tasks.comparison(options, pairs) if options else None
 
     keep = int(np.prod(y.shape[1:], dtype=np.int64)) if kind == "regression" else None
     comps = {r: OutputComparison(r, c, keep_values_of_size=keep) for r, c in pairs}
@@ -58,6 +67,8 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
         ref_out, cand_out = ref_feed.run(start, stop), cand_feed.run(start, stop)
         for r, c in pairs:
             comps[r].update(ref_out[r], cand_out[c])
+        if scorer is not None:
+            scorer.update(ref_out, cand_out)
     outputs = {name: comp.summary() for name, comp in comps.items()}
 
     if gates.min_agreement is not None and not any(c.classification for c in comps.values()):
@@ -68,11 +79,12 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
         raise UsageError("the accuracy-drop gate applies to classification; these labels were read as "
                          f"{kind} targets (pass task='classification' if they are class indices)")
     lat = measure_latency(ref, cand, data, bench_runs, threads, notes) if latency else None
-    failures = gates.failures(outputs, accuracy, lat)
+    task_metrics = scorer.summary() if scorer is not None else None
+    failures = gates.failures(outputs, accuracy, lat) + tasks.failures(gates, task_metrics)
 
     report = ValidationReport(
         reference=label(ref), candidate=label(cand), samples=n, outputs=outputs, accuracy=accuracy, latency=lat,
-        gates=gates.given(), failures=failures, notes=notes,
+        gates=gates.given(), failures=failures, notes=notes, task=task_metrics,
         sample_cosines={name: comp.cosines for name, comp in comps.items()},
     )
     if failures and diagnose:
@@ -91,6 +103,12 @@ def _check_options(gates: Gates | None, task: str, latency: bool, bench_runs: in
     for name, value in (("bench_runs", bench_runs), ("threads", threads), ("max_samples", max_samples)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UsageError(f"{name} must be a positive integer, not {value!r}")
+    for gate, needs in TASK_GATES.items():
+        if getattr(gates, gate) is not None and task != needs:
+            raise UsageError(f"the {gate.replace('_', ' ')} gate needs task {needs!r} (--task {needs})")
+    if task in ("detection", "segmentation") and labels is not None:
+        raise UsageError(f"task {task!r} scores the candidate against the reference's own outputs; "
+                         "it takes no labels (drop --labels)")
     if gates.max_accuracy_drop is not None and labels is None:
         raise UsageError("the accuracy-drop gate needs labels (--labels LABELS.npy)")
     if gates.max_p95_ms is not None and not latency:

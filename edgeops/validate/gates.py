@@ -25,6 +25,9 @@ class Gates:
     min_agreement: float | None = None  # top-1 agreement, 0..1, on every classification output
     min_cosine: float | None = None  # min over outputs of the mean per-sample cosine similarity
     max_p95_ms: float | None = None  # candidate p95 latency
+    min_detection_recall: float | None = None  # task detection: reference boxes the candidate finds, 0..1
+    min_detection_precision: float | None = None  # task detection: candidate boxes the reference has, 0..1
+    min_mask_iou: float | None = None  # task segmentation: mask IoU with the reference's, 0..1
 
     def check(self) -> None:
         """Raise :class:`~edgeops.UsageError` for limits that cannot mean anything."""
@@ -34,6 +37,10 @@ class Gates:
         if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
             raise UsageError(f"min agreement is a fraction between 0 and 1, not {self.min_agreement:g} "
                              "(e.g. 0.97 for 97 %)")
+        for name in ("min_detection_recall", "min_detection_precision", "min_mask_iou"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise UsageError(f"{name.replace('_', ' ')} is a fraction between 0 and 1, not {value:g}")
         if self.min_cosine is not None and not -1 <= self.min_cosine <= 1:
             raise UsageError(f"min cosine is between -1 and 1, not {self.min_cosine:g} (e.g. 0.99)")
         if self.max_p95_ms is not None and self.max_p95_ms <= 0:

@@ -45,7 +45,7 @@ def render(report: ValidationReport) -> str:
     ]
     if d["failures"]:
         parts.append('<ul class="failures">' + "".join(f"<li>{escape(f)}</li>" for f in d["failures"]) + "</ul>")
-    parts += _gates(d), _outputs(d), _accuracy(d), _latency(d), _divergence(d), _plot(report)
+    parts += _gates(d), _task(d), _outputs(d), _accuracy(d), _latency(d), _divergence(d), _plot(report)
     if d["notes"]:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in d["notes"]) + "</ul>")
     parts.append(f'<p class="muted">edgeops {escape(__version__)}</p></body></html>')
@@ -125,6 +125,37 @@ def _accuracy(d: dict[str, Any]) -> str:
         table = _table(["", "MAE", "95% interval"], rows)
     return (f"<h2>{escape(a['task'].capitalize())} on labels (output <code>{escape(a['output'])}</code>)</h2>"
             + table + f"<p class='muted'>{escape(a['method'])}</p>")
+
+
+def _task(d: dict[str, Any]) -> str:
+    """Detection recall/precision or segmentation mask IoU against the reference, gated values marked."""
+    t, gates = d.get("task"), d["gates"]
+    if not t:
+        return ""
+
+    def row(label: str, key: str, gate: str | None = None, spec: str = ".4f") -> list[str]:
+        v = t[key]
+        bad = gate in gates and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= gates[gate])
+        limit = f"≥ {gates[gate]:g}" if gate in gates else ""
+        return [td(label), td(fmt(v, spec) if isinstance(v, float) else fmt(v), num=True, bad=bad), td(limit)]
+
+    if t["task"] == "detection":
+        rows = [row("recall", "recall", "min_detection_recall"),
+                row("precision", "precision", "min_detection_precision"),
+                row("reference boxes", "reference_detections"), row("candidate boxes", "candidate_detections"),
+                row("matched", "matched"), row("mean IoU of matched boxes", "mean_matched_iou"),
+                row("worst sample recall", "min_sample_recall")]
+        how = (f"layout {t['layout']} ({', '.join(t['outputs'])}), {t['box_format']} boxes; score ≥ "
+               f"{t['score_threshold']:g}, NMS IoU {t['nms_iou']:g}, matched at IoU ≥ {t['match_iou']:g}"
+               f"{', any class' if t['class_agnostic'] else ', same class'}; the reference's boxes are the truth")
+    else:
+        rows = [row("mask IoU", "mask_iou", "min_mask_iou"), row("mean sample IoU", "mean_sample_iou"),
+                row("worst sample IoU", "min_sample_iou"), row("pixel agreement", "pixel_agreement")]
+        how = (f"output {t['output']}, {t['kind']} map"
+               + (f", foreground at p ≥ {t['threshold']:g}" + (" (logits: sigmoid first)" if t["logits"] else "")
+                  if t["kind"] == "binary" else f", argmax over {t['classes']} classes"))
+    return (f"<h2>{escape(t['task'].capitalize())} against the reference</h2>"
+            + _table(["metric", "value", "gate"], rows) + f"<p class='muted'>{escape(how)}</p>")
 
 
 def _latency(d: dict[str, Any]) -> str:

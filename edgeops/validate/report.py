@@ -14,7 +14,9 @@ class ValidationReport:
     """What :func:`edgeops.validate.validate` found. ``to_dict()`` is the ``--json`` object.
 
     ``outputs`` maps each reference output name to its metrics; ``accuracy`` and
-    ``latency`` are ``None`` when there were no labels / no latency run;
+    ``latency`` are ``None`` when there were no labels / no latency run; ``task`` holds the
+    detection (recall, precision) or segmentation (mask IoU) metrics of ``task="detection"`` /
+    ``"segmentation"``, else ``None``;
     ``divergence`` ranks the candidate's intermediate tensors, worst first, when a
     gate failed and both models are ONNX (``diagnosis`` says how, and what to try).
     """
@@ -30,6 +32,7 @@ class ValidationReport:
     divergence: list[dict[str, Any]] | None = None
     diagnosis: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    task: dict[str, Any] | None = None  # detection / segmentation metrics (edgeops.validate.tasks)
     sample_cosines: dict[str, Any] = field(default_factory=dict, repr=False)  # per output, for the plot
 
     @property
@@ -43,6 +46,7 @@ class ValidationReport:
             "samples": self.samples,
             "outputs": self.outputs,
             "accuracy": self.accuracy,
+            "task": self.task,
             "latency": self.latency,
             "gates": self.gates,
             "passed": self.passed,
