@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -101,7 +102,7 @@ def markdown(rows: list[dict[str, Any]], settings: str) -> str:
            "`python -m benchmarks.zoo.build` into `$EDGEOPS_ZOO_DIR` (default `~/.cache/edgeops-zoo`); "
            "nothing is downloaded: weights are random (BatchNorm statistics and affine randomised) or trained "
            "here on scikit-learn's digits.", "",
-           f"Versions: {_versions()}; {platform.machine()}, {_cpus()}.", "",
+           f"Versions: {_versions()}; {platform.machine()}, {settings_machine(rows)}.", "",
            "Each cell is `edgeops.convert(...)` through the public API: ONNX fp16, ONNX static int8 (calibrated), "
            "TFLite fp32, TFLite dynamic-range int8, TFLite static int8 (calibrated), and `--format c` "
            "(target `cortex-m`, static int8; its byte array is read back from the `.c` and run in LiteRT). "
@@ -128,23 +129,28 @@ def markdown(rows: list[dict[str, Any]], settings: str) -> str:
             "| model | mode | result | size | parity vs fp32 onnxruntime | p50 ratio | convert time |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        for prev, c in zip([None, *r["cells"]], r["cells"]):
-            if not c.converted and prev is not None and prev.reason == c.reason:
-                out.append(f"| {c.model} | {c.mode} | **{c.error}**: as {prev.mode} | - | - | - | {c.seconds:.1f} s |")
+        first: dict[str, str] = {}  # refusal reason -> the first mode refused with it
+        for c in r["cells"]:
+            if not c.converted and c.reason in first:
+                out.append(f"| {c.model} | {c.mode} | **{c.error}**: as {first[c.reason]} | - | - | - "
+                           f"| {c.seconds:.1f} s |")
             elif c.converted:
                 size = _kib(c.size) + (f" (arena {_kib(c.arena_bytes)})" if c.arena_bytes else "")
                 ratio = f"{c.p50_ratio:.2f}" if c.p50_ratio is not None else "-"
                 out.append(f"| {c.model} | {c.mode} | converts | {size} | {_parity(c)} | {ratio} | {c.seconds:.1f} s |")
             else:
+                first[c.reason or ""] = c.mode
                 reason = (c.reason or "").replace("|", "\\|")
                 out.append(f"| {c.model} | {c.mode} | **{c.error}**: {reason} | - | - | - | {c.seconds:.1f} s |")
     return "\n".join(out) + "\n"
 
 
-def _cpus() -> str:
-    import os
-
-    return f"{os.cpu_count()} CPUs"
+def settings_machine(rows: list[dict[str, Any]]) -> str:
+    load = rows[0].get("load_average") if rows else None
+    text = f"{os.cpu_count()} CPUs"
+    if load is not None:  # other work on the machine makes the latency ratios noisy: say how much there was
+        text += f", load average {load:.1f} when the run began"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,22 +162,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=64, help="test samples compared per model (default 64)")
     ap.add_argument("--bench-seconds", type=float, default=0.5, help="steady-state seconds per model (0: skip)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--from-json", help="render a --json file of an earlier run instead of running")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        rows = [{**r, "cells": [zm.Cell(**c) for c in r["cells"]]} for r in saved["rows"]]
+        Path(args.markdown or "/dev/stdout").write_text(markdown(rows, saved["settings"]))
+        return 0
     entries = [e for e in zb.entries(args.small) if args.only is None or e.name in args.only]
-    rows = []
-    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    started, load = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="edgeops-zoo-") as tmp:
         for i, e in enumerate(entries, 1):
             zb.log(f"zoo: [{i}/{len(entries)}] {e.name}")
             rows.append(run_model(e, Path(tmp), samples=args.samples, bench_seconds=args.bench_seconds,
                                   threads=args.threads))
+    if rows:
+        rows[0]["load_average"] = load
     settings = f"{args.samples} samples per model, {args.bench_seconds:g} s of steady state per benchmark"
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows, settings))
         zb.log(f"zoo: wrote {args.markdown}")
     if args.json:
-        Path(args.json).write_text(json.dumps([{**r, "cells": [c.to_dict() for c in r["cells"]]} for r in rows],
-                                              indent=1, default=str))
+        saved = {"settings": settings, "rows": [{**r, "cells": [c.to_dict() for c in r["cells"]]} for r in rows]}
+        Path(args.json).write_text(json.dumps(saved, indent=1, default=str))
     if not args.markdown and not args.json:
         print(markdown(rows, settings))
     zb.log(f"zoo: {len(rows)} models in {time.perf_counter() - started:.0f} s")
