@@ -33,7 +33,11 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--fix-input", "fix_input", multiple=True,
               help="NAME=VALUE makes an input a constant (e.g. sample_rate=16000) and folds the graph around it, "
                    "an If on it included (repeat).")
-@click.option("--exclude-nodes", multiple=True, help="Node names to keep in float (comma-separated or repeated).")
+@click.option("--exclude-nodes", multiple=True,
+              help="Node names to keep in float (comma-separated or repeated); ONNX, and TFLite with --quantize int8.")
+@click.option("--float-tail", type=click.IntRange(min=0), default=0, metavar="N",
+              help="--quantize int8: keep the last N compute layers (Conv/Gemm/MatMul) and what follows them to the "
+                   "outputs in float, e.g. a detection or segmentation head (ONNX and TFLite).")
 @click.option("--exclude-op-types", multiple=True, help="Op types to keep in float, e.g. Softmax,Add.")
 @click.option("--validate", "validate_data", type=click.Path(dir_okay=False), default=None,
               help="Validate against the source model on this data; refuse to write a model that fails the gates.")
@@ -49,7 +53,7 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("-v", "--verbose", is_flag=True, help="Also print notes on routine fallbacks (always in --json).")
 def convert(model: str, output: str, target: str, fmt: str | None, quantize: str | None, calibration: str | None,
             calibration_method: str, per_channel: bool, input_shapes: tuple[str, ...], exclude_nodes: tuple[str, ...],
-            exclude_op_types: tuple[str, ...], fix_input: tuple[str, ...],
+            exclude_op_types: tuple[str, ...], float_tail: int, fix_input: tuple[str, ...],
             validate_data: str | None, labels: str | None,
             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
             max_p95_ms: float | None, force: bool, channels_last: bool, int8_io: bool, as_json: bool,
@@ -77,7 +81,7 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                          input_shapes=parse_input_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
                          exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
                          labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io,
-                         fix_inputs=parse_fixed_inputs(fix_input))
+                         fix_inputs=parse_fixed_inputs(fix_input), float_tail=float_tail)
     data = report.to_dict()
     if as_json:
         emit_json(data)

@@ -80,7 +80,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
             format: str | None = None, validate: str | None = None, labels: str | None = None,
             gates: Any = None, force: bool = False, profile: bool = True,
             reduce_range: bool | None = None, channels_last: bool = False, int8_io: bool = False,
-            fix_inputs: dict[str, Any] | None = None) -> ConvertReport:
+            fix_inputs: dict[str, Any] | None = None, float_tail: int = 0) -> ConvertReport:
     """Convert ``model`` (.onnx) for ``target`` and write ``output``; see the module docstring.
 
     ``reduce_range`` (default: on for x86-64 targets when the model has convolutions, off for Arm
@@ -96,6 +96,9 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     I/O int8. ``format`` "c" (or ``.c``) writes ``NAME.c``/``NAME.h`` with the model as a byte array.
     ``fix_inputs`` (input name -> value(s), ``--fix-input``) makes those inputs constants and folds the
     graph around them (:mod:`edgeops.convert.fix_inputs`): an ``If`` on them becomes the branch taken.
+    ``float_tail`` (static int8, ``--float-tail N``) keeps the last N compute layers and everything after
+    them in float, as ``exclude_nodes`` keeps the nodes it names, for ONNX and TFLite alike
+    (:mod:`edgeops.convert.float_tail`): the fix for detection and segmentation heads that int8 hurts.
     """
     started = time.perf_counter()
     src, out = os.fspath(model), os.fspath(output)
@@ -109,14 +112,22 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         raise UsageError(f"--format c writes NAME.c and NAME.h: give -o NAME.c, not {out}")
     if fmt == "onnx" and (channels_last or int8_io):
         raise UsageError("--channels-last and --int8-io apply to --format tflite or c")
-    if fmt != "onnx" and (exclude_nodes or exclude_op_types):
-        raise UsageError("--exclude-nodes/--exclude-op-types apply to ONNX output (onnxruntime.quantization)")
+    if fmt != "onnx" and exclude_op_types:
+        raise UsageError("--exclude-op-types applies to ONNX output (onnxruntime.quantization); for TFLite name "
+                         "the nodes with --exclude-nodes, or keep the last layers float with --float-tail N")
+    from .float_tail import check as check_tail
+
+    float_tail = check_tail(float_tail)
     if fmt != "onnx" and validate and channels_last:
         raise UsageError("--validate compares the model with the ONNX source on the same data; "
                          "drop --channels-last (the default TFLite I/O matches the ONNX model)")
     mode = choose_mode(tgt, quantize, calibration)
     if calibration and mode != "int8":
         raise UsageError(f"--calibration is used by --quantize int8 only, not {mode}")
+    if float_tail and mode != "int8":
+        raise UsageError(f"--float-tail keeps the last layers out of static int8 (--quantize int8), not {mode}")
+    if fmt != "onnx" and exclude_nodes and mode != "int8":
+        raise UsageError(f"--exclude-nodes applies to TFLite output with --quantize int8, not {mode}")
     if per_channel is None:
         per_channel = True
     _check_outputs(src, out, fmt, inputs=(calibration, validate, labels))  # before any long work
@@ -125,7 +136,8 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
                            op_types_excluded=list(exclude_op_types))
     if fmt != "onnx":
         return _convert_tflite(src, out, fmt, tgt, mode, report, input_shapes, channels_last, int8_io, calibration,
-                               validate, labels, gates, force, profile, started, fixed=fix_inputs)
+                               validate, labels, gates, force, profile, started, fixed=fix_inputs,
+                               float_nodes=list(exclude_nodes), float_tail=float_tail)
     proto = graph.fit_ir_version(graph.name_nodes(graph.load(src)))
     reduce_range, weights = qz.weight_bits(tgt, proto, reduce_range)
     report.size_before = os.path.getsize(src)
@@ -151,7 +163,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         result = os.path.join(tmp, "result.onnx")
         mode = _mode_for_ops(mode, optimized, explicit=quantize is not None, report=report)
         _quantize(mode, optimized, result, tmp, calibration, calibration_method, per_channel, reduce_range,
-                  list(exclude_nodes), list(exclude_op_types), report, weights=weights)
+                  list(exclude_nodes), list(exclude_op_types), report, weights=weights, float_tail=float_tail)
         if mode in ("int8", "dynamic"):
             onnx.save(graph.compact(onnx.load(result)), result)
         graph.check_runs(result)
@@ -175,7 +187,8 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
 def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report: ConvertReport,
                     input_shapes: dict[str, tuple[int, ...]] | None, channels_last: bool, int8_io: bool,
                     calibration: str | None, validate: str | None, labels: str | None, gates: Any, force: bool,
-                    profile: bool, started: float, fixed: dict[str, Any] | None = None) -> ConvertReport:
+                    profile: bool, started: float, fixed: dict[str, Any] | None = None,
+                    float_nodes: list[str] | None = None, float_tail: int = 0) -> ConvertReport:
     from . import to_tflite
 
     report.format = fmt
@@ -185,7 +198,8 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
     proto = _fix_inputs(proto, fixed, report)
     data = to_tflite.export_and_quantize(proto, mode, input_shapes=input_shapes, channels_last=channels_last,
                                          calibration=calibration, int8_io=int8_io, report=report,
-                                         xnnpack="xnnpack" in tgt.tflite_delegates)
+                                         xnnpack="xnnpack" in tgt.tflite_delegates,
+                                         float_nodes=float_nodes or [], float_tail=float_tail)
     with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
         result = os.path.join(tmp, "result.tflite")
         with open(result, "wb") as f:
@@ -263,7 +277,7 @@ def _mode_for_ops(mode: str, path: str, *, explicit: bool, report: ConvertReport
 
 def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, method: str, per_channel: bool,
               reduce_range: bool, exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport,
-              weights: str = "") -> None:
+              weights: str = "", float_tail: int = 0) -> None:
     onnx = graph.import_onnx()
     if mode == "none":
         shutil.copyfile(src, dst)
@@ -278,6 +292,8 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
     model = onnx.load(prepared)
     if mode == "int8" and not {"HardSwish", "HardSigmoid"} & set(exclude_op_types):
         model = _int8_activations(model, prepared, exclude_nodes, report)
+    if float_tail:
+        exclude_nodes = _float_tail(model, float_tail, exclude_nodes, report)
     try:
         if mode == "int8":
             qz.static_int8(prepared, dst, calibration or "", method=method, per_channel=per_channel,
@@ -296,6 +312,17 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
         hint = ("try --quantize dynamic, or exclude the op it names with --exclude-op-types" if mode == "int8" else
                 "exclude the op it names with --exclude-op-types, or keep the model float with --quantize none")
         raise DataError(f"onnxruntime.quantization failed: {str(exc).splitlines()[0][:300]}; {hint}") from exc
+
+
+def _float_tail(model: Any, n: int, exclude_nodes: list[str], report: ConvertReport) -> list[str]:
+    """``exclude_nodes`` and the nodes of ``--float-tail n`` (:func:`.float_tail.onnx_tail`), told in the report."""
+    from .float_tail import onnx_tail
+
+    tail = [name for name in onnx_tail(model, n) if name not in exclude_nodes]
+    report.nodes_excluded += tail
+    report.steps.append(f"float tail: the last {n} compute layer(s) and what follows them to the outputs kept "
+                        f"float, {len(tail)} node(s) ({', '.join(tail[:6])}{', ...' if len(tail) > 6 else ''})")
+    return exclude_nodes + tail
 
 
 def _int8_activations(model: Any, path: str, exclude_nodes: list[str], report: ConvertReport) -> Any:

@@ -23,12 +23,15 @@ MAX_CALIBRATION = 500
 
 def export_and_quantize(model: Any, mode: str, *, input_shapes: dict[str, tuple[int, ...]] | None,
                         channels_last: bool, calibration: str | None, int8_io: bool,
-                        report: Any, xnnpack: bool = True) -> bytes:
+                        report: Any, xnnpack: bool = True, float_nodes: list[str] | tuple[str, ...] = (),
+                        float_tail: int = 0) -> bytes:
     """The ``.tflite`` bytes for ``model`` (an ``onnx.ModelProto``) in quantization ``mode``; fills ``report``
     (ops, steps, nodes quantized; ``extra["folded"]``: constant-arithmetic rewrites by name and
     ``extra["ops_before_folding"]``: the TFLite op count before them). ``xnnpack``: the target runs
     LiteRT's XNNPACK delegate, so int8 activations are written as ops it runs in int8, and
-    ``extra["xnnpack"]`` (and a step, when it leaves ops to built-in kernels) tells what it runs."""
+    ``extra["xnnpack"]`` (and a step, when it leaves ops to built-in kernels) tells what it runs.
+    ``float_nodes`` (ONNX node names, ``--exclude-nodes``) and ``float_tail`` (``--float-tail N``) keep
+    those ops float in static int8 (:mod:`.float_tail`)."""
     from .tflite import export
 
     if int8_io and mode != "int8":
@@ -45,7 +48,9 @@ def export_and_quantize(model: Any, mode: str, *, input_shapes: dict[str, tuple[
 
         samples = _samples(calibration, exported.inputs) if mode == "int8" else None
         floats = ("SOFTMAX",) if xnnpack and not int8_io and "SOFTMAX" in exported.ops else ()
-        data, notes = quantize(data, mode, calibration=samples, int8_io=int8_io, float_ops=floats)
+        scopes = _float_scopes(data, model, float_nodes, float_tail, report) if mode == "int8" else []
+        data, notes = quantize(data, mode, calibration=samples, int8_io=int8_io, float_ops=floats,
+                               float_scopes=tuple(scopes))
         if floats and mode == "int8":
             notes.append("SOFTMAX kept float (XNNPACK has no int8 softmax; a built-in one would cut the "
                          "delegated graph, and float keeps small probabilities)")
@@ -56,6 +61,24 @@ def export_and_quantize(model: Any, mode: str, *, input_shapes: dict[str, tuple[
     if xnnpack:
         _xnnpack_plan(data, report)
     return data
+
+
+def _float_scopes(data: bytes, model: Any, nodes: list[str] | tuple[str, ...], tail: int, report: Any) -> list[str]:
+    """ai-edge-quantizer scope regexes of the ops kept float by ``--exclude-nodes`` and ``--float-tail``."""
+    if not nodes and not tail:
+        return []
+    from . import graph
+    from .float_tail import tflite_scopes, tflite_tail
+
+    scopes = tflite_scopes(data, graph.name_nodes(model), list(nodes)) if nodes else []
+    if nodes:
+        report.steps.append(f"--exclude-nodes: {len(scopes)} TFLite op(s) of {len(nodes)} node(s) kept float")
+    if tail:
+        found = tflite_tail(data, tail)
+        report.steps.append(f"float tail: the last {tail} compute layer(s) and what follows them to the outputs "
+                            f"kept float, {len(found)} TFLite op(s)")
+        scopes += [s for s in found if s not in scopes]
+    return scopes
 
 
 def _xnnpack_plan(data: bytes, report: Any) -> None:

@@ -9,12 +9,12 @@ import numpy as np
 
 from ..errors import DataError, EdgeOpsError, UsageError
 from ..runtime.model import Model
-from .gates import Gates
 from . import tasks
+from .gates import Gates
 from .metrics import OutputComparison, classification_accuracy, regression_error
 from .report import ValidationReport
-from .tasks import Detection, Segmentation
 from .runner import Feeder, adaptation_notes, chunk_size, chunks, label, open_model, read_data
+from .tasks import Detection, Segmentation
 
 TASKS = ("auto", "classification", "regression", "detection", "segmentation")
 TASK_GATES = {"min_detection_recall": "detection", "min_detection_precision": "detection",

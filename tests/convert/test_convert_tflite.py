@@ -74,7 +74,9 @@ def test_channels_last_io(tmp_path, examples):
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    pytest.param({"output": "m.tflite", "exclude_nodes": ["conv1"]}, "apply to ONNX", id="exclude-nodes"),
+    pytest.param({"output": "m.tflite", "exclude_nodes": ["conv1"]}, "TFLite output with --quantize int8",
+                 id="exclude-nodes-not-int8"),
+    pytest.param({"output": "m.tflite", "exclude_op_types": ["Conv"]}, "applies to ONNX", id="exclude-op-types"),
     pytest.param({"output": "m.onnx", "channels_last": True}, "apply to --format tflite", id="channels-last-onnx"),
     pytest.param({"output": "m.tflite", "int8_io": True, "quantize": "dynamic"}, "needs --quantize int8", id="int8-io"),
     pytest.param({"output": "m.c", "quantize": "dynamic", "target": "cortex-m"}, "int8", id="cortex-m-dynamic"),

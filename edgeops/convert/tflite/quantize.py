@@ -54,14 +54,17 @@ MODES = {
 
 
 def quantize(data: bytes, mode: str, *, calibration: list[dict[str, np.ndarray]] | None = None,
-             int8_io: bool = False, float_ops: tuple[str, ...] = ()) -> tuple[bytes, list[str]]:
+             int8_io: bool = False, float_ops: tuple[str, ...] = (),
+             float_scopes: tuple[str, ...] = ()) -> tuple[bytes, list[str]]:
     """Quantize the float32 TFLite model ``data``; returns the new bytes and notes for the user.
 
     ``calibration`` (mode ``"int8"`` only) is a list of feed dicts keyed by the signature's input
     names, one sample each (arrays with the model's input shapes). ``int8_io=True`` (mode ``"int8"``
     only) makes the float inputs and outputs int8. ``float_ops`` (mode ``"int8"``): builtin op names
     left float, e.g. ``("SOFTMAX",)``, which XNNPACK runs in float only (a DEQUANTIZE before the op and,
-    unless it ends the graph, a QUANTIZE after it: both XNNPACK ops).
+    unless it ends the graph, a QUANTIZE after it: both XNNPACK ops). ``float_scopes`` (mode ``"int8"``):
+    regexes on ai-edge-quantizer's op scopes (output tensor names joined by ``;``) whose ops stay float
+    (``--exclude-nodes``, ``--float-tail``; :mod:`edgeops.convert.float_tail`).
     """
     from ...formats.tflite_file import read_tflite
 
@@ -70,7 +73,8 @@ def quantize(data: bytes, mode: str, *, calibration: list[dict[str, np.ndarray]]
     if int8_io and mode != "int8":
         raise UsageError(f"int8 inputs/outputs need mode 'int8' (calibrated ranges), not {mode!r}")
     summary = read_tflite(data, source="the model to quantize")
-    notes, recipe, qsvs = [MODES[mode]], _recipe(mode, float_ops if mode == "int8" else ()), None
+    int8 = mode == "int8"
+    notes, recipe, qsvs = [MODES[mode]], _recipe(mode, float_ops if int8 else (), float_scopes if int8 else ()), None
     if mode == "int8":
         samples = _check_samples(calibration, summary.inputs)
         qsvs = _calibrate(data, recipe, samples)
@@ -89,7 +93,7 @@ def quantize(data: bytes, mode: str, *, calibration: list[dict[str, np.ndarray]]
     return out, notes
 
 
-def _recipe(mode: str, float_ops: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def _recipe(mode: str, float_ops: tuple[str, ...] = (), float_scopes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The ai-edge-quantizer recipe for ``mode`` (graph I/O and ``float_ops`` kept float for ``int8``)."""
     from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
     from ai_edge_quantizer.algorithms.nonlinear_quantize import float_casting
@@ -104,6 +108,8 @@ def _recipe(mode: str, float_ops: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         manager.load_quantization_recipe(recipe.static_wi8_ai8())
         for op in (ops.INPUT, ops.OUTPUT, *(getattr(ops, name) for name in float_ops)):
             manager.add_quantization_config(".*", op, None, names.NO_QUANTIZE)
+        for scope in float_scopes:  # added after ".*": the later matching entry wins
+            manager.add_quantization_config(scope, ops.ALL_SUPPORTED, None, names.NO_QUANTIZE)
         return manager.get_quantization_recipe()
     fp16 = qtyping.OpQuantizationConfig(
         weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
