@@ -7,7 +7,7 @@ with a fixed seed for a few hundred steps on such images and exported to ONNX in
 ``tests/tasks/data/`` (a few minutes on two cores, so they are committed rather than trained
 per test session); ``python -m tests.tasks.models`` trains and writes them again.
 
-Detector: three stride-2 convolutions, a 1x1 head of 4 + 2 channels per cell of the 16x16
+Detector: four 3x3 convolutions (the first two of stride 2), a 1x1 head of 4 + 2 channels per cell of the 16x16
 grid, decoded in the graph as YOLOv8 heads are (centre = (cell + sigmoid) * stride, size =
 exp() * 8 px, class scores after a sigmoid), output ``boxes`` ``[N, 6, 256]`` (ultralytics'
 transposed layout). Segmenter: encoder-decoder with skip connections; outputs ``prob``
