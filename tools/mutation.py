@@ -58,8 +58,8 @@ MODULES: dict[str, Target] = {
     "stats": Target("edgeops/runtime/stats.py", ("tests/runtime/test_stats.py",)),
     "guardrails": Target("edgeops/runtime/guardrails.py",
                          ("tests/runtime/test_guardrails.py", "tests/runtime/test_guardrails_ranges.py")),
-    "tar": Target("edgeops/bundle/_tar.py", ("tests/bundle/test_tar_headers.py", "tests/bundle/test_hostile.py",
-                                             "tests/bundle/test_bundle.py")),
+    "tar": Target("edgeops/bundle/_tar.py", ("tests/bundle/test_tar_headers.py", "tests/bundle/test_tar_structure.py",
+                                             "tests/bundle/test_hostile.py", "tests/bundle/test_bundle.py")),
     "reader": Target("edgeops/bundle/reader.py",
                      ("tests/bundle/test_bundle.py", "tests/bundle/test_hostile.py", "tests/bundle/test_signing.py")),
     "outbox": Target("edgeops/agent/outbox.py", ("tests/agent/test_outbox.py",)),
@@ -73,6 +73,10 @@ MODULES: dict[str, Target] = {
 # mutmut numbers the mutants of a function in order, so an entry goes stale when that
 # function changes: the run then prints it under "stale equivalents" to be checked again.
 _D, _S, _G = "edgeops.monitor.drift.", "edgeops.runtime.stats.", "edgeops.runtime.guardrails."
+_T = "edgeops.bundle._tar."
+_FIRST_PART = "split(sep, n)[0] is the part before the first separator, whatever n is"
+_CODEC_ALIAS = '"UTF-8" and "utf-8" name the same codec'
+_BIG_ENDIAN = 'int.from_bytes defaults to "big" on Python 3.11+ (on 3.10 it is a TypeError any base-256 test catches)'
 _FAST_PATH = "a value on the bound leaves the fast path for the full check, which passes it too"
 _SAME_FLOATS = "np.asarray of JSON numbers gives float64 with or without dtype=np.float64"
 _PERF_ONLY = "a shortcut: the counts come out the same, only slower"
@@ -125,6 +129,20 @@ EQUIVALENT: dict[str, str] = {
     _S + "xǁRunStatsǁsnapshot__mutmut_43": 'float("NAN") is NaN too',
     _S + "xǁRunStatsǁsnapshot__mutmut_52": 'float("NAN") is NaN too',
     _S + "xǁRunStatsǁsnapshot__mutmut_69": 'float("NAN") is NaN too',
+    _T + "x__header__mutmut_22": _FIRST_PART,
+    _T + "x__header__mutmut_26": _FIRST_PART,
+    _T + "x__header__mutmut_32": _FIRST_PART,
+    _T + "x__header__mutmut_37": _FIRST_PART,
+    _T + "x__octal__mutmut_36": _FIRST_PART,
+    _T + "x__octal__mutmut_39": _FIRST_PART,
+    _T + "x__header__mutmut_52": _CODEC_ALIAS,
+    _T + "x__pax__mutmut_36": _CODEC_ALIAS,
+    _T + "x__pax__mutmut_39": _CODEC_ALIAS,
+    _T + "x__octal__mutmut_13": _BIG_ENDIAN,
+    _T + "x__octal__mutmut_22": _BIG_ENDIAN,
+    _T + "x__octal__mutmut_2": "a header field is never empty: field[:2] and field[:1] are both non-empty",
+    _T + "x__pax__mutmut_12": "a record that starts with a space has an empty length, which int() refuses the same way",
+    _T + "x__pax__mutmut_16": "a length equal to its own digit count ends on a digit, not a newline: refused either way",
 }
 
 

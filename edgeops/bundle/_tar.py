@@ -37,9 +37,10 @@ class Member:
 
 
 def _octal(field: bytes, what: str, at: int) -> int:
-    if field[:1] and field[0] & 0x80:  # base-256, as GNU tar writes large numbers
-        value = int.from_bytes(field[1:], "big")
-        return -value if field[0] & 0x40 else value
+    if field[:1] and field[0] & 0x80:  # base-256, as GNU tar writes large numbers: every bit after the marker
+        if field[0] & 0x40:  # negative, in two's complement (never a valid size)
+            return int.from_bytes(field, "big", signed=True)
+        return int.from_bytes(field, "big") - (0x80 << 8 * (len(field) - 1))
     text = field.split(b"\0", 1)[0].strip(b" ")
     try:
         return int(text, 8) if text else 0
@@ -88,7 +89,9 @@ def _pax(data: bytes, at: int) -> dict[str, str]:
     while pos < len(data):
         space = data.find(b" ", pos)
         try:
-            length = int(data[pos:space]) if space > pos else 0
+            if space <= pos:  # no length before a space: without this check, pos never moves on
+                raise ValueError
+            length = int(data[pos:space])
             if length <= space - pos or data[pos + length - 1:pos + length] != b"\n":
                 raise ValueError
             key, _, value = data[space + 1:pos + length - 1].partition(b"=")

@@ -141,6 +141,8 @@ def test_pax_path_and_size_override_the_header():
 
 @pytest.mark.parametrize("record, message", [
     pytest.param(b"5 a=b\n", "corrupt pax header at byte 0; the bundle is damaged: copy it again", id="bad-length"),
+    pytest.param(b"6 a=bc", "corrupt pax header at byte 0; the bundle is damaged: copy it again",
+                 id="no-newline-where-its-length-ends"),
     pytest.param(b"11 size=1x\n", "member model.onnx: the pax size '1x' is not a number; the bundle is corrupt",
                  id="size-not-a-number"),
     pytest.param(b"22 GNU.sparse.size=10\n", "the pax header at byte 0 describes a sparse file; bundles hold only "
@@ -169,3 +171,77 @@ def test_reading_streams_in_chunks_and_reports_a_file_that_shrank(monkeypatch):
     with pytest.raises(BundleError, match=re.escape("member model.onnx ends at byte 522 but the file has only "
                                                     "518 bytes")):
         _tar.read_all(shrunk, member)
+
+
+def test_a_checksum_that_is_not_a_number_names_the_field_and_the_byte():
+    bad = bytearray(header(name=b"b.bin"))
+    bad[148:156] = b"zzzzzz\0 "
+    message = ("corrupt tar header at byte 1024: checksum field b'zzzzzz\\x00 ' is not a number; the bundle is "
+               "damaged: copy it again")
+    with pytest.raises(BundleError, match=f"^{re.escape(message)}$"):
+        scan(archive(header(data_len=3), padded(b"abc"), bytes(bad)))
+
+
+def test_a_signed_checksum_counts_byte_127_as_positive_and_128_as_negative():
+    f = archive(header(uname=b"\x7f\x80\x80\0", checksum="signed"))
+    assert [m.name for m in scan(f)] == ["model.onnx"]
+
+
+def _heavy(field: bytes) -> bytes:
+    """A header (old GNU magic, so the prefix area is ignored) whose byte sum needs six octal digits."""
+    block = bytearray(header(prefix=b"\xff" * 155, magic=b"ustar  \0"))
+    block[148:156] = b" " * 8
+    total = sum(block)
+    assert total >= 0o100000
+    block[148:156] = (field % total).ljust(8, b"\0")[:8]
+    return bytes(block)
+
+
+@pytest.mark.parametrize("field", [
+    pytest.param(b"%06o\0 ", id="six-digits-nul-space"),
+    pytest.param(b"%07o\0", id="seven-digits-nul"),
+    pytest.param(b"%07o ", id="seven-digits-space"),
+    pytest.param(b"%08o", id="eight-digits-unterminated"),
+])
+def test_checksums_of_six_significant_digits_in_every_layout_are_accepted(field):
+    assert [m.name for m in scan(archive(_heavy(field)))] == ["model.onnx"]
+
+
+@pytest.mark.parametrize("size_field", [
+    pytest.param(b"\x80" + (2**80 + 3).to_bytes(11, "big"), id="value-in-the-second-byte"),
+    pytest.param(b"\x81" + (3).to_bytes(11, "big"), id="value-in-the-first-byte"),
+])
+def test_a_base_256_size_too_large_for_any_file_is_read_whole_and_refused(size_field):
+    """Regression: the bits of a base-256 number's first byte were dropped, so GNU tar and edgeops
+    disagreed about where a member ends (2**88 + 3 bytes read as 3)."""
+    f = archive(header(size=size_field), padded(b"abc"))
+    with pytest.raises(BundleError, match="^truncated bundle: member model.onnx ends at byte [0-9]{20,} but"):
+        scan(f)
+
+
+def test_a_prefix_that_fills_all_155_bytes_stops_before_the_padding():
+    block = bytearray(header(name=b"model.onnx", prefix=b"p" * 155))
+    block[500:512] = b"junk" + bytes(8)
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    with pytest.raises(BundleError, match=f"^member '{'p' * 155}/model.onnx' is not a plain file name"):
+        scan(archive(bytes(block)))
+
+
+def test_a_name_that_is_not_utf8_is_refused_with_its_bytes_and_byte_offset():
+    f = archive(header(data_len=3), padded(b"abc"), header(name=b"m\xffodel.onnx"))
+    message = "member name b'm\\xffodel.onnx' at byte 1024 is not UTF-8; the bundle is corrupt"
+    with pytest.raises(BundleError, match=f"^{re.escape(message)}$"):
+        scan(f)
+
+
+@pytest.mark.parametrize("content", [pytest.param(bytes(2048), id="all-zeros"), pytest.param(b"", id="empty")])
+def test_an_empty_or_all_zero_file_says_exactly_that(content):
+    message = "not an edgeops bundle: the file is empty (or all zeros); copy it again"
+    with pytest.raises(BundleError, match=f"^{re.escape(message)}$"):
+        scan(io.BytesIO(content))
+
+
+def test_a_file_of_one_repeated_letter_is_not_a_tar_rather_than_empty():
+    with pytest.raises(BundleError, match="^not an edgeops bundle: not a POSIX tar archive \\(starts with b'XXXX"):
+        scan(io.BytesIO(b"X" * 1024))
