@@ -65,6 +65,7 @@ def main() -> int:
         print("onnx2tf is not installed for --onnx2tf-python / $ONNX2TF_PYTHON: nothing to compare", file=sys.stderr)
         return 2
     from edgeops import bench
+    from edgeops.errors import EdgeOpsError
 
     header = (f"{'model':20s} {'edgeops s':>9s} {'onnx2tf s':>9s} {'time':>6s} {'ops':>9s} {'ops':>6s} "
               f"{'KiB':>13s} {'size':>6s} {'p50 ms':>15s} {'p50':>6s}")
@@ -86,9 +87,14 @@ def main() -> int:
             if err_ours or err_theirs:
                 print(f"{entry.name:20s} edgeops: {err_ours or 'ok'} | onnx2tf: {err_theirs or 'ok'}")
                 continue
-            p50 = [r.to_dict()["latency_ms"]["p50"] for r in
-                   bench.run([ours, theirs], runs=20, warmup=5, min_duration=args.bench_seconds, threads=args.threads)]
-            o_ops, t_ops = ops(ours), ops(theirs)
+            try:
+                o_ops, t_ops = ops(ours), ops(theirs)
+                p50 = [r.to_dict()["latency_ms"]["p50"] for r in
+                       bench.run([ours, theirs], runs=20, warmup=5, min_duration=args.bench_seconds,
+                                 threads=args.threads)]
+            except EdgeOpsError as exc:  # e.g. edgeops' flatbuffer validator refusing onnx2tf's file
+                print(f"{entry.name:20s} both converted; measuring failed: {' '.join(str(exc).split())[:200]}")
+                continue
             o_kib, t_kib = os.path.getsize(ours) / 1024, os.path.getsize(theirs) / 1024
             print(f"{entry.name:20s} {t_ours:9.1f} {t_theirs:9.1f} {t_ours / t_theirs:6.2f} {o_ops:4d}/{t_ops:<4d} "
                   f"{o_ops / t_ops:6.2f} {o_kib:6.0f}/{t_kib:<6.0f} {o_kib / t_kib:6.2f} {p50[0]:7.3f}/{p50[1]:<7.3f} "
