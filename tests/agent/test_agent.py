@@ -16,6 +16,7 @@ import pytest
 
 import edgeops
 from edgeops.agent import Agent
+from tests.agent.waiting import wait_until
 
 pytest.importorskip("paho.mqtt")
 pytest.importorskip("onnxruntime")
@@ -266,12 +267,3 @@ def test_a_row_leaves_the_outbox_at_its_puback_not_when_published_even_across_a_
         assert set(first) <= stored()
         t.ack()  # the PUBACKs arrive
         assert agent.wait_drained(5)
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False

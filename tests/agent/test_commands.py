@@ -17,6 +17,7 @@ from edgeops.agent import Agent
 from edgeops.agent.config import OtaConfig
 from edgeops.agent.transport import MemoryTransport
 from edgeops.errors import DataError
+from tests.agent.waiting import wait_until
 
 BASE = "edgeops/demo/pi-01"
 
@@ -24,15 +25,6 @@ BASE = "edgeops/demo/pi-01"
 def strict(payload: bytes) -> dict:
     """Parse as a receiver that follows the JSON spec does: NaN or Infinity is an error."""
     return _json.loads(payload, what="a reply", error=DataError)
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_burst_of_200_pings_gets_200_replies(broker, collector, tmp_path):

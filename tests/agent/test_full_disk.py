@@ -20,6 +20,7 @@ import pytest
 from edgeops.agent import Agent
 from edgeops.agent.transport import MemoryTransport
 from edgeops.errors import DataError
+from tests.agent.waiting import wait_until
 
 BASE = "edgeops/demo/pi-01"
 
@@ -65,15 +66,6 @@ def fill(folder) -> str:
 
 def sent(t: MemoryTransport, stream: str) -> list[dict]:
     return [json.loads(m.payload) for m in t.messages(f"{BASE}/{stream}")]
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def make_agent(store_dir, transport=None, **kwargs) -> Agent:

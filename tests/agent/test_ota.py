@@ -24,6 +24,7 @@ import pytest
 
 from edgeops.agent.ota import KILL_ENV
 from edgeops.agent.ota_flash import flash_mqtt
+from tests.agent.waiting import wait_until
 
 pytest.importorskip("paho.mqtt")
 pytest.importorskip("onnxruntime")
@@ -334,7 +335,7 @@ def test_a_newer_deployment_cancels_an_older_one(rig, ota_bundles):
     r.publish("cmd/ota", offer)
     for i in range(3):
         r.publish(f"ota/dep-old/{i}", chunks[i])
-    assert wait_until(lambda: len(os.listdir(r.store / "ota" / "dep-old" / "chunks")) == 3, 10)
+    assert wait_until(lambda: len(os.listdir(r.store / "ota" / "dep-old" / "chunks")) == 3, 10, tolerate=(OSError,))
     got = r.flash(ota_bundles.v2, deployment="dep-new").result(60)
     assert got["outcome"] == "committed", got
     old = r.result("dep-old")
@@ -374,23 +375,11 @@ def test_a_second_flash_of_the_same_deployment_sends_only_what_is_missing(rig, o
 
     with pytest.raises(HostDied):
         r.flash(ota_bundles.v2, deployment="dep-twice", chunk_size=4096, on_chunk=give_up).result(60)
-    assert wait_until(lambda: len(os.listdir(r.store / "ota" / "dep-twice" / "chunks")) >= 5, 10)
+    assert wait_until(lambda: len(os.listdir(r.store / "ota" / "dep-twice" / "chunks")) >= 5, 10, tolerate=(OSError,))
     kept = len(os.listdir(r.store / "ota" / "dep-twice" / "chunks"))
     got = r.flash(ota_bundles.v2, deployment="dep-twice", chunk_size=4096).result(60)
     assert got["outcome"] == "committed", got
     assert 0 < got["bytes"] <= ota_bundles.v2.stat().st_size - kept * 4096 + 4096  # the kept chunks are not resent
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 def test_the_host_gives_up_when_no_device_answers(broker, ota_bundles):

@@ -17,6 +17,7 @@ import pytest
 
 from edgeops.agent.transport import MemoryTransport, MqttTransport, parse_url, topic_matches
 from edgeops.errors import UsageError
+from tests.agent.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 STATUS = "edgeops/demo/pi-01/status"
@@ -39,15 +40,6 @@ def transport():
     yield make
     for t in made:
         t.stop(timeout=1.0)
-
-
-def wait_until(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def publish_acked(t: MqttTransport, topic: str, payload: bytes, **kwargs) -> threading.Event:
