@@ -28,6 +28,14 @@ HAS_ONNXSCRIPT = importlib.util.find_spec("onnxscript") is not None
 SAMPLES = 16  # parity samples per model (the digits models: every test digit)
 
 
+# Cells that crash the process today: bugs for the converter, kept visible. strict: a fix shows as XPASS,
+# and the entry goes.
+KNOWN_CRASHES = {
+    ("crnn_text_rec", "ONNX fp16"): "convert --quantize fp16 of the bidirectional LSTM: onnxruntime segfaults "
+                                    "opening the result (edgeops.convert's check_runs)",
+}
+
+
 def slug(mode: zm.Mode) -> str:
     return re.sub(r"[^a-z0-9]+", "-", mode.name.lower()).strip("-")
 
@@ -38,7 +46,10 @@ def cases() -> list:
         marks = [] if e.small else [pytest.mark.slow]
         if e.exporter == zb.DYNAMO and not HAS_ONNXSCRIPT:
             marks.append(pytest.mark.skip(reason="torch.onnx.export(dynamo=True) needs onnxscript"))
-        out += [pytest.param(e, m, id=f"{e.name}-{slug(m)}", marks=marks) for m in zm.MODES]
+        for m in zm.MODES:
+            crash = KNOWN_CRASHES.get((e.name, m.name))
+            extra = [pytest.mark.xfail(strict=True, reason=crash)] if crash else []
+            out.append(pytest.param(e, m, id=f"{e.name}-{slug(m)}", marks=marks + extra))
     return out
 
 
