@@ -63,7 +63,7 @@ MODULES: dict[str, Target] = {
     "reader": Target("edgeops/bundle/reader.py",
                      ("tests/bundle/test_bundle.py", "tests/bundle/test_hostile.py", "tests/bundle/test_signing.py")),
     "outbox": Target("edgeops/agent/outbox.py", ("tests/agent/test_outbox.py",)),
-    "store": Target("edgeops/deploy/store.py", ("tests/deploy/test_store.py",)),
+    "store": Target("edgeops/deploy/store.py", ("tests/deploy/test_store.py", "tests/deploy/test_store_files.py")),
     "ota": Target("edgeops/agent/ota.py", ("tests/agent/test_ota_machine.py",),
                   "the resume table and the machine; the end-to-end OTA tests are too slow for this tier"),
     "harness": Target("edgeops/bench/harness.py", ("tests/bench/test_harness.py",)),
@@ -76,6 +76,10 @@ _D, _S, _G = "edgeops.monitor.drift.", "edgeops.runtime.stats.", "edgeops.runtim
 _T = "edgeops.bundle._tar."
 _FIRST_PART = "split(sep, n)[0] is the part before the first separator, whatever n is"
 _CODEC_ALIAS = '"UTF-8" and "utf-8" name the same codec'
+_ST = "edgeops.deploy.store."
+_READ_MORE = "reads more of a file over the JSON limit before refusing it for its size: only memory differs"
+_DEFAULT_ERROR = "DataError is _json.loads's default error"
+_CHUNKS = "the sha256 of a file is the same whatever size the chunks it is read in"
 _BIG_ENDIAN = 'int.from_bytes defaults to "big" on Python 3.11+ (on 3.10 it is a TypeError any base-256 test catches)'
 _FAST_PATH = "a value on the bound leaves the fast path for the full check, which passes it too"
 _SAME_FLOATS = "np.asarray of JSON numbers gives float64 with or without dtype=np.float64"
@@ -143,6 +147,20 @@ EQUIVALENT: dict[str, str] = {
     _T + "x__octal__mutmut_2": "a header field is never empty: field[:2] and field[:1] are both non-empty",
     _T + "x__pax__mutmut_12": "a record that starts with a space has an empty length, which int() refuses the same way",
     _T + "x__pax__mutmut_16": "a length equal to its own digit count ends on a digit, not a newline: refused either way",
+    _ST + "x__read_slot_meta__mutmut_4": "text mode gives a str, which _json.loads takes as well as bytes",
+    _ST + "x__read_slot_meta__mutmut_17": _DEFAULT_ERROR,
+    _ST + "xǁModelStoreǁpointer__mutmut_18": _DEFAULT_ERROR,
+    _ST + "x__read_slot_meta__mutmut_18": _READ_MORE,
+    _ST + "x__read_slot_meta__mutmut_20": _READ_MORE,
+    _ST + "xǁModelStoreǁpointer__mutmut_8": _READ_MORE,
+    _ST + "xǁModelStoreǁpointer__mutmut_10": _READ_MORE,
+    _ST + "x__sha256__mutmut_13": _CHUNKS,
+    _ST + "x__sha256__mutmut_15": _CHUNKS,
+    _ST + "x__sha256__mutmut_16": _CHUNKS,
+    _ST + "xǁModelStoreǁ_slot_checked__mutmut_1": "only install's last check uses the default: hashing the model "
+                                                  "extract has just checked gives the same answer, slower",
+    _ST + "x__remove_tree__mutmut_7": "install's sweep has already removed S.old, under the same lock",
+    _ST + "xǁModelStoreǁload_active__mutmut_12": "a shortcut: Model.sha256 computes the same digest on demand",
 }
 
 
