@@ -61,7 +61,8 @@ MODULES: dict[str, Target] = {
     "tar": Target("edgeops/bundle/_tar.py", ("tests/bundle/test_tar_headers.py", "tests/bundle/test_tar_structure.py",
                                              "tests/bundle/test_hostile.py", "tests/bundle/test_bundle.py")),
     "reader": Target("edgeops/bundle/reader.py",
-                     ("tests/bundle/test_bundle.py", "tests/bundle/test_hostile.py", "tests/bundle/test_signing.py")),
+                     ("tests/bundle/test_bundle.py", "tests/bundle/test_hostile.py", "tests/bundle/test_signing.py",
+                      "tests/bundle/test_extract.py")),
     "outbox": Target("edgeops/agent/outbox.py", ("tests/agent/test_outbox.py",)),
     "store": Target("edgeops/deploy/store.py", ("tests/deploy/test_store.py", "tests/deploy/test_store_files.py")),
     "ota": Target("edgeops/agent/ota.py", ("tests/agent/test_ota_machine.py",),
@@ -80,6 +81,8 @@ _ST = "edgeops.deploy.store."
 _READ_MORE = "reads more of a file over the JSON limit before refusing it for its size: only memory differs"
 _DEFAULT_ERROR = "DataError is _json.loads's default error"
 _CHUNKS = "the sha256 of a file is the same whatever size the chunks it is read in"
+_R = "edgeops.bundle.reader."
+_NOFOLLOW = "open with O_CREAT | O_EXCL never follows a symlink (POSIX), so O_NOFOLLOW is belt and braces there"
 _BIG_ENDIAN = 'int.from_bytes defaults to "big" on Python 3.11+ (on 3.10 it is a TypeError any base-256 test catches)'
 _FAST_PATH = "a value on the bound leaves the fast path for the full check, which passes it too"
 _SAME_FLOATS = "np.asarray of JSON numbers gives float64 with or without dtype=np.float64"
@@ -159,6 +162,8 @@ EQUIVALENT: dict[str, str] = {
     _ST + "x__sha256__mutmut_16": _CHUNKS,
     _ST + "xǁModelStoreǁ_slot_checked__mutmut_1": "only install's last check uses the default: hashing the model "
                                                   "extract has just checked gives the same answer, slower",
+    **{_R + f"x__write_member__mutmut_{n}": _NOFOLLOW for n in (27, 29, 32, 33, 34, 35)},
+    _R + "x__write_member__mutmut_6": "the signature is written only when the bundle has one, so it is never None there",
     _ST + "x__remove_tree__mutmut_7": "install's sweep has already removed S.old, under the same lock",
     _ST + "xǁModelStoreǁload_active__mutmut_12": "a shortcut: Model.sha256 computes the same digest on demand",
 }
