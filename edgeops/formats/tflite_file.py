@@ -11,7 +11,8 @@ options (``_tflite_ops.UNION_OFFSET_FIELDS``). Anything wrong is a
 
 Some checks go past the schema because fuzzing found interpreter crashes behind them
 (``tests/formats/test_interpreter_crash.py``): operators run in file order, so each reads
-only tensors that exist by then, and each tensor has one writer (:class:`_DataFlow`);
+only tensors that exist by then, and each tensor has one writer, which writes no constant
+unless the interpreter computes that output while it prepares (:class:`_DataFlow`);
 ``-1`` (an omitted input) only where the kernel takes an optional input; an operator's
 options of its own op's type (``_tflite_ops.OPTIONS_TYPES``); resource ops given a
 resource; integer quantization with positive normal scales and zero points inside the
@@ -56,6 +57,13 @@ RECURRENT = {"LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LST
 RESOURCE_OPS = {"ASSIGN_VARIABLE": 2, "READ_VARIABLE": 1, "HASHTABLE_FIND": 3, "HASHTABLE_IMPORT": 3,
                 "HASHTABLE_SIZE": 1}
 RESOURCE = 13  # TensorType.RESOURCE
+# Ops whose LiteRT kernel computes the output while it prepares, into memory of its own
+# (SetTensorToPersistentRo): such an output may carry a constant buffer, as onnx2tf writes the
+# folded value of a SHAPE -> GATHER into it. SHAPE and RANK read only a shape; the others fold when
+# every input is a constant or folded. Any other operator writing a constant writes into the
+# model's buffer at invoke: a segfault where the file is mapped read-only.
+FOLDED_ALWAYS = {"SHAPE", "RANK"}
+FOLDED_WHEN_CONSTANT = {"GATHER"}
 INTEGER_RANGES = {2: (-(1 << 31), (1 << 31) - 1), 3: (0, 255), 4: (-(1 << 63), (1 << 63) - 1),
                   7: (-32768, 32767), 9: (-128, 127), 12: (0, (1 << 64) - 1), 15: (0, (1 << 32) - 1),
                   16: (0, 65535), 17: (-8, 7), 19: (-2, 1), 20: (0, 15)}
@@ -181,7 +189,8 @@ def _read_subgraph(fb: Flat, g: Table, m: _Model, opcodes: list[tuple[str, int]]
 class _DataFlow:
     """Operators run in file order: each reads only what exists by then (subgraph inputs,
     constants, variables, empty tensors, earlier outputs), and each tensor has at most one
-    writer, never a constant or a subgraph input."""
+    writer, never a subgraph input, and never a constant unless the writer is folded while the
+    interpreter prepares (``FOLDED_ALWAYS``, ``FOLDED_WHEN_CONSTANT``)."""
 
     def __init__(self, fb: Flat, tables: list[Table], tensors: list[TensorInfo], buffers: list, inputs: list[int]):
         self.fb, self.tables, self.count, self.inputs = fb, tables, len(tensors), set(inputs)
@@ -190,6 +199,7 @@ class _DataFlow:
         self.ready |= {i for i, t in enumerate(tables) if t.scalar(5, "B", "is_variable")}
         self.ready |= {i for i, t in enumerate(tensors) if t.shape is not None and 0 in t.shape}
         self.written: set[int] = set()
+        self.folded: set[int] = set()  # outputs the interpreter computes while it prepares
 
     def reads(self, what: str, name: str, indices: list[int], custom: bool) -> None:
         if name in RESOURCE_OPS and (len(indices) != RESOURCE_OPS[name] or indices[0] < 0
@@ -202,14 +212,18 @@ class _DataFlow:
             if i >= 0 and i not in self.ready:
                 raise self.fb.fail(f"corrupt: {what} ({name}) reads tensor {i} before any operator writes it")
 
-    def writes(self, what: str, name: str, indices: list[int]) -> None:
+    def writes(self, what: str, name: str, indices: list[int], inputs: list[int]) -> None:
+        known = self.constant | self.folded
+        folded = name in FOLDED_ALWAYS or (name in FOLDED_WHEN_CONSTANT and all(i in known for i in inputs))
         for i in indices:
-            if i in self.constant or i in self.written or i in self.inputs:
+            if (i in self.constant and not folded) or i in self.written or i in self.inputs:
                 kind = ("constant" if i in self.constant else
                         "already written" if i in self.written else "subgraph input")
                 raise self.fb.fail(f"corrupt: {what} ({name}) writes {kind} tensor {i}")
         self.written.update(indices)
         self.ready.update(indices)
+        if folded:
+            self.folded.update(indices)
 
 
 def _read_operator(fb: Flat, op: Table, opcodes: list[tuple[str, int]], flow: _DataFlow) -> str:
@@ -219,9 +233,10 @@ def _read_operator(fb: Flat, op: Table, opcodes: list[tuple[str, int]], flow: _D
     name, code = opcodes[index]
     custom = name.startswith("CUSTOM")
     n = flow.count
-    flow.reads(op.what, name, _check_indices(fb, op.ints(1, "inputs"), n, f"{op.what}.inputs"), custom)
+    inputs = _check_indices(fb, op.ints(1, "inputs"), n, f"{op.what}.inputs")
+    flow.reads(op.what, name, inputs, custom)
     outputs = _check_indices(fb, op.ints(2, "outputs"), n, f"{op.what}.outputs", -1 if custom else 0)
-    flow.writes(op.what, name, outputs)
+    flow.writes(op.what, name, outputs, inputs)
     _check_indices(fb, op.ints(8, "intermediates"), n, f"{op.what}.intermediates")
     kinds = (op.union(3, 4, UNION_OFFSET_FIELDS["BuiltinOptions"], "builtin_options"),
              op.union(11, 12, UNION_OFFSET_FIELDS["BuiltinOptions2"], "builtin_options_2"))
