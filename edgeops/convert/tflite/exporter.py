@@ -16,7 +16,7 @@ from typing import Any
 from ...errors import ModelFormatError, UnsupportedOpsError
 from .arith import fold_constant_arithmetic
 from .context import Context, channels_last, identity
-from .peephole import fold_transpose_into_fully_connected
+from .peephole import fold_transpose_into_fully_connected, slice_read_split_outputs
 from .prepare import prepare
 from .registry import REGISTRY, Unsupported, load_all
 
@@ -75,6 +75,8 @@ def export(model: Any, *, input_shapes: dict[str, tuple[int, ...]] | None = None
         notes.append(f"constant arithmetic folded ({unfolded} -> {len(ctx.w.ops)} ops: "
                      + ", ".join(f"{k} x{v}" for k, v in sorted(folded.items())) + ")")
     ctx.w.fuse_activations()
+    ctx.w.drop_dead_ops()
+    slice_read_split_outputs(ctx.w)  # after the dead ops went: their inputs are unread now
     ctx.w.prune()
     out_names = [o.name for o in model.graph.output]
     data = ctx.w.serialize(graph_inputs, out_names, description)

@@ -144,7 +144,11 @@ class ModelWriter:
             self.ops.remove(act)
 
     def prune(self) -> None:
-        """Drop tensors no op or graph I/O refers to (and renumber)."""
+        """Drop dead ops (no output read by another op or the graph), then the tensors nothing refers
+        to (and renumber). A dead op is not just waste: LiteRT's XNNPACK delegate leaves the output of
+        a delegated op nobody reads unallocated, and ai-edge-quantizer's calibration, which reads every
+        named tensor, then fails with "Tensor data is null" (the CRNN's first forget gates, zoo issue 12)."""
+        self.drop_dead_ops()
         used = set(self.inputs) | set(self.outputs)
         for op in self.ops:
             used.update(i for i in op.inputs if i >= 0)
@@ -160,6 +164,21 @@ class ModelWriter:
             op.outputs = [remap[i] for i in op.outputs]
         self.inputs = [remap[i] for i in self.inputs]
         self.outputs = [remap[i] for i in self.outputs]
+
+    def drop_dead_ops(self) -> int:
+        """Remove the ops none of whose outputs is read (by an op or as a graph output), repeatedly;
+        returns how many went."""
+        dropped = 0
+        while True:
+            read = set(self.outputs)
+            for op in self.ops:
+                read.update(op.inputs)
+            dead = [op for op in self.ops if not any(o in read for o in op.outputs)]
+            if not dead:
+                return dropped
+            gone = {id(op) for op in dead}
+            self.ops = [op for op in self.ops if id(op) not in gone]
+            dropped += len(dead)
 
     def serialize(self, input_names: list[str], output_names: list[str], description: str = "") -> bytes:
         """The model as ``.tflite`` bytes; the SignatureDef maps ``input_names``/``output_names`` to the I/O tensors."""

@@ -156,10 +156,13 @@ def _lstm_direction(step: _Step, xs: list[int], r: np.ndarray, h: int | None, c:
         gates = xs[t] if h is None else step.binary("ADD", xs[t], step.fc(h, r, None, f"rec{t}"), f"gates{t}")
         i, o, f, g = step.split(gates, 4, f"g{t}/")
         i = step.unary("LOGISTIC", peephole(i, 0, c, f"i{t}"), f"i{t}")
-        f = step.unary("LOGISTIC", peephole(f, 2, c, f"f{t}"), f"f{t}")
         g = step.unary("TANH", g, f"c~{t}")
         ig = step.binary("MUL", i, g, f"ig{t}")
-        c = ig if c is None else step.binary("ADD", step.binary("MUL", f, c, f"fc{t}"), ig, f"c{t}")
+        if c is None:  # a zero cell state: the forget gate multiplies nothing, so it is not computed
+            c = ig
+        else:
+            f = step.unary("LOGISTIC", peephole(f, 2, c, f"f{t}"), f"f{t}")
+            c = step.binary("ADD", step.binary("MUL", f, c, f"fc{t}"), ig, f"c{t}")
         o = step.unary("LOGISTIC", peephole(o, 1, c, f"o{t}"), f"o{t}")
         h = step.binary("MUL", o, step.unary("TANH", c, f"tanh_c{t}"), f"h{t}")
         hs[t] = h
