@@ -151,8 +151,9 @@ def fuse_hard_swish(model: Any) -> int:
 
 def fuse_gelu(model: Any) -> int:
     """The erf form of GELU that exporters write before opset 20 -> one ``Gelu`` node (TFLite GELU):
-    ``0.5 * x * (1 + Erf(x / sqrt(2)))`` in either order of the two Muls, with Div by sqrt(2) or Mul by
-    1/sqrt(2)."""
+    ``0.5 * x * (1 + Erf(x / sqrt(2)))`` in any order of the two Muls, with Div by sqrt(2) or Mul by
+    1/sqrt(2). Besides one op instead of a dozen, this keeps the int8 model runnable: Erf's chain
+    divides by x, and an int8 DIV whose divisor hits its zero point stops LiteRT (the zoo's ViTs)."""
     from onnx import helper, numpy_helper
 
     g = model.graph
@@ -212,6 +213,11 @@ def _match_gelu(g: Any, consts: dict[str, np.ndarray], producer: dict[str, Any],
             if len(half) != 1 or half[0].op_type != "Mul" or not _scalar(consts, _other(half[0], mul.output[0]) or "", 0.5):
                 continue
             nodes = [scale, erf, add, mul, half[0]]
+        elif _scalar(consts, other or "", 0.5):  # x * ((1 + erf) * 0.5), torch's dynamo exporter
+            outer = readers.get(mul.output[0], [])
+            if len(outer) != 1 or outer[0].op_type != "Mul" or _other(outer[0], mul.output[0]) != x:
+                continue
+            nodes = [scale, erf, add, mul, outer[0]]
         else:  # (x * 0.5) * (1 + erf)
             pre = producer.get(other or "")
             if pre is None or pre.op_type != "Mul" or _other(pre, x) is None or not _scalar(consts, _other(pre, x), 0.5):

@@ -10,7 +10,8 @@ Three modes, each one of ai-edge-quantizer's recipes:
   (``static_wi8_ai8``), one sample at a time with a progress bar. A tensor's range is the min/max
   over all samples (like onnxruntime's MinMax), not ai-edge-quantizer's default moving average of
   per-sample ranges, which clips: on a random-input conv net it made a 63% worst-case output
-  error where min/max made 2%;
+  error where min/max made 2%. A DIV by a computed divisor stays float: LiteRT's int8 DIV stops
+  when the divisor rounds to its zero point;
 * ``"fp16"``: float16 weights, float32 compute (the ``float_casting`` algorithm on the ops
   that carry weights: fully-connected, conv, depthwise and transposed conv, embedding lookup),
   each weight read through a DEQUANTIZE op.
@@ -74,11 +75,16 @@ def quantize(data: bytes, mode: str, *, calibration: list[dict[str, np.ndarray]]
         raise UsageError(f"int8 inputs/outputs need mode 'int8' (calibrated ranges), not {mode!r}")
     summary = read_tflite(data, source="the model to quantize")
     int8 = mode == "int8"
-    notes, recipe, qsvs = [MODES[mode]], _recipe(mode, float_ops if int8 else (), float_scopes if int8 else ()), None
+    divisions = _computed_divisions(data) if int8 else []
+    notes, qsvs = [MODES[mode]], None
+    recipe = _recipe(mode, float_ops if int8 else (), (*float_scopes, *divisions) if int8 else ())
     if mode == "int8":
         samples = _check_samples(calibration, summary.inputs)
         qsvs = _calibrate(data, recipe, samples)
         notes[0] += f", {len(samples)} calibration samples (min/max ranges)"
+        if divisions:
+            notes.append(f"{len(divisions)} DIV op(s) by a computed divisor kept float (an int8 divisor that "
+                         "rounds to its zero point stops LiteRT)")
     elif calibration:
         notes.append(f"calibration samples are not used by mode {mode!r}; ignored")
     out = _run_quantizer(data, recipe, qsvs, mode)
@@ -117,6 +123,30 @@ def _recipe(mode: str, float_ops: tuple[str, ...] = (), float_scopes: tuple[str,
     for op in sorted(float_casting.SUPPORTED_WEIGHT_QUANT_OPS):
         manager.add_quantization_config(".*", op, fp16, names.FLOAT_CASTING)
     return manager.get_quantization_recipe()
+
+
+def _computed_divisions(data: bytes) -> list[str]:
+    """Exact scope regexes of the DIV ops whose divisor is computed at run time, kept float in int8.
+
+    LiteRT's int8 DIV refuses a divisor equal to its zero point (``div.cc data[i] != zero_point``), and
+    any computed divisor whose range spans a few hundred times its smallest value rounds there: Erf's
+    chain divides by x, so the zoo's ViTs did not run. A DIV by a constant is a MUL already (``arith``)."""
+    import re
+
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    model = fb.read_model(data)
+    graph = model.subgraphs[0]
+    found = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = fb.TFL_OP_CODE_TO_NAME.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+        if str(getattr(kind, "value", kind)) != "DIV" or len(op.inputs) < 2:
+            continue
+        buffer = model.buffers[graph.tensors[op.inputs[1]].buffer]
+        if (buffer.data is None or not len(buffer.data)) and (buffer.offset or 0) <= 1:
+            found.append("^" + re.escape(fb.get_op_scope(op, graph.tensors)) + "$")
+    return found
 
 
 def _check_samples(calibration: list[dict[str, np.ndarray]] | None, inputs: tuple) -> list[dict[str, np.ndarray]]:

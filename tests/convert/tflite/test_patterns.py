@@ -17,12 +17,14 @@ def gelu_graph(form):
     nodes = [scale, helper.make_node("Erf", ["s"], ["e"]), helper.make_node("Add", ["e", "one"], ["a"])]
     if form == "half-first":
         nodes += [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Mul", ["h", "a"], ["y"])]
+    elif form == "half-inner":  # x * ((1 + erf) * 0.5): torch's dynamo exporter (the zoo's ViTs)
+        nodes += [helper.make_node("Mul", ["half", "a"], ["h"]), helper.make_node("Mul", ["x", "h"], ["y"])]
     else:
         nodes += [helper.make_node("Mul", ["x", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
     return graph_model(nodes, {"x": [2, 16]}, {"y": [2, 16]}, consts)
 
 
-@pytest.mark.parametrize("form", ["half-last", "half-first", "mul-scale"])
+@pytest.mark.parametrize("form", ["half-last", "half-first", "half-inner", "mul-scale"])
 def test_erf_gelu_becomes_one_gelu(rng, form):
     x = (rng.standard_normal((2, 16)) * 3).astype(np.float32)
     exported = assert_parity(gelu_graph(form), {"x": x})
