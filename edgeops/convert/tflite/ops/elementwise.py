@@ -13,7 +13,8 @@ and int64 ADD, SUB, MUL, MAXIMUM, MINIMUM, and int32 DIV, which truncates like O
 int16 and uint8 arithmetic goes through int32 with a CAST each side, because TFLite's 8- and
 16-bit ADD/MUL kernels are quantized-only (and crash on plain integers).
 
-The helpers ``operand``, ``emit``, ``const_like`` and ``like`` are shared with ``activation.py``.
+The helpers ``operand``, ``emit``, ``const_like`` and ``like`` are shared with ``activation.py`` and
+``compare.py``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ TENSOR_TYPES = {F32, I32, I64, np.dtype(np.bool_)} | NARROW_INTS
 OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "DIV": "DivOptions",
            "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions", "POW": "PowOptions",
            "LESS": "LessOptions", "GREATER": "GreaterOptions", "SELECT_V2": "SelectV2Options",
-           "TILE": "TileOptions"}
+           "TILE": "TileOptions", "LESS_EQUAL": "LessEqualOptions", "GREATER_EQUAL": "GreaterEqualOptions",
+           "EQUAL": "EqualOptions"}
 FUSABLE = {"ADD", "SUB", "MUL", "DIV"}  # their options carry a fused activation, written as NONE
-BROADCASTING = FUSABLE | {"MAXIMUM", "MINIMUM", "POW", "PRELU", "SELECT_V2", "LESS", "GREATER"}
+BROADCASTING = FUSABLE | {"MAXIMUM", "MINIMUM", "POW", "PRELU", "SELECT_V2", "LESS", "GREATER", "LESS_EQUAL",
+                          "GREATER_EQUAL", "EQUAL"}
 
 
 # ---- helpers (also used by activation.py) -----------------------------------------------------
