@@ -19,6 +19,7 @@ from typing import Any
 
 from .._io import atomic_write, output_folder
 from ..errors import CheckFailed, DataError, EdgeOpsError, UsageError
+from ..formats import check_model_path
 from ..targets import Target, get_target
 from . import graph
 from . import quantize as qz
@@ -131,6 +132,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     if per_channel is None:
         per_channel = True
     _check_outputs(src, out, fmt, inputs=(calibration, validate, labels))  # before any long work
+    check_model_path(src)  # a missing source is the same fault, in the same words, with or without onnx
     onnx = graph.import_onnx()
     report = ConvertReport(src, out, tgt.name, mode, nodes_excluded=list(exclude_nodes),
                            op_types_excluded=list(exclude_op_types))

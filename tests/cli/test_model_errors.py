@@ -8,6 +8,7 @@ where ``info`` and ``convert`` decoded the protobuf and said where it breaks.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -46,6 +47,8 @@ def run(command, model, tmp):
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c != "flash"])
 def test_a_bad_model_file_gets_the_same_message_in_every_command(tmp_path, command, fault):
+    if command == "convert" and fault != "missing" and importlib.util.find_spec("onnx") is None:
+        pytest.skip("convert decodes a corrupt file with onnx, which this environment lacks")
     model = tmp_path / "model.onnx"
     if FAULTS[fault] is not None:
         model.write_bytes(FAULTS[fault])

@@ -80,7 +80,7 @@ def test_the_bench_step_reads_at_80_columns(output):
     assert max(len(line) for line in lines) <= 80
     for row in rows:
         name, backend, *numbers = row.split()
-        assert name.startswith("digits_") and backend in ("onnxruntime", "litert", "litert:xnnpack", "tflite-runtime")
+        assert name.startswith("digits_") and backend in ("onnxruntime", "litert", "litert:xnnpack", "tflite-runtime", "tflite-runtime:xnnpack")
         assert len(numbers) == 6 and all(re.fullmatch(r"[\d,]+(\.\d+)?x?", n) for n in numbers), row
 
 
