@@ -292,6 +292,10 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
     for note in qz.preprocess(src, prepared):
         (report.notes if note in qz.ROUTINE_NOTES else report.steps).append(note)
     model = onnx.load(prepared)
+    flattened = graph.row_gemm_biases(model)
+    if flattened:
+        onnx.save(model, prepared)
+        report.notes.append(f"Gemm bias of shape [1, N] given shape [N] for the quantizer: {', '.join(flattened)}")
     if mode == "int8" and not {"HardSwish", "HardSigmoid"} & set(exclude_op_types):
         model = _int8_activations(model, prepared, exclude_nodes, report)
     if float_tail:

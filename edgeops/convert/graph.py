@@ -43,7 +43,30 @@ def load(path: str) -> Any:
         raise load_error(path, exc, reader="onnx") from exc
     if not model.graph.output:  # protobuf parses many byte strings into an empty message
         raise load_error(path, ValueError("no graph outputs"), reader="onnx")
+    merge_opset_imports(model)
     return model
+
+
+def merge_opset_imports(model: Any) -> list[str]:
+    """One opset import per domain, the highest version given (``""`` and ``"ai.onnx"`` are one domain).
+    skl2onnx writes the default domain twice for a classifier (``("", 17), ("", 17)``), and
+    onnxruntime.quantization then stops with "Failed to find proper ai.onnx domain". Returns the
+    domains that were repeated."""
+    best: dict[str, Any] = {}
+    repeated = []
+    for imp in model.opset_import:
+        key = "" if imp.domain in ("", "ai.onnx") else imp.domain
+        if key in best:
+            repeated.append(key or "ai.onnx")
+            if imp.version > best[key].version:
+                best[key] = imp
+        else:
+            best[key] = imp
+    if repeated:
+        kept = [type(imp)(domain=imp.domain, version=imp.version) for imp in best.values()]
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    return repeated
 
 
 _NOT_ONNX = {"tflite": "a TFLite model", "bundle": "an edgeops bundle", "zip": "a zip archive"}
@@ -140,6 +163,38 @@ def _declared_shape(value_info: Any) -> tuple[int | None, ...] | None:
     if not tensor.HasField("shape"):
         return None
     return tuple(dim_size(d) for d in tensor.shape.dim)
+
+
+def row_gemm_biases(model: Any) -> list[str]:
+    """Give every Gemm bias of shape ``[1, N]`` the shape ``[N]`` (the same sum: C broadcasts to
+    ``[M, N]`` either way); returns the Gemm nodes changed. skl2onnx writes an MLP's intercepts as
+    ``[1, N]`` and onnxruntime fuses its MatMul + Add into a Gemm with that bias; per-channel static
+    int8 then indexes the bias per output channel, gets a row instead of a number and stops with "The
+    truth value of an array with more than one element is ambiguous"."""
+    onnx = import_onnx()
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    readers = Counter(i for n in graph.node for i in n.input)
+    outputs = {o.name for o in graph.output}
+    changed = []
+    for node in graph.node:
+        bias = inits.get(node.input[2]) if node.op_type == "Gemm" and len(node.input) > 2 else None
+        if bias is None or len(bias.dims) != 2 or bias.dims[0] != 1:
+            continue
+        flat = onnx.numpy_helper.to_array(bias).reshape(-1)
+        name = bias.name
+        if readers[name] > 1 or name in outputs:  # shared: the Gemm gets its own flat copy
+            name = f"{bias.name}/flat"
+            k = 1
+            while name in inits:
+                name, k = f"{bias.name}/flat{k}", k + 1
+            node.input[2] = name
+            inits[name] = graph.initializer.add()
+        inits[name].CopyFrom(onnx.numpy_helper.from_array(flat, name))
+        changed.append(node.name or node.output[0])
+    if changed:
+        del graph.value_info[:]  # the bias' shape changed
+    return changed
 
 
 def fit_ir_version(model: Any) -> Any:

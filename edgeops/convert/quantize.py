@@ -141,16 +141,55 @@ def dynamic_int8(src: str, dst: str, *, per_channel: bool, exclude_nodes: list[s
                      nodes_to_exclude=list(exclude_nodes), op_types_to_quantize=_op_types(model, exclude_op_types))
 
 
+# Kept float32 in fp16 mode besides onnxruntime's own block list: the recurrent ops, whose onnxruntime CPU
+# kernels are float32 only and whose fp16 state would carry its rounding from step to step.
+FP16_FLOAT_OPS = ("LSTM", "GRU", "RNN")
+
+
 def fp16(model: Any, dst: str, *, exclude_nodes: list[str], exclude_op_types: list[str]) -> None:
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False,
-                                         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(exclude_op_types),
-                                         node_block_list=list(exclude_nodes))
-    from .graph import sort_topologically
+    from .graph import name_nodes, sort_topologically
 
+    _drop_initializer_value_info(name_nodes(model))  # named: the block list below names nodes
+    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False,
+                                         op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP16_FLOAT_OPS, *exclude_op_types],
+                                         node_block_list=[*exclude_nodes, *batch_transposes_into_matmul(model)])
     onnx.save(sort_topologically(converted), dst)
+
+
+def _drop_initializer_value_info(model: Any) -> None:
+    """Forget the value_info of initializers. onnxruntime's optimized model keeps it for the Constants
+    it folded; the fp16 converter then retypes that value_info to fp16 and casts it back to float for
+    an input that must stay float (Resize's scales) while the initializer stays float32: a Cast of a
+    float tensor declared fp16, "Inferred elem type differs: (1) vs (10)" (the DB text detector)."""
+    inits = {i.name for i in model.graph.initializer}
+    keep = [v for v in model.graph.value_info if v.name not in inits]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep)
+
+
+def batch_transposes_into_matmul(model: Any) -> list[str]:
+    """The Transposes that move the first (batch) axis and feed a MatMul, to keep float32 in fp16 mode.
+    onnxruntime's MatmulTransposeFusion folds such a Transpose into a FusedMatMul with transBatchA,
+    and on an fp16 graph that segfaults while the session is created (onnxruntime 1.32, x86 CPU, the
+    default ORT_ENABLE_ALL; perms [1, 0, 2] and [1, 2, 0, 3] do, [0, 2, 1, 3] does not): the CRNN's
+    [T, N, C] -> [N, T, C] before its classifier. A float32 Transpose puts a Cast between the two."""
+    from onnx import helper
+
+    readers: dict[str, set[str]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, set()).add(n.op_type)
+    names = []
+    for n in model.graph.node:
+        if n.op_type != "Transpose" or "MatMul" not in readers.get(n.output[0], ()):
+            continue
+        perm = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "perm"), None)
+        if perm is None or perm[0] != 0:  # no perm: all axes reversed
+            names.append(n.name)
+    return names
 
 
 def cpu_int8_dot(cpuinfo: str = "/proc/cpuinfo") -> str | None:
