@@ -63,7 +63,7 @@ MODULES: dict[str, Target] = {
     "reader": Target("edgeops/bundle/reader.py",
                      ("tests/bundle/test_bundle.py", "tests/bundle/test_hostile.py", "tests/bundle/test_signing.py",
                       "tests/bundle/test_extract.py")),
-    "outbox": Target("edgeops/agent/outbox.py", ("tests/agent/test_outbox.py",)),
+    "outbox": Target("edgeops/agent/outbox.py", ("tests/agent/test_outbox.py", "tests/agent/test_outbox_bounds.py")),
     "store": Target("edgeops/deploy/store.py", ("tests/deploy/test_store.py", "tests/deploy/test_store_files.py")),
     "ota": Target("edgeops/agent/ota.py", ("tests/agent/test_ota_machine.py",),
                   "the resume table and the machine; the end-to-end OTA tests are too slow for this tier"),
@@ -83,6 +83,9 @@ _DEFAULT_ERROR = "DataError is _json.loads's default error"
 _CHUNKS = "the sha256 of a file is the same whatever size the chunks it is read in"
 _R = "edgeops.bundle.reader."
 _NOFOLLOW = "open with O_CREAT | O_EXCL never follows a symlink (POSIX), so O_NOFOLLOW is belt and braces there"
+_O = "edgeops.agent.outbox."
+_SQL_CASE = "SQL keywords and identifiers are case-insensitive"
+_NO_NAN_LEFT = "jsonable has already turned NaN and inf into None, so allow_nan never sees one"
 _BIG_ENDIAN = 'int.from_bytes defaults to "big" on Python 3.11+ (on 3.10 it is a TypeError any base-256 test catches)'
 _FAST_PATH = "a value on the bound leaves the fast path for the full check, which passes it too"
 _SAME_FLOATS = "np.asarray of JSON numbers gives float64 with or without dtype=np.float64"
@@ -150,6 +153,26 @@ EQUIVALENT: dict[str, str] = {
     _T + "x__octal__mutmut_2": "a header field is never empty: field[:2] and field[:1] are both non-empty",
     _T + "x__pax__mutmut_12": "a record that starts with a space has an empty length, which int() refuses the same way",
     _T + "x__pax__mutmut_16": "a length equal to its own digit count ends on a digit, not a newline: refused either way",
+    **{_O + f"x__count__mutmut_{n}": _SQL_CASE for n in (8, 9)},
+    **{_O + f"x__next_seq__mutmut_{n}": _SQL_CASE for n in (7, 8, 21, 22, 28, 29)},
+    **{_O + f"x__open__mutmut_{n}": _SQL_CASE for n in (19, 20)},
+    **{_O + f"x__schema_version__mutmut_{n}": _SQL_CASE for n in (4, 5, 7, 8)},
+    **{_O + f"x__use_wal__mutmut_{n}": _SQL_CASE for n in (6, 7, 14, 15)},
+    **{_O + f"xǁOutboxǁ_expire__mutmut_{n}": _SQL_CASE for n in (7, 8)},
+    **{_O + f"xǁOutboxǁ_shrink__mutmut_{n}": _SQL_CASE for n in (5, 16, 17, 31, 32)},
+    **{_O + f"xǁOutboxǁack_many__mutmut_{n}": _SQL_CASE for n in (8, 9)},
+    **{_O + f"xǁOutboxǁlast_seq__mutmut_{n}": _SQL_CASE for n in (8, 9)},
+    **{_O + f"xǁOutboxǁpending__mutmut_{n}": _SQL_CASE for n in (11, 12)},
+    **{_O + f"xǁOutboxǁstats__mutmut_{n}": _SQL_CASE for n in (8, 13, 14, 18, 19)},
+    _O + "x__count__mutmut_1": "adding 0 to a counter changes nothing",
+    _O + "x__encode__mutmut_15": _CODEC_ALIAS,
+    **{_O + f"x__encode__mutmut_{n}": _NO_NAN_LEFT for n in (4, 8, 12)},
+    _O + "x__encode__mutmut_5": "ensure_ascii=None is falsy, as False is",
+    **{_O + f"x__use_wal__mutmut_{n}": "a mode compared that never matches only asks for WAL once more, which is "
+                                       "a no-op on a WAL file" for n in (3, 10, 11)},
+    _O + "xǁOutboxǁappend__mutmut_44": "lastrowid is always set right after an INSERT",
+    _O + "xǁOutboxǁpending__mutmut_13": _PERF_ONLY + " (the expiry runs on every call; it deletes only expired rows)",
+    _O + "xǁOutboxǁstats__mutmut_6": "BEGIN IMMEDIATE also gives one snapshot; it only waits for writers more",
     _ST + "x__read_slot_meta__mutmut_4": "text mode gives a str, which _json.loads takes as well as bytes",
     _ST + "x__read_slot_meta__mutmut_17": _DEFAULT_ERROR,
     _ST + "xǁModelStoreǁpointer__mutmut_18": _DEFAULT_ERROR,
