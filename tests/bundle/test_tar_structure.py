@@ -94,8 +94,8 @@ def test_read_all_joins_every_chunk_of_a_member(monkeypatch):
 @pytest.mark.parametrize("hidden", [pytest.param(b"\x01", id="one-byte"), pytest.param(b"XX", id="text")])
 def test_data_after_the_end_of_archive_is_refused(hidden):
     f = io.BytesIO(header() + bytes(1024) + hidden)
-    refused(f, "unexpected data after the end of the tar archive (byte 1024 of %d); refusing the bundle: rebuild "
-               "it with edgeops bundle create" % (1536 + len(hidden)))
+    refused(f, f"unexpected data after the end of the tar archive (byte 1024 of {1536 + len(hidden)}); refusing the "
+               "bundle: rebuild it with edgeops bundle create")
 
 
 def test_data_hidden_far_after_the_end_is_found_and_its_block_named(monkeypatch):
