@@ -30,14 +30,38 @@ def test_copy_from_and_a_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "out.bin"
     atomic_write(target, copy_from=src)
     assert target.read_bytes() == src.read_bytes()
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(IsADirectoryError, match="Is a directory"):
         atomic_write(target, copy_from=tmp_path)  # reading a folder fails mid-write
     assert target.read_bytes() == src.read_bytes()
     assert sorted(os.listdir(tmp_path)) == ["out.bin", "src.bin"]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="give exactly one of data or copy_from"):
         atomic_write(target)
 
 
 def test_jsonable():
     value = {"a": np.float32(1.5), "b": (np.int64(2), float("nan")), 3: [math.inf, "x"]}
     assert jsonable(value) == {"a": 1.5, "b": [2, None], "3": [None, "x"]}
+
+
+@pytest.mark.parametrize("where", ["FILE/out.onnx", "FILE/a/b/out.onnx"])
+def test_an_output_path_through_a_regular_file_is_one_usage_error(tmp_path, where):
+    """The one output-path rule (output_folder): a path that runs through a regular file ended in a raw
+    FileExistsError traceback from os.makedirs in convert and validate --report."""
+    from edgeops._io import output_folder
+    from edgeops.errors import UsageError
+
+    (tmp_path / "FILE").write_text("a regular file")
+    with pytest.raises(UsageError, match=f"cannot write .*: {tmp_path / 'FILE'} is a file, not a folder"):
+        atomic_write(tmp_path / where, "x")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        output_folder(tmp_path / where)
+    assert sorted(os.listdir(tmp_path)) == ["FILE"]
+
+
+def test_missing_output_folders_are_made_and_a_folder_is_not_a_file_name(tmp_path):
+    from edgeops.errors import UsageError
+
+    atomic_write(tmp_path / "a" / "b" / "out.txt", "x")
+    assert (tmp_path / "a" / "b" / "out.txt").read_text() == "x"
+    with pytest.raises(UsageError, match="it is a folder; give a file name"):
+        atomic_write(tmp_path / "a", "x")
