@@ -90,3 +90,17 @@ def test_impossible_tflite_requests_fail_before_any_output(tmp_path, examples, k
     with pytest.raises(UsageError, match=words):
         edgeops.convert(examples / "digits_cnn.onnx", out, **kwargs)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("mode", ["int8", "dynamic", "fp16", "none"])
+def test_converting_to_tflite_keeps_litert_quiet_on_stderr(tmp_path, mode):
+    """Regression: LiteRT's C++ 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' reached stderr
+    from ai-edge-quantizer's calibration and the XNNPACK plan, which redirected only Python's sys.stderr."""
+    from pathlib import Path
+
+    models = Path(__file__).resolve().parents[2] / "examples" / "models"
+    args = ["--quantize", mode] + (["--calibration", str(models / "digits_cnn_calib.npz")] if mode == "int8" else [])
+    proc = subprocess.run([sys.executable, "-m", "edgeops", "convert", str(models / "digits_cnn.onnx"),
+                           "-o", str(tmp_path / "m.tflite"), *args, "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "XNNPACK" not in proc.stderr, proc.stderr

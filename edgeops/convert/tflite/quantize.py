@@ -181,8 +181,13 @@ def _cast_sample(k: int, name: str, a: np.ndarray, want: Any) -> np.ndarray:
 
 @contextlib.contextmanager
 def _quiet():
-    """Hide ai-edge-quantizer's own tqdm bars and interpreter debug warnings (ours are on stderr)."""
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+    """Hide ai-edge-quantizer's own tqdm bars and interpreter debug warnings (ours are on stderr), and
+    LiteRT's C++ "Created TensorFlow Lite XNNPACK delegate" line on file descriptor 2 (anything else
+    the interpreter says there is written back afterwards)."""
+    from ...runtime.backends.tflite import quiet_stderr
+
+    with quiet_stderr(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+            contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
 

@@ -54,13 +54,12 @@ class Plan:
 
 def plan(data: bytes, *, threads: int = 1) -> Plan:
     """The XNNPACK plan of the model ``data`` (``.tflite`` bytes) in LiteRT with its default delegate."""
-    import contextlib
-    import io
-
     import numpy as np
     from ai_edge_litert import interpreter as litert
 
-    with contextlib.redirect_stderr(io.StringIO()):
+    from ...runtime.backends.tflite import quiet_stderr
+
+    with quiet_stderr():  # the C++ "Created TensorFlow Lite XNNPACK delegate" line goes to fd 2
         interp = litert.Interpreter(model_content=data, num_threads=threads)
         interp.allocate_tensors()
     nodes = interp._get_ops_details()  # noqa: SLF001 - the only view of the nodes after delegation

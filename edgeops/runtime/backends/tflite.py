@@ -76,7 +76,7 @@ class TFLiteBackend:
             kwargs["experimental_delegates"] = delegates
         if no_default:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        with _quiet_stderr() as said:  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+        with quiet_stderr() as said:  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
             try:
                 self.interp = mod.Interpreter(**kwargs)
                 self.interp.allocate_tensors()
@@ -140,7 +140,7 @@ class TFLiteBackend:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[list[str]]:
+def quiet_stderr() -> Iterator[list[str]]:
     """Send file descriptor 2 to a temporary file for the block (the interpreter's C++ code writes
     there, not to ``sys.stderr``); yields a list that gets the lines written meanwhile, less the
     routine ones, when the block ends. fd 2 is restored even when the block raises, and then the
