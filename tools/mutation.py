@@ -67,7 +67,8 @@ MODULES: dict[str, Target] = {
     "store": Target("edgeops/deploy/store.py", ("tests/deploy/test_store.py", "tests/deploy/test_store_files.py")),
     "ota": Target("edgeops/agent/ota.py", ("tests/agent/test_ota_machine.py",),
                   "the resume table and the machine; the end-to-end OTA tests are too slow for this tier"),
-    "harness": Target("edgeops/bench/harness.py", ("tests/bench/test_harness.py",)),
+    "harness": Target("edgeops/bench/harness.py",
+                       ("tests/bench/test_harness.py", "tests/bench/test_harness_edges.py")),
 }
 
 # Mutants that change nothing a caller can observe, by mutmut name, with the reason.
