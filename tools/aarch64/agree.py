@@ -5,6 +5,12 @@ Three steps, run by ``tools/aarch64/run.sh`` (the same inference-engine versions
     python tools/aarch64/agree.py int8 DIR            # x86 host: int8 ONNX twins of the examples (target rpi4)
     python tools/aarch64/agree.py dump OUT.npz DIR    # each side: every model in examples/models and DIR
     python tools/aarch64/agree.py compare X86.npz AARCH64.npz   # the table; exit 1 on a mismatch
+    python tools/aarch64/agree.py zoo ZOO DIR         # x86 host, optional: model-zoo models and twins
+
+``zoo`` takes a built model zoo (``python -m benchmarks.zoo.build``; ``$EDGEOPS_AARCH64_ZOO`` in
+run.sh) and writes, for each model of :data:`ZOO_MODELS`, ``DIR/zoo-NAME/`` with the fp32 ONNX, its
+TFLite fp32 and static int8 twins (target rpi4, the zoo's calibration set) and the first
+:data:`ZOO_SAMPLES` test inputs; ``dump`` runs those too when DIR is given.
 
 ``dump`` runs each model through ``edgeops.load`` on its held-out test split (360 digits; one at a
 time where the model's batch is fixed at 1) and stores every output, the engine that ran it and
@@ -32,6 +38,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "models"
 FAMILIES = ("mlp", "cnn", "mobilenet")
 FP32_RTOL = 1e-5
+# real-size models of each kind the zoo has that run in seconds under emulation: 1-D convs, hard-swish
+# and SE, a detector's decode head, an LSTM, attention
+ZOO_MODELS = ("kws_dscnn1d", "mobilenet_v3_small", "yolo_style", "crnn_text_rec", "vit_tiny")
+ZOO_SAMPLES = 8
 
 
 def family(path: Path) -> str:
@@ -51,6 +61,33 @@ def make_int8(out_dir: Path) -> None:
         edgeops.convert(str(src), str(dst), target="rpi4", quantize="int8",
                         calibration=str(EXAMPLES / f"digits_{name}_calib.npz"))
         print(f"wrote {dst}")
+
+
+def make_zoo(zoo: Path, out_dir: Path) -> None:
+    import shutil
+
+    import edgeops
+
+    for name in ZOO_MODELS:
+        src = zoo / name
+        dst = out_dir / f"zoo-{name}"
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / "model.onnx", dst / f"{name}.onnx")
+        with np.load(src / "test.npz") as f:
+            np.savez(dst / "test.npz", **{k: f[k][:ZOO_SAMPLES] for k in f.files})
+        edgeops.convert(str(src / "model.onnx"), str(dst / f"{name}.tflite"), target="rpi4")
+        edgeops.convert(str(src / "model.onnx"), str(dst / f"{name}_int8.tflite"), target="rpi4", quantize="int8",
+                        calibration=str(src / "calib.npz"))
+        print(f"wrote {dst}")
+
+
+def _run_each(model, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every sample through ``model``: as one batch, or one at a time where the batch is fixed at 1."""
+    if model.inputs[0].shape[0] != 1:
+        return model.run(data)
+    n = len(next(iter(data.values())))
+    outs = [model.run({k: v[i:i + 1] for k, v in data.items()}) for i in range(n)]
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def _tflite_step(path: Path) -> float | None:
@@ -96,22 +133,27 @@ def dump(out: Path, extra: list[Path]) -> None:
     models = sorted(EXAMPLES.glob("digits_*.onnx")) + sorted(EXAMPLES.glob("digits_*.tflite"))
     for d in extra:
         models += sorted(d.glob("digits_*.onnx")) + sorted(d.glob("digits_*.tflite"))
+        models += sorted(d.glob("zoo-*/*.onnx")) + sorted(d.glob("zoo-*/*.tflite"))
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, dict] = {}
-    for path in models:
-        data = np.load(EXAMPLES / f"digits_{family(path)}_test.npz")
-        model = edgeops.load(str(path))
-        name = model.inputs[0].name
-        x = data[name]
-        if model.inputs[0].shape[0] == 1:
-            outs = [model.run({name: x[i:i + 1]}) for i in range(len(x))]
-            result = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    runs = [(path, None) for path in models]
+    # int8 .tflite files run twice: with XNNPACK (the default) and with TFLite's builtin reference
+    # kernels, which tells a difference of XNNPACK's per-architecture int8 kernels from our converter's
+    runs += [(path, "builtin") for path in models if path.suffix == ".tflite" and "int8" in path.name]
+    for path, kernels in runs:
+        model = edgeops.load(str(path), providers=["cpu"] if kernels else None)
+        if path.parent.name.startswith("zoo-"):
+            with np.load(path.parent / "test.npz") as f:
+                data = {k: f[k] for k in f.files}
         else:
-            result = model.run({name: x})
+            with np.load(EXAMPLES / f"digits_{family(path)}_test.npz") as f:
+                data = {model.inputs[0].name: f[model.inputs[0].name]}
+        result = _run_each(model, data)
+        label = path.name + (f" ({kernels} kernels)" if kernels else "")
         for key, value in result.items():
-            arrays[f"{path.name}:{key}"] = value
-        meta[path.name] = {"engine": _engine(model), "path": str(path)}
-        print(f"{path.name}: {meta[path.name]['engine']}", file=sys.stderr)
+            arrays[f"{label}:{key}"] = value
+        meta[label] = {"engine": _engine(model) + (f", {kernels} kernels" if kernels else ""), "path": str(path)}
+        print(f"{label}: {meta[label]['engine']}", file=sys.stderr)
     import platform
 
     meta["_"] = {"machine": platform.machine(), "numpy": np.__version__}
@@ -155,6 +197,7 @@ def compare(a_path: Path, b_path: Path) -> int:
         diff = float(np.max(np.abs(x - y)))
         rel = diff / max(float(np.max(np.abs(x))), 1e-30)
         top1 = int(np.sum(np.argmax(x, -1) == np.argmax(y, -1)))
+        n_top1 = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
         info = ma[fname]
         engines = info["engine"] if info["engine"] == mb[fname]["engine"] else f"{info['engine']} / {mb[fname]['engine']}"
         if "int8" in fname:
@@ -170,7 +213,7 @@ def compare(a_path: Path, b_path: Path) -> int:
             cells = "- | -"
             verdict = ("equal" if diff == 0 else "within 1e-5") if ok else "MISMATCH"
         bad += not ok
-        print(f"| {key} | {engines} | {diff:.3g} | {rel:.3g} | {cells} | {top1}/{len(x)} | {verdict} |")
+        print(f"| {key} | {engines} | {diff:.3g} | {rel:.3g} | {cells} | {top1}/{n_top1} | {verdict} |")
     print(f"\n{'all agree' if not bad else f'{bad} output(s) disagree'}")
     return 1 if bad else 0
 
@@ -185,9 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare")
     c.add_argument("x86", type=Path)
     c.add_argument("aarch64", type=Path)
+    z = sub.add_parser("zoo")
+    z.add_argument("zoo", type=Path)
+    z.add_argument("dir", type=Path)
     args = parser.parse_args(argv)
     if args.cmd == "int8":
         make_int8(args.dir)
+        return 0
+    if args.cmd == "zoo":
+        make_zoo(args.zoo, args.dir)
         return 0
     if args.cmd == "dump":
         dump(args.out, args.extra)
