@@ -127,7 +127,7 @@ def _check(data: bytes) -> Any:
     import tempfile
 
     from ..formats.tflite_file import read_tflite
-    from ..runtime import load
+    from ..loading import load
 
     summary = read_tflite(data, source="the converted model")
     with tempfile.TemporaryDirectory(prefix="edgeops-tflite-check-") as tmp:
