@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import _json
-from .._io import atomic_stream, jsonable
+from .._io import atomic_stream, hash_file, jsonable, profile_path
 from .._version import __version__
 from ..errors import DataError, UsageError
 from .manifest import _WORD, FORMAT, MANIFEST, MANIFEST_VERSION, MAX_MEMBER_BYTES, SIGNATURE, Manifest, dump_manifest
@@ -48,13 +48,8 @@ class _Part:
 
 
 def _from_file(name: str, path: str) -> _Part:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
-    return _Part(name, h.hexdigest(), size, path=path)
+    sha256, size = hash_file(path)
+    return _Part(name, sha256, size, path=path)
 
 
 def _from_bytes(name: str, data: bytes) -> _Part:
@@ -135,7 +130,7 @@ def _readable(path: str, what: str) -> str:
 
 def _profile(model_path: str, profile: str | None) -> _Part | None:
     if profile is None:
-        guess = os.path.splitext(model_path)[0] + ".profile.json"
+        guess = profile_path(model_path)
         if not os.path.isfile(guess):
             return None
         profile = guess
