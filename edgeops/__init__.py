@@ -29,8 +29,13 @@ from .errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .agent import Agent
+    from .convert import ConvertPackage
     from .loading import load
     from .runtime import Guardrails, Model, RunStats, TensorSpec
+    from .validate import ValidatePackage
+
+    convert: ConvertPackage  # the package, called as its function (see edgeops._callable)
+    validate: ValidatePackage
 
 __all__ = [
     "__version__",
@@ -54,7 +59,7 @@ __all__ = [
 ]
 
 _LAZY = {"Model", "TensorSpec", "Guardrails", "RunStats"}
-_SUBPACKAGES = {"convert", "validate", "bench"}  # callable modules: edgeops.convert(...), edgeops.validate(...)
+_SUBPACKAGES = {"convert", "validate", "bench"}  # edgeops.convert(...), edgeops.validate(...): see _callable.py
 
 
 def __getattr__(name: str) -> Any:
