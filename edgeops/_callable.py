@@ -23,6 +23,6 @@ class CallablePackage(types.ModuleType):
     @classmethod
     def install(cls, name: str) -> None:
         """Make the module ``name`` (a package's ``__name__``) an instance of this class: callable."""
-        if "__call__" not in cls.__dict__:
+        if "__call__" not in vars(cls):
             raise TypeError(f"{cls.__name__} must set __call__ = staticmethod(the package's function)")
         sys.modules[name].__class__ = cls

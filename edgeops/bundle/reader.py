@@ -253,7 +253,8 @@ def _prepare_dest(folder: str) -> list[str]:
         if os.listdir(folder):
             raise BundleError(f"cannot extract into {folder}: the folder is not empty; pass a new or empty folder")
         return []
-    missing, here = [], os.path.abspath(folder)
+    missing: list[str] = []
+    here = os.path.abspath(folder)
     while not os.path.lexists(here):
         missing.insert(0, here)
         here = os.path.dirname(here)

@@ -19,6 +19,7 @@ import os
 import tarfile
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,7 @@ def create(model: str | os.PathLike[str], output: str | os.PathLike[str], *, nam
     report_part, validation = _report(report)
     sample_part = _sample(sample, [t.name for t in summary.inputs])
     parts += [p for p in (profile_part, report_part, sample_part) if p is not None]
-    data = {
+    data: dict[str, Any] = {
         "format": FORMAT, "manifest_version": MANIFEST_VERSION, "name": name, "version": version,
         "id": uuid.uuid4().hex, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "edgeops": __version__,
@@ -184,9 +185,18 @@ def _sample(sample: str | None, input_names: list[str]) -> _Part | None:
     from ..datafiles import load_inputs
 
     arrays = load_inputs(_readable(os.fspath(sample), "sample"), input_names)  # no pickle; checks the keys
+    return _from_bytes("sample.npz", _npz(arrays))
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """What ``np.savez`` writes (an uncompressed zip of ``NAME.npy``), for any input name: ``savez(**arrays)``
+    would take an input called ``file`` or ``allow_pickle`` for its own parameter."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return _from_bytes("sample.npz", buf.getvalue())
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(array), allow_pickle=False)
+    return buf.getvalue()
 
 
 def _plain_dict(what: str, value: dict | None) -> dict | None:

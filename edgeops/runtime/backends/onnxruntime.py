@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -98,12 +99,13 @@ class OnnxRuntimeBackend:
 
                 raise format_error("ONNX", f"the graph has no {kind}", path)
         self._names = [o.name for o in self.outputs]
+        self.run: Callable[[dict[str, np.ndarray]], list[np.ndarray]] = self._run_wrapped
         inner = _cpu_session(self.session) if self.providers == ["CPUExecutionProvider"] else None
         if inner is not None:
             names = self._names
-            self.run = lambda feeds: inner.run(names, feeds, None)  # type: ignore[method-assign]
+            self.run = lambda feeds: inner.run(names, feeds, None)
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run_wrapped(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(self._names, feeds)
 
 
