@@ -52,6 +52,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -657,7 +658,7 @@ def parse_offer(payload: bytes, max_chunk: int) -> dict[str, Any]:
 # -- the health check ----------------------------------------------------------------------------
 
 
-def probe(model: Any, slot_dir: str, manifest: dict[str, Any], *,
+def probe(model: Any, slot_dir: str, manifest: Mapping[str, Any], *,
           max_p95_ms: float | None = None) -> tuple[list[dict[str, np.ndarray]], str | None]:
     """Run the bundle's sample (or synthesised inputs) through ``model``: ``(feeds, problem or None)``."""
     try:
@@ -679,7 +680,7 @@ def probe(model: Any, slot_dir: str, manifest: dict[str, Any], *,
     return feeds, None
 
 
-def probe_inputs(model: Any, slot_dir: str, manifest: dict[str, Any]
+def probe_inputs(model: Any, slot_dir: str, manifest: Mapping[str, Any]
                  ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]] | None]:
     """The first few samples of the bundle's sample file, with reference outputs where it holds them."""
     member = manifest.get("sample")

@@ -91,7 +91,8 @@ def _evaluate(evaluator: Any, model: Any, node: Any, consts: dict[str, np.ndarra
 def _static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if vi.type.tensor_type.HasField("shape") and all(dim_size(d) is not None for d in dims):
-            out[vi.name] = tuple(dim_size(d) for d in dims)
+        sizes = [dim_size(d) for d in vi.type.tensor_type.shape.dim]
+        known = [s for s in sizes if s is not None]
+        if vi.type.tensor_type.HasField("shape") and len(known) == len(sizes):
+            out[vi.name] = tuple(known)
     return out
