@@ -29,7 +29,13 @@ from .errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .agent import Agent
-    from .runtime import Guardrails, Model, RunStats, TensorSpec, load
+    from .convert import ConvertPackage
+    from .loading import load
+    from .runtime import Guardrails, Model, RunStats, TensorSpec
+    from .validate import ValidatePackage
+
+    convert: ConvertPackage  # the package, called as its function (see edgeops._callable)
+    validate: ValidatePackage
 
 __all__ = [
     "__version__",
@@ -52,13 +58,17 @@ __all__ = [
     "CheckFailed",
 ]
 
-_LAZY = {"load", "Model", "TensorSpec", "Guardrails", "RunStats"}
-_SUBPACKAGES = {"convert", "validate", "bench"}  # callable modules: edgeops.convert(...), edgeops.validate(...)
+_LAZY = {"Model", "TensorSpec", "Guardrails", "RunStats"}
+_SUBPACKAGES = {"convert", "validate", "bench"}  # edgeops.convert(...), edgeops.validate(...): see _callable.py
 
 
 def __getattr__(name: str) -> Any:
     # The runtime pulls in nothing heavy either, but keeping it lazy makes
     # `import edgeops` for the CLI's --version and for errors nearly free.
+    if name == "load":
+        from .loading import load
+
+        return load
     if name in _LAZY:
         from . import runtime
 

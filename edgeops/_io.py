@@ -4,12 +4,15 @@
 moment (models, profiles, reports): a temporary file in the same folder, fsync,
 rename, then fsync of the folder, so a crash leaves the old file or the new one,
 never half of either. :func:`jsonable` turns numpy values and non-finite floats
-into plain JSON.
+into plain JSON. :func:`sha256_file` is the one chunked SHA-256 of a file, :func:`link_or_copy`
+the one way a file gets a second name, and :func:`profile_path` the one rule for where a
+model's reference profile lies (``NAME.profile.json`` next to ``NAME.onnx``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import shutil
@@ -24,11 +27,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | None = None, 
     if (data is None) == (copy_from is None):
         raise TypeError("give exactly one of data or copy_from")
     with atomic_stream(path) as out:
-        if copy_from is not None:
+        if data is not None:
+            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        elif copy_from is not None:
             with open(copy_from, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
-        else:
-            out.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 @contextlib.contextmanager
@@ -51,7 +54,7 @@ def atomic_stream(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def output_folder(path: str | os.PathLike[str]) -> str:
@@ -76,7 +79,42 @@ def output_folder(path: str | os.PathLike[str]) -> str:
     return folder
 
 
-def _fsync_dir(folder: str) -> None:
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 (hex) of a file's content, read in 1 MiB blocks."""
+    return hash_file(path)[0]
+
+
+def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """The SHA-256 (hex) of a file's content and its size, from one read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """Give ``src`` the second name ``dst``: a hard link, or a copy where links are not supported.
+    An existing ``dst`` is left as it is."""
+    if os.path.lexists(dst):
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def profile_path(model_path: str | os.PathLike[str]) -> str:
+    """Where a model's reference data profile lies: ``NAME.profile.json`` next to ``NAME.onnx``
+    (or ``.tflite``, ``.c``): what convert writes, bundle create packs, and the store, the bundle
+    loader, guardrails and the agent's drift monitor look for."""
+    return os.path.splitext(os.fspath(model_path))[0] + ".profile.json"
+
+
+def fsync_dir(folder: str) -> None:
+    """fsync a folder, so a rename or a new file in it survives a crash (where the OS allows it)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

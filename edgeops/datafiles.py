@@ -3,6 +3,8 @@
 Samples lie along axis 0. Calibration, validation, benchmark workloads and the
 agent's replay all read data through :func:`load_inputs`, which checks the file
 against the model's inputs and says what is wrong in one :class:`~edgeops.DataError`.
+Both int8 paths (onnxruntime's and the TFLite quantizer's) read calibration data through
+:func:`load_calibration`, with its one sample limit (:data:`MAX_CALIBRATION`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, UsageError
+
+MAX_CALIBRATION = 500  # samples; more rarely changes the ranges and costs time
 
 
 def load_inputs(path: str | os.PathLike[str], input_names: list[str]) -> dict[str, np.ndarray]:
@@ -57,3 +61,14 @@ def check_samples(arrays: dict[str, np.ndarray], source: str = "data") -> dict[s
     if len(set(counts.values())) > 1:
         raise DataError(f"{source}: arrays have different numbers of samples: {counts}")
     return arrays
+
+
+def load_calibration(path: str | os.PathLike[str] | None, input_names: list[str], *,
+                     limit: int = MAX_CALIBRATION) -> dict[str, np.ndarray]:
+    """Calibration data for int8 quantization: :func:`load_inputs`, the first ``limit`` samples,
+    float64 arrays as float32 (what the models take). No ``path`` is a usage error that says what to give."""
+    if not path:
+        raise UsageError("--quantize int8 (static) needs --calibration DATA: a .npz of representative inputs")
+    arrays = load_inputs(path, input_names)
+    n = min(next(iter(arrays.values())).shape[0], limit)
+    return {name: (a[:n].astype(np.float32) if a.dtype == np.float64 else a[:n]) for name, a in arrays.items()}

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import threading
 import time
 from typing import Any
@@ -94,7 +93,9 @@ class Agent:
                                                                      profile)
         self.model = _open_model(model)
         self.model_info = _model_info(self.model, model_name, model_version)
-        self.drift = _drift_monitor(self.model, profile)
+        from ..monitor.drift import monitor_model
+
+        self.drift = monitor_model(self.model, profile)
         self.started = time.time()
         self.totals = {"count": 0, "errors": 0}  # inferences since the agent started; telemetry adds each window
         self.transport = transport or self._mqtt(broker, username, password, ca, cert, key, keepalive)
@@ -441,14 +442,14 @@ def _now_ms() -> int:
 def _open_model(model: Any) -> Any:
     if model is None or not isinstance(model, (str, os.PathLike)):
         return model
-    from ..runtime import load
+    from ..loading import load
 
     return load(model)
 
 
 def _store_model(store_dir: str, model: Any, name: str | None, version: str | None, profile: Any) -> tuple:
     """The model store's active model (name, version and profile from its bundle) when it has one."""
-    from .ota import store_model
+    from ..deploy.store import store_model
 
     found = store_model(store_dir)
     if found is None:
@@ -466,21 +467,3 @@ def _model_info(model: Any, name: str | None, version: str | None) -> dict[str, 
     stem = os.path.splitext(os.path.basename(model.path or "model"))[0]
     return {"name": name or stem, "version": version or (sha[:12] if sha else "unknown"), "sha256": sha}
 
-
-def _drift_monitor(model: Any, profile: Any) -> Any:
-    """A drift monitor on the model's reference profile (``NAME.profile.json`` next to it), if any."""
-    if profile is None and model is not None and model.path:
-        candidate = os.path.splitext(model.path)[0] + ".profile.json"
-        profile = candidate if os.path.isfile(candidate) else None
-    if profile is None:
-        return None
-    if model is not None and model.guardrails is None:  # count violations for telemetry, change nothing
-        model.enable_guardrails(profile, inputs="pass", outputs="pass")
-    from ..monitor.drift import DriftMonitor
-
-    return DriftMonitor(profile, inputs=[s.name for s in model.inputs] if model is not None else None)
-
-
-def runtime_info(model: Any) -> dict[str, Any]:
-    return {"edgeops": __version__, "backend": getattr(model, "backend", None), "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}", "machine": platform.machine()}

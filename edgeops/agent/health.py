@@ -2,8 +2,9 @@
 
 :func:`health` reads what every Linux board has through psutil, and what some boards expose in
 sysfs: thermal zones (``/sys/class/thermal/thermal_zone*``, Raspberry Pi, Jetson, most SoCs)
-and the Raspberry Pi firmware's throttling flags. A key the board does not expose is absent
-from the result, never ``None``. :func:`board` says what the device is.
+and the Raspberry Pi firmware's throttling flags (both read by :mod:`edgeops._device`, the probe the
+benchmark harness uses too). A key the board does not expose is absent from the result, never
+``None``. :func:`board` says what the device is.
 
 ``root`` redirects the board files (sysfs, ``/proc/device-tree``, ``/proc/uptime``,
 ``/etc/os-release``) to a copy of that tree, which is how the tests give a Pi or a Jetson
@@ -12,23 +13,18 @@ layout to a laptop; psutil's process and memory figures always come from the rea
 
 from __future__ import annotations
 
-import glob
 import os
 import platform
 import shutil
-import subprocess
 import time
 from typing import Any
 
+from .._device import chip_temperature, decode_throttled, read_text, thermal_zones, throttled_value
 from ..errors import BackendUnavailableError
 
+__all__ = ["health", "thermal_zones", "throttling", "board"]
+
 MB = 1 << 20
-PI_THROTTLED = "sys/devices/platform/soc/soc:firmware/get_throttled"
-# get_throttled bits: 0-3 hold now, 16-19 the same conditions since boot
-THROTTLE_BITS = {"under_voltage": 0, "freq_capped": 1, "throttled": 2, "soft_temp_limit": 3}
-# zones whose reading is not a temperature of the chip: Jetson's PMIC-Die is a fixed 100 °C, and
-# thermal-fan-est an estimate made from the other zones; they are reported, not taken for the maximum
-NOT_FOR_MAX = {"PMIC-Die", "thermal-fan-est"}
 
 
 def health(store_dir: str = "/", *, root: str = "/", started: float | None = None) -> dict[str, Any]:
@@ -57,36 +53,13 @@ def health(store_dir: str = "/", *, root: str = "/", started: float | None = Non
     zones = thermal_zones(root)
     if zones:
         out["thermal"] = zones
-        chip = [c for name, c in zones.items() if name.split("#")[0] not in NOT_FOR_MAX]
-        if chip:
-            out["temperature_c"] = max(chip)
+        chip = chip_temperature(zones)
+        if chip is not None:
+            out["temperature_c"] = chip
     flags = throttling(root)
     if flags is not None:
         out["throttled"] = flags
     return out
-
-
-def thermal_zones(root: str = "/") -> dict[str, float]:
-    """{zone type: °C} of every readable thermal zone; a repeated type gets ``#<zone number>``.
-
-    Zones read in millidegrees; readings outside -40..150 °C (disabled sensors report values
-    such as -256 °C on Jetson) are left out.
-    """
-    zones: dict[str, float] = {}
-    paths = glob.glob(os.path.join(root, "sys/class/thermal/thermal_zone*"))
-    for path in sorted(paths, key=_zone_number):
-        text = _read(os.path.join(path, "temp"))
-        try:
-            celsius = int(text) / 1000 if text else None
-        except ValueError:
-            celsius = None
-        if celsius is None or not -40 < celsius < 150:
-            continue
-        name = _read(os.path.join(path, "type")) or os.path.basename(path)
-        if name in zones:
-            name = f"{name}#{_zone_number(path)}"
-        zones[name] = round(celsius, 1)
-    return zones
 
 
 def throttling(root: str = "/") -> dict[str, Any] | None:
@@ -97,27 +70,17 @@ def throttling(root: str = "/") -> dict[str, Any] | None:
     Returns ``{"raw": "0x50005", "now": {flag: bool}, "since_boot": {flag: bool}}`` with the
     flags under_voltage, freq_capped, throttled and soft_temp_limit.
     """
-    text = _read(os.path.join(root, PI_THROTTLED))
-    if text is None and os.path.abspath(root) == "/":
-        text = _vcgencmd_throttled()
-    if not text:
-        return None
-    try:
-        value = int(text.split("=")[-1].strip(), 16)
-    except ValueError:
-        return None
-    return {"raw": hex(value),
-            "now": {flag: bool(value >> bit & 1) for flag, bit in THROTTLE_BITS.items()},
-            "since_boot": {flag: bool(value >> (bit + 16) & 1) for flag, bit in THROTTLE_BITS.items()}}
+    value = throttled_value(root)
+    return None if value is None else decode_throttled(value)
 
 
 def board(*, root: str = "/") -> dict[str, str]:
     """What the device is: ``model`` (device tree or DMI, where known), ``os``, ``kernel``, ``python``, ``machine``."""
     out: dict[str, str] = {}
-    model = _read(os.path.join(root, "proc/device-tree/model"))
+    model = read_text(os.path.join(root, "proc/device-tree/model"))
     if not model:
-        vendor = _read(os.path.join(root, "sys/class/dmi/id/sys_vendor")) or ""
-        product = _read(os.path.join(root, "sys/class/dmi/id/product_name")) or ""
+        vendor = read_text(os.path.join(root, "sys/class/dmi/id/sys_vendor")) or ""
+        product = read_text(os.path.join(root, "sys/class/dmi/id/product_name")) or ""
         model = " ".join(p for p in (vendor, product) if p)
     if model:
         out["model"] = model
@@ -134,20 +97,6 @@ def _psutil() -> Any:
     return psutil
 
 
-def _read(path: str) -> str | None:
-    """A small text file's content, stripped (and without the device tree's trailing NUL); None if unreadable."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read(4096).replace("\x00", "").strip()
-    except OSError:
-        return None
-
-
-def _zone_number(path: str) -> int:
-    digits = os.path.basename(path).removeprefix("thermal_zone")
-    return int(digits) if digits.isdigit() else 1 << 30
-
-
 def _disk_free_mb(path: str) -> float | None:
     path = os.path.abspath(path)
     while not os.path.exists(path) and os.path.dirname(path) != path:
@@ -159,7 +108,7 @@ def _disk_free_mb(path: str) -> float | None:
 
 
 def _system_uptime(root: str, psutil: Any) -> float | None:
-    text = _read(os.path.join(root, "proc/uptime"))
+    text = read_text(os.path.join(root, "proc/uptime"))
     if text:
         try:
             return float(text.split()[0])
@@ -170,19 +119,8 @@ def _system_uptime(root: str, psutil: Any) -> float | None:
     return time.time() - psutil.boot_time()
 
 
-def _vcgencmd_throttled() -> str | None:
-    exe = shutil.which("vcgencmd")
-    if exe is None:
-        return None
-    try:
-        done = subprocess.run([exe, "get_throttled"], capture_output=True, text=True, timeout=1, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 and "=" in done.stdout else None
-
-
 def _os_name(root: str) -> str | None:
-    text = _read(os.path.join(root, "etc/os-release")) or ""
+    text = read_text(os.path.join(root, "etc/os-release")) or ""
     for line in text.splitlines():
         if line.startswith("PRETTY_NAME="):
             return line.split("=", 1)[1].strip().strip('"') or None

@@ -52,6 +52,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ from .. import _json
 from .._io import atomic_write
 from ..errors import DataError, EdgeOpsError
 
-__all__ = ["KILL_ENV", "OUTCOMES", "RESUME", "TRANSITIONS", "Ota", "OfferError", "parse_offer", "probe", "store_model"]
+__all__ = ["KILL_ENV", "OUTCOMES", "RESUME", "TRANSITIONS", "Ota", "OfferError", "parse_offer", "probe"]
 
 KILL_ENV = "EDGEOPS_OTA_KILL_AT"
 MAX_MISSING = 1024  # chunk indices in one ota.need
@@ -461,7 +462,7 @@ class Ota:
         slot = self.store.active(verify=True)
         if slot is None or slot.slot != self.record["to_slot"]:
             return "error", "the new slot is not the active one"
-        from ..runtime import load
+        from ..loading import load
 
         try:
             model = load(slot.model_path)
@@ -493,10 +494,9 @@ class Ota:
         return _check_outputs(model, feeds[:1], None, None)
 
     def _use(self, model: Any, slot: Any) -> None:
-        from .agent import _drift_monitor
+        from ..monitor.drift import monitor_model
 
-        profile = slot.manifest.get("profile")
-        drift = _drift_monitor(model, os.path.join(slot.dir, profile) if profile else None)
+        drift = monitor_model(model, slot.profile_path)
         info = {"name": slot.name or "model", "version": slot.version or "unknown", "sha256": model.sha256}
         old = self.agent.swap_model(model, info, drift)
         if self._before is None:
@@ -525,7 +525,7 @@ class Ota:
         path = getattr(before[0], "path", None)
         slot = self.store.active() if slot_name is not None and _inside(path, self.store.root) else None
         if slot is not None and slot.slot == slot_name and os.path.abspath(path) != slot.model_path:
-            from ..runtime import load
+            from ..loading import load
 
             self._use(load(slot.model_path), slot)
             self._before = None
@@ -658,7 +658,7 @@ def parse_offer(payload: bytes, max_chunk: int) -> dict[str, Any]:
 # -- the health check ----------------------------------------------------------------------------
 
 
-def probe(model: Any, slot_dir: str, manifest: dict[str, Any], *,
+def probe(model: Any, slot_dir: str, manifest: Mapping[str, Any], *,
           max_p95_ms: float | None = None) -> tuple[list[dict[str, np.ndarray]], str | None]:
     """Run the bundle's sample (or synthesised inputs) through ``model``: ``(feeds, problem or None)``."""
     try:
@@ -680,7 +680,7 @@ def probe(model: Any, slot_dir: str, manifest: dict[str, Any], *,
     return feeds, None
 
 
-def probe_inputs(model: Any, slot_dir: str, manifest: dict[str, Any]
+def probe_inputs(model: Any, slot_dir: str, manifest: Mapping[str, Any]
                  ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]] | None]:
     """The first few samples of the bundle's sample file, with reference outputs where it holds them."""
     member = manifest.get("sample")
@@ -747,21 +747,6 @@ def _tolerance(tolerances: dict[str, Any] | None) -> tuple[float | None, float]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def store_model(store_dir: str) -> dict[str, Any] | None:
-    """The store's active model (``<store_dir>/models``) as ``{path, name, version, profile}``; None if none."""
-    root = os.path.join(store_dir, "models")
-    if not os.path.isfile(os.path.join(root, "active.json")):
-        return None
-    from ..deploy.store import ModelStore
-
-    slot = ModelStore(root).active()
-    if slot is None:
-        return None
-    profile = slot.manifest.get("profile")
-    return {"path": slot.model_path, "name": slot.name, "version": slot.version,
-            "profile": os.path.join(slot.dir, profile) if profile else None}
 
 
 def _load_record(path: str) -> dict[str, Any]:

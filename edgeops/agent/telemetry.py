@@ -18,7 +18,7 @@ from typing import Any
 
 
 def build_telemetry(agent: Any) -> dict[str, Any]:
-    from .agent import runtime_info
+    from ..runtime.model import runtime_info
 
     model = agent.model
     message: dict[str, Any] = {

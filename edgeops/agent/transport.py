@@ -60,6 +60,17 @@ def _paho() -> Any:
     return mqtt
 
 
+def _paho_loop_ended(client: Any) -> bool:
+    """Whether paho's network thread (``loop_start``) is gone: its private ``_thread`` reads None.
+
+    The one place edgeops reads a private paho attribute: paho has no public way to ask whether
+    the thread ``loop_start`` made is still running, and it clears ``_thread`` when the thread
+    ends. A paho without that attribute counts as running (the socket-close callback still ends
+    the session).
+    """
+    return getattr(client, "_thread", "unknown") is None
+
+
 def _call(fn: Callable[..., Any] | None, *args: Any) -> None:
     """Run a user callback; an exception is logged, never allowed to kill the network thread."""
     if fn is None:
@@ -254,7 +265,7 @@ class MqttTransport:
             if self._stopping.is_set():
                 session.client.disconnect()
             while not session.ended.wait(5.0):  # set at socket close; the check below is a safety net
-                if getattr(session.client, "_thread", "unknown") is None:  # paho's thread died on its own
+                if _paho_loop_ended(session.client):  # paho's thread died on its own
                     break
             session.client.loop_stop()
         with self._lock:

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..loading import load
 from ..runtime import input_shapes
-from ..runtime.model import Model, load
+from ..runtime.model import Model
 from ..runtime.preprocess import Preprocess
 from . import system
 from .inputs import concrete_shape, data_pool, random_pool

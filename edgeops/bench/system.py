@@ -1,9 +1,10 @@
 """What the operating system says about the CPU while a benchmark runs.
 
-A :class:`SystemProbe` reads CPU frequency, temperature and (on a Raspberry Pi)
-the firmware's throttling flags from ``/sys``, and the process's resident and
-peak memory from ``/proc/self/status``; every reading is ``None`` where the OS
-does not expose it. :class:`FixedProbe` replays given readings: the test double.
+A :class:`SystemProbe` reads CPU frequency from ``/sys``, the chip's temperature and
+(on a Raspberry Pi) the firmware's throttling flags through :mod:`edgeops._device` (the
+probe the agent's health uses too: thermal zones, ``get_throttled`` or ``vcgencmd``), and
+the process's resident and peak memory from ``/proc/self/status``; every reading is
+``None`` where the OS does not expose it. :class:`FixedProbe` replays given readings: the test double.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import platform
 import resource
 from dataclasses import dataclass
+
+from .._device import chip_temperature, thermal_zones, throttled_value
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class SystemProbe:
     """Reads the real machine."""
 
     def read(self) -> Reading:
-        return Reading(_cpu_freq_mhz(), _temperature_c(), _pi_throttled())
+        return Reading(_cpu_freq_mhz(), chip_temperature(thermal_zones()), throttled_value())
 
     def describe(self) -> dict[str, object]:
         return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "machine": platform.machine()}
@@ -68,27 +71,6 @@ def _cpu_freq_mhz() -> float | None:
                 except (IndexError, ValueError):
                     pass
     return sum(values) / len(values) if values else None
-
-
-def _temperature_c() -> float | None:
-    temps = []
-    for path in glob.glob("/sys/class/thermal/thermal_zone*/temp"):
-        text = _read(path)
-        try:
-            value = int(text) / 1000 if text else None
-        except ValueError:
-            value = None
-        if value is not None and -40 < value < 150:
-            temps.append(value)
-    return max(temps) if temps else None
-
-
-def _pi_throttled() -> int | None:
-    text = _read("/sys/devices/platform/soc/soc:firmware/get_throttled")
-    try:
-        return int(text, 16) if text else None
-    except ValueError:
-        return None
 
 
 def rss_mb() -> float | None:

@@ -26,7 +26,7 @@ install path). Typical use::
 
 Without ``trusted_keys`` a signature is checked against the key the manifest carries: that
 proves the bundle is intact, not who made it; pass ``trusted_keys`` (``--pubkey``) for that.
-``edgeops.load("model.eob")`` opens the model inside directly (verified, see :mod:`._load`).
+``edgeops.load("model.eob")`` opens the model inside directly (verified, see :mod:`.opening`).
 Every failed check raises :class:`BundleError` (a :class:`~edgeops.errors.CheckFailed`, exit 1).
 """
 

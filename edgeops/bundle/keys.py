@@ -16,7 +16,7 @@ import hashlib
 import os
 from typing import Any
 
-from .._io import _fsync_dir
+from .._io import fsync_dir
 from ..errors import EdgeOpsError, UsageError
 from .manifest import BundleError
 
@@ -80,7 +80,7 @@ def _write_new(path: str, data: bytes, mode: int) -> None:
     except BaseException:
         os.unlink(path)
         raise
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def _read_key_file(path: str | os.PathLike[str], what: str) -> bytes:

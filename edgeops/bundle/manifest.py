@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,19 +42,31 @@ class BundleError(CheckFailed):
     """A bundle failed verification or cannot be read as a bundle (exit code 1)."""
 
 
-@dataclass
-class Manifest:
+@dataclass(eq=False)
+class Manifest(Mapping[str, Any]):
     """A parsed ``manifest.json``: its exact bytes (what the signature covers) and their meaning.
 
     ``signed`` says the bundle carries ``manifest.sig``; whether the signature was checked, and
     against which keys, depends on how the manifest was obtained (:func:`~edgeops.bundle.verify`
-    checks it, :func:`~edgeops.bundle.read_manifest` does not).
+    checks it, :func:`~edgeops.bundle.read_manifest` does not). A manifest reads like its JSON
+    (``manifest["profile"]``, ``manifest.get("tolerances")``, equal to its ``data`` dict), and the
+    fields every reader needs are properties. It is the one form of a manifest: a bundle's, a
+    store slot's (:class:`~edgeops.deploy.store.SlotInfo`) and a model's (``model.bundle``).
     """
 
     raw: bytes
-    data: dict
+    data: dict[str, Any]
     signed: bool
     key_id: str | None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
 
     @property
     def name(self) -> str:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .._io import _fsync_dir
+from .._io import fsync_dir
 from . import _tar
 from .manifest import (
     MANIFEST,
@@ -234,7 +234,7 @@ def extract(path: str | os.PathLike[str], dest: str | os.PathLike[str], *, trust
             bundle = _structure(f, size, trusted_keys, require_signature, max_member_bytes)
             for member in bundle.members:
                 _write_member(f, member, folder, bundle, written)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except BaseException:
         _remove(written, created)
         raise
@@ -253,7 +253,8 @@ def _prepare_dest(folder: str) -> list[str]:
         if os.listdir(folder):
             raise BundleError(f"cannot extract into {folder}: the folder is not empty; pass a new or empty folder")
         return []
-    missing, here = [], os.path.abspath(folder)
+    missing: list[str] = []
+    here = os.path.abspath(folder)
     while not os.path.lexists(here):
         missing.insert(0, here)
         here = os.path.dirname(here)

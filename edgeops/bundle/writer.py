@@ -19,13 +19,14 @@ import os
 import tarfile
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import _json
-from .._io import atomic_stream, jsonable
+from .._io import atomic_stream, hash_file, jsonable, profile_path
 from .._version import __version__
 from ..errors import DataError, UsageError
 from .manifest import _WORD, FORMAT, MANIFEST, MANIFEST_VERSION, MAX_MEMBER_BYTES, SIGNATURE, Manifest, dump_manifest
@@ -48,13 +49,8 @@ class _Part:
 
 
 def _from_file(name: str, path: str) -> _Part:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
-    return _Part(name, h.hexdigest(), size, path=path)
+    sha256, size = hash_file(path)
+    return _Part(name, sha256, size, path=path)
 
 
 def _from_bytes(name: str, data: bytes) -> _Part:
@@ -94,7 +90,7 @@ def create(model: str | os.PathLike[str], output: str | os.PathLike[str], *, nam
     report_part, validation = _report(report)
     sample_part = _sample(sample, [t.name for t in summary.inputs])
     parts += [p for p in (profile_part, report_part, sample_part) if p is not None]
-    data = {
+    data: dict[str, Any] = {
         "format": FORMAT, "manifest_version": MANIFEST_VERSION, "name": name, "version": version,
         "id": uuid.uuid4().hex, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "edgeops": __version__,
@@ -135,7 +131,7 @@ def _readable(path: str, what: str) -> str:
 
 def _profile(model_path: str, profile: str | None) -> _Part | None:
     if profile is None:
-        guess = os.path.splitext(model_path)[0] + ".profile.json"
+        guess = profile_path(model_path)
         if not os.path.isfile(guess):
             return None
         profile = guess
@@ -189,9 +185,18 @@ def _sample(sample: str | None, input_names: list[str]) -> _Part | None:
     from ..datafiles import load_inputs
 
     arrays = load_inputs(_readable(os.fspath(sample), "sample"), input_names)  # no pickle; checks the keys
+    return _from_bytes("sample.npz", _npz(arrays))
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """What ``np.savez`` writes (an uncompressed zip of ``NAME.npy``), for any input name: ``savez(**arrays)``
+    would take an input called ``file`` or ``allow_pickle`` for its own parameter."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return _from_bytes("sample.npz", buf.getvalue())
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(array), allow_pickle=False)
+    return buf.getvalue()
 
 
 def _plain_dict(what: str, value: dict | None) -> dict | None:

@@ -72,7 +72,7 @@ def _run_agent(agent_cls: Any, ex: Path, url: str, store: str, seconds: float, e
                so_far: Callable[[], None] | None) -> dict[str, Any]:
     from ..agent.config import OtaConfig
     from ..agent.workload import replay
-    from ..runtime import load
+    from ..loading import load
 
     model = load(ex / "digits_mlp.onnx", threads=1)
     stop = threading.Event()

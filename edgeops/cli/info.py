@@ -58,7 +58,7 @@ def info(model: str, as_json: bool, verbose: bool) -> None:
 def _runtime(model: str) -> dict[str, Any]:
     """How ``edgeops.load`` runs the model here: backend, version, providers or delegates."""
     from ..errors import BackendError, ModelLoadError
-    from ..runtime import load
+    from ..loading import load
 
     try:
         m = load(model)

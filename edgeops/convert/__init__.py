@@ -1,6 +1,6 @@
 """Convert (adapt) models for device targets: ``edgeops.convert(...)`` and ``edgeops convert``.
 
-``edgeops.convert`` is both this package and a function you can call::
+``edgeops.convert`` is both this package and a function you can call (see :mod:`edgeops._callable`)::
 
     import edgeops
     report = edgeops.convert("model.onnx", "model_int8.onnx", quantize="int8", calibration="calib.npz")
@@ -9,21 +9,17 @@
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
+from .._callable import CallablePackage
 from .api import MODES, ConvertReport, choose_mode, convert
 from .importers import from_sklearn, from_torch
 
-__all__ = ["convert", "ConvertReport", "MODES", "choose_mode", "from_torch", "from_sklearn"]
+__all__ = ["convert", "ConvertReport", "MODES", "choose_mode", "from_torch", "from_sklearn", "ConvertPackage"]
 
 
-class _CallableModule(types.ModuleType):
-    """Lets ``edgeops.convert(...)`` call :func:`convert` while ``edgeops.convert.from_torch`` stays a module attribute."""
+class ConvertPackage(CallablePackage):
+    """This package, which ``edgeops.convert(...)`` calls as :func:`~edgeops.convert.api.convert`."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> ConvertReport:
-        return convert(*args, **kwargs)
+    __call__ = staticmethod(convert)
 
 
-sys.modules[__name__].__class__ = _CallableModule
+ConvertPackage.install(__name__)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._io import atomic_write, output_folder
+from .._io import atomic_write, output_folder, profile_path
 from ..errors import CheckFailed, DataError, EdgeOpsError, UsageError
 from ..formats import check_model_path
 from ..targets import Target, get_target
@@ -179,7 +179,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         if prof is not None:
             from ..validate import write_profile
 
-            report.profile = os.path.splitext(out)[0] + ".profile.json"
+            report.profile = profile_path(out)
             write_profile(prof, report.profile)
     report.size_after = os.path.getsize(out)
     report.seconds = time.perf_counter() - started
@@ -214,7 +214,7 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
         if prof is not None:
             from ..validate import write_profile
 
-            report.profile = os.path.splitext(out)[0] + ".profile.json"
+            report.profile = profile_path(out)
             write_profile(prof, report.profile)
     report.size_after = len(data)
     report.seconds = time.perf_counter() - started
@@ -248,7 +248,7 @@ def _check_outputs(src: str, out: str, fmt: str, *, inputs: tuple[str | None, ..
     none of them is the source model or another input (a link to it included): checked before
     the conversion, not after it."""
     base = os.path.splitext(out)[0]
-    outputs = [out, base + ".profile.json"] + ([base + ".h"] if fmt == "c" else [])
+    outputs = [out, profile_path(out)] + ([base + ".h"] if fmt == "c" else [])
     for path in outputs:
         output_folder(path)
         for given in (src, *inputs):

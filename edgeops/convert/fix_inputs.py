@@ -91,8 +91,8 @@ def _shaped(name: str, flat: np.ndarray, tt: Any) -> np.ndarray:
 def fold(model: Any) -> tuple[int, int]:
     """Constant-fold and inline constant ``If`` nodes until neither changes anything;
     returns (nodes folded, If nodes inlined)."""
+    from .constfold import fold_constants
     from .graph import infer_shapes
-    from .tflite.prepare import fold_constants
 
     folded = inlined = 0
     while True:

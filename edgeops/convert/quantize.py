@@ -18,25 +18,21 @@ from typing import Any
 import numpy as np
 
 from .._progress import Bars
-from ..datafiles import load_inputs
+from ..datafiles import MAX_CALIBRATION, load_calibration
 from ..errors import DataError, UsageError
 from .graph import dim_size
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-MAX_CALIBRATION = 500  # samples; more rarely changes the ranges and costs time
 
 
 class DataReader:
     """onnxruntime's CalibrationDataReader over a data file, one sample at a time, with progress."""
 
     def __init__(self, path: str, inputs: list[tuple[str, list[Any]]], limit: int = MAX_CALIBRATION):
-        arrays = load_inputs(path, [name for name, _ in inputs])
-        self.n = min(next(iter(arrays.values())).shape[0], limit)
-        self.arrays = {}
+        self.arrays = load_calibration(path, [name for name, _ in inputs], limit=limit)
+        self.n = next(iter(self.arrays.values())).shape[0]
         for name, dims in inputs:
-            a = arrays[name][: self.n]
-            self._check(name, dims, a)
-            self.arrays[name] = a.astype(np.float32) if a.dtype == np.float64 else a
+            self._check(name, dims, self.arrays[name])
         self.i = 0
         self._bars = Bars()
 

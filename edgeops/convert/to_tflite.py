@@ -18,8 +18,6 @@ import numpy as np
 from .._io import atomic_write
 from ..errors import EdgeOpsError, InferenceError, UsageError
 
-MAX_CALIBRATION = 500
-
 
 def export_and_quantize(model: Any, mode: str, *, input_shapes: dict[str, tuple[int, ...]] | None,
                         channels_last: bool, calibration: str | None, int8_io: bool,
@@ -97,20 +95,16 @@ def _xnnpack_plan(data: bytes, report: Any) -> None:
 
 def _samples(path: str | None, inputs: list[tuple[str, tuple[int, ...]]]) -> list[dict[str, np.ndarray]]:
     """Calibration feeds, one sample each, laid out as the exported model's inputs."""
-    from ..datafiles import load_inputs
+    from ..datafiles import load_calibration
     from ..errors import DataError
 
-    if not path:
-        raise UsageError("--quantize int8 (static) needs --calibration DATA: a .npz of representative inputs")
-    arrays = load_inputs(path, [n for n, _ in inputs])
-    n = min(next(iter(arrays.values())).shape[0], MAX_CALIBRATION)
+    arrays = load_calibration(path, [n for n, _ in inputs])
+    n = next(iter(arrays.values())).shape[0]
     feeds = []
     for i in range(n):
         feed = {}
         for name, shape in inputs:
             a = np.asarray(arrays[name][i:i + 1])
-            if a.dtype == np.float64:
-                a = a.astype(np.float32)
             if a.shape != shape and a.ndim == len(shape) and a.ndim >= 3 and \
                     a.shape == (shape[0], shape[-1], *shape[1:-1]):
                 a = np.moveaxis(a, 1, -1)  # channels-last I/O, channels-first data: the user's data stays NCHW
@@ -127,7 +121,7 @@ def _check(data: bytes) -> Any:
     import tempfile
 
     from ..formats.tflite_file import read_tflite
-    from ..runtime import load
+    from ..loading import load
 
     summary = read_tflite(data, source="the converted model")
     with tempfile.TemporaryDirectory(prefix="edgeops-tflite-check-") as tmp:

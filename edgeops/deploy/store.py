@@ -16,7 +16,7 @@ wiped, a pointer whose ``previous`` names it is rewritten without it, so rollbac
 a half-deleted slot. A crash at any moment therefore leaves ``active.json`` naming a complete slot
 (the old one or the new one) and at worst a stale ``.tmp`` folder the next install removes.
 
-A slot is *complete* when its ``slot.json`` parses and its model file has the recorded size;
+A slot is *complete* when its ``slot.json`` and ``manifest.json`` read and its model file has the recorded size;
 ``verify=True`` also compares the model's sha256 (the loader and :meth:`ModelStore.switch` do).
 ``active.json`` and ``slot.json`` are read with :func:`edgeops._json.loads` (bounded size and
 nesting, strict), so a damaged or hostile file is a :class:`~edgeops.errors.DataError` that
@@ -26,7 +26,6 @@ says how to repair the store, never a parser's traceback.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -35,24 +34,28 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .. import _json
-from .._io import _fsync_dir, atomic_write
+from .._io import atomic_write, fsync_dir, link_or_copy, profile_path, sha256_file
 from ..errors import DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..runtime import Model
+    from ..bundle.manifest import Manifest
+    from ..bundle.reader import Extracted
+    from ..runtime.model import Model
 
 SLOTS = ("a", "b")
 POINTER = "active.json"
 SLOT_META = "slot.json"
+AGENT_STORE = "models"  # the agent's model store: this folder under its store_dir
 
 
 @dataclass
 class SlotInfo:
-    """One installed slot: ``manifest`` is the bundle's manifest, ``installed`` an ISO time (UTC)."""
+    """One installed slot: ``manifest`` is the bundle's :class:`~edgeops.bundle.Manifest`, ``installed``
+    an ISO time (UTC)."""
 
     slot: str
     dir: str
-    manifest: dict
+    manifest: Manifest
     model_path: str
     installed: str
 
@@ -67,6 +70,12 @@ class SlotInfo:
     @property
     def bundle_id(self) -> str | None:
         return self.manifest.get("id")
+
+    @property
+    def profile_path(self) -> str | None:
+        """The bundle's reference profile in the slot, if it has one."""
+        profile = self.manifest.get("profile")
+        return os.path.join(self.dir, profile) if profile else None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the manifest itself left out: ``slot.json`` holds it)."""
@@ -123,13 +132,14 @@ class ModelStore:
             meta = _read_slot_meta(folder)
             model_path = os.path.join(folder, meta["model_file"])
             size = os.path.getsize(model_path)
+            manifest = _slot_manifest(folder, meta)
         except (OSError, DataError, KeyError, TypeError) as exc:
             raise DataError(f"slot {slot} in {self.root} is empty or incomplete ({exc})") from exc
         if size != meta.get("model_size"):
             raise DataError(f"slot {slot}: model {model_path} has {size} bytes, the bundle had {meta.get('model_size')}")
-        if verify and _sha256(model_path) != meta.get("model_sha256"):
+        if verify and sha256_file(model_path) != meta.get("model_sha256"):
             raise DataError(f"slot {slot}: model {model_path} does not match the bundle's sha256 (damaged on disk)")
-        return SlotInfo(slot=slot, dir=folder, manifest=meta.get("manifest") or {}, model_path=model_path,
+        return SlotInfo(slot=slot, dir=folder, manifest=manifest, model_path=model_path,
                         installed=meta.get("installed", ""))
 
     def active(self, *, verify: bool = False) -> SlotInfo | None:
@@ -183,7 +193,7 @@ class ModelStore:
             self._forget_previous(slot)
             _remove_tree(target)
             os.rename(tmp, target)
-            _fsync_dir(self.slots_dir)
+            fsync_dir(self.slots_dir)
             return self._slot_checked(slot)
 
     def switch(self, slot: str) -> SlotInfo:
@@ -258,27 +268,16 @@ class ModelStore:
     # -- using ---------------------------------------------------------------------------
 
     def load_active(self, *, verify: bool = True, **load_kwargs: Any) -> Model:
-        """Open the active slot's model with :func:`edgeops.load` (``load_kwargs`` pass through)."""
-        from ..runtime.model import load
+        """Open the active slot's model (``load_kwargs`` as for :func:`edgeops.load`); ``model.bundle``
+        is the slot's manifest."""
+        from ..runtime.model import open_model
 
         info = self.active(verify=verify)
         if info is None:
             raise DataError(f"no active model in {self.root}; install one with "
                             f"`edgeops store install BUNDLE --store {self.root} --activate`")
-        model = load(info.model_path, **load_kwargs)
-        model.bundle = self._manifest(info)
-        if verify:
-            model._sha256 = info.manifest["model"]["sha256"]  # checked just now; saves hashing the model again
-        return model
-
-    def _manifest(self, info: SlotInfo) -> Any:
-        """The slot's bundle manifest as a :class:`~edgeops.bundle.Manifest` (what ``model.bundle`` holds)."""
-        from ..bundle.manifest import MANIFEST, Manifest
-
-        meta = _read_slot_meta(info.dir)
-        with open(os.path.join(info.dir, MANIFEST), "rb") as fh:
-            raw = fh.read()
-        return Manifest(raw=raw, data=info.manifest, signed=bool(meta.get("signed")), key_id=meta.get("key_id"))
+        sha256 = info.manifest.model_sha256 if verify else None  # checked just now; saves hashing the model again
+        return open_model(info.model_path, sha256=sha256, manifest=info.manifest, **load_kwargs)
 
     def status(self) -> dict[str, Any]:
         """JSON-ready: the active and previous slots (name, version, bundle id, installed) and the pointer."""
@@ -294,16 +293,20 @@ class ModelStore:
         }
 
 
+def store_model(store_dir: str) -> dict[str, Any] | None:
+    """The active model of the agent's store (``<store_dir>/models``) as ``{path, name, version, profile}``;
+    None if the store has none."""
+    root = os.path.join(store_dir, AGENT_STORE)
+    if not os.path.isfile(os.path.join(root, POINTER)):
+        return None
+    slot = ModelStore(root).active()
+    if slot is None:
+        return None
+    return {"path": slot.model_path, "name": slot.name, "version": slot.version, "profile": slot.profile_path}
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_slot_meta(folder: str) -> dict[str, Any]:
@@ -315,7 +318,19 @@ def _read_slot_meta(folder: str) -> dict[str, Any]:
     return meta
 
 
-def _write_slot_meta(folder: str, got: Any) -> None:
+def _slot_manifest(folder: str, meta: dict[str, Any]) -> Manifest:
+    """The slot's bundle manifest: its data as ``slot.json`` recorded it, its exact bytes from ``manifest.json``."""
+    from ..bundle.manifest import MANIFEST, Manifest
+
+    with open(os.path.join(folder, MANIFEST), "rb") as fh:
+        raw = fh.read(_json.MAX_BYTES + 1)
+    data = meta.get("manifest") or {}
+    if not isinstance(data, dict):
+        raise DataError(f"{SLOT_META} has no manifest object")
+    return Manifest(raw=raw, data=data, signed=bool(meta.get("signed")), key_id=meta.get("key_id"))
+
+
+def _write_slot_meta(folder: str, got: Extracted) -> None:
     """``slot.json``: what the slot holds, so completeness is one small read and one stat.
 
     The reference profile also gets the name the agent looks for next to a model
@@ -323,7 +338,7 @@ def _write_slot_meta(folder: str, got: Any) -> None:
     """
     man = got.manifest
     if got.profile_path:
-        _link_or_copy(got.profile_path, os.path.splitext(got.model_path)[0] + ".profile.json")
+        link_or_copy(got.profile_path, profile_path(got.model_path))
     meta = {
         "installed": _now(),
         "signed": bool(man.signed),
@@ -334,15 +349,6 @@ def _write_slot_meta(folder: str, got: Any) -> None:
         "manifest": man.data,
     }
     atomic_write(os.path.join(folder, SLOT_META), _json.dumps(meta, indent=2) + "\n")
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    if os.path.lexists(dst):
-        return
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def _remove_tree(folder: str) -> None:

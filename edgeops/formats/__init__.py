@@ -23,7 +23,7 @@ import stat
 
 from edgeops.errors import ModelFormatError, ModelLoadError, ModelNotFoundError
 
-from ._summary import ModelSummary, TensorInfo
+from ._summary import ModelSummary, TensorInfo, format_error
 from .onnx_file import looks_like_onnx, onnx_external_files, read_onnx
 from .tflite_file import read_tflite, tflite_io_map
 
@@ -37,6 +37,7 @@ __all__ = [
     "check_model_path",
     "path_error",
     "load_error",
+    "format_error",
     "tflite_io_map",
     "onnx_external_files",
 ]

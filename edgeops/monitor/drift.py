@@ -32,6 +32,7 @@ two cores. A 224 x 224 x 3 float32 image costs about 60 µs per update.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import profile_path
 from ..errors import DataError, UsageError
 from ..runtime.guardrails import load_profile
 
@@ -309,3 +311,20 @@ class DriftMonitor:
         stats.update(psi=value, psi_level=psi_level(value), ks=ks_from_counts(win.reference, counts),
                      wasserstein=wasserstein_from_counts(win.edges, win.reference, counts))
         return stats
+
+
+def monitor_model(model: Any, profile: dict[str, Any] | str | PathLike[str] | None = None) -> DriftMonitor | None:
+    """A drift monitor on ``model``'s reference profile, None when it has none (the agent's setup).
+
+    ``profile`` defaults to the profile next to the model file (:func:`edgeops._io.profile_path`,
+    ``NAME.profile.json``) when that exists. A model without guardrails gets them in ``pass`` mode,
+    so telemetry counts range violations while every run stays as it was.
+    """
+    if profile is None and model is not None and model.path:
+        candidate = profile_path(model.path)
+        profile = candidate if os.path.isfile(candidate) else None
+    if profile is None:
+        return None
+    if model is not None and model.guardrails is None:  # count violations for telemetry, change nothing
+        model.enable_guardrails(profile, inputs="pass", outputs="pass")
+    return DriftMonitor(profile, inputs=[s.name for s in model.inputs] if model is not None else None)

@@ -22,6 +22,7 @@ agent publishes these counts. Guardrails are off unless enabled and cost nothing
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from os import PathLike
@@ -68,7 +69,9 @@ class RangeCheck:
             raise DataError(f"reference range of {self.name!r} has min > max")
         self.fill = (self.low + self.high) / 2 if self.fill is None else np.asarray(self.fill, dtype=np.float64)
         self._scalar = self.low.ndim == 0 and self.high.ndim == 0
-        self._lo, self._hi = (float(self.low), float(self.high)) if self._scalar else (None, None)
+        # the scalar fast path's bounds (unused, NaN, when the range is per element)
+        self._lo: float = float(self.low) if self._scalar else math.nan
+        self._hi: float = float(self.high) if self._scalar else math.nan
 
     def apply(self, where: str, arr: np.ndarray, lock: threading.Lock) -> np.ndarray:
         """Check ``arr``; count what is wrong and return it, fixed per the policy."""
@@ -87,13 +90,13 @@ class RangeCheck:
         above_mask = arr > self.high
         n_below = np.count_nonzero(below_mask)
         n_above = np.count_nonzero(above_mask)
-        n_bad = n_below + n_above + (0 if all_finite else arr.size - np.count_nonzero(finite))
+        n_bad = n_below + n_above + (0 if finite is None or all_finite else arr.size - np.count_nonzero(finite))
         if n_bad == 0:
             return arr
         with lock:
             c = self.counts
-            c.below += n_below > 0
-            c.above += n_above > 0
+            c.below += bool(n_below)
+            c.above += bool(n_above)
             c.nonfinite += not all_finite
             c.values += n_bad
             if self.policy == "reject":
@@ -111,11 +114,11 @@ class RangeCheck:
         fill = np.broadcast_to(self.fill.astype(arr.dtype), arr.shape)
         if self.policy == "clip":
             np.clip(fixed, self.low.astype(arr.dtype), self.high.astype(arr.dtype), out=fixed)
-            if not all_finite:
+            if finite is not None and not all_finite:
                 np.copyto(fixed, fill, where=~finite)
         else:  # replace
             bad = below_mask | above_mask
-            if not all_finite:
+            if finite is not None and not all_finite:
                 bad |= ~finite
             np.copyto(fixed, fill, where=bad)
         return fixed

@@ -8,14 +8,16 @@ checks only when enabled.
 
 from __future__ import annotations
 
-import hashlib
 import os
+import platform
 from collections.abc import Callable
 from time import perf_counter_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._io import sha256_file
+from .._version import __version__
 from ..errors import EdgeOpsError, InferenceError, ModelFormatError, UsageError
 from ..targets import Target, get_target
 from .backends import Backend, open_backend
@@ -23,14 +25,22 @@ from .guardrails import Guardrails
 from .spec import InputChecker, TensorSpec
 from .stats import RunStats
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..bundle.manifest import Manifest
+
 _EXTENSIONS = {".onnx": "onnx", ".ort": "onnx", ".tflite": "tflite", ".lite": "tflite"}
 
 
 class Model:
-    """A model ready to run. Get one from :func:`edgeops.load`."""
+    """A model ready to run. Get one from :func:`edgeops.load`.
+
+    ``sha256`` is the model file's SHA-256 when the caller has just checked it (a bundle, a store
+    slot), so it is not hashed again; ``manifest`` the bundle manifest the model came with
+    (``model.bundle``).
+    """
 
     def __init__(self, backend: Backend, *, path: str | None = None, fmt: str | None = None,
-                 target: Target | None = None):
+                 target: Target | None = None, sha256: str | None = None, manifest: Manifest | None = None):
         self._backend = backend
         self._run = backend.run
         self.path = path
@@ -43,9 +53,9 @@ class Model:
         self._prepare = self._checker.fast_prepare()
         self.stats = RunStats()
         self.guardrails: Guardrails | None = None
-        self._sha256: str | None = None
+        self._sha256 = sha256
         self.observer: Callable[[dict[str, np.ndarray]], None] | None = None  # sees each accepted input (drift)
-        self.bundle: Any = None  # the bundle's Manifest when opened from a .eob (see edgeops.bundle)
+        self.bundle = manifest  # the bundle's Manifest when opened from a .eob or a store (see edgeops.bundle)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -110,11 +120,7 @@ class Model:
     def sha256(self) -> str | None:
         """SHA-256 of the model file (computed once, on first use)."""
         if self._sha256 is None and self.path is not None:
-            h = hashlib.sha256()
-            with open(self.path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            self._sha256 = h.hexdigest()
+            self._sha256 = sha256_file(self.path)
         return self._sha256
 
     def describe(self) -> dict[str, Any]:
@@ -132,6 +138,14 @@ class Model:
     def __repr__(self) -> str:
         ins = ", ".join(s.describe() for s in self.inputs)
         return f"<Model {self.path or '(in memory)'} [{self.backend}] inputs: {ins}>"
+
+
+def runtime_info(model: object) -> dict[str, Any]:
+    """What runs ``model`` (a :class:`Model`, or None), JSON-ready (the agent's telemetry ``runtime``):
+    edgeops, the backend, Python, the OS."""
+    return {"edgeops": __version__, "backend": getattr(model, "backend", None),
+            "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
+            "machine": platform.machine()}
 
 
 def detect_format(path: str) -> str:
@@ -159,46 +173,34 @@ def detect_format(path: str) -> str:
     return fmt
 
 
-def load(path: str | os.PathLike[str], *, backend: str | None = None, threads: int | None = None,
-         providers: list[Any] | None = None, target: str | Target | None = None,
-         guardrails: Guardrails | dict[str, Any] | str | os.PathLike[str] | None = None) -> Model:
-    """Open a ``.onnx`` or ``.tflite`` model, or a bundle (``.eob``), and return a :class:`Model`.
+def open_model(path: str | os.PathLike[str], *, fmt: str | None = None, backend: str | None = None,
+               threads: int | None = None, providers: list[Any] | None = None, target: str | Target | None = None,
+               guardrails: Guardrails | dict[str, Any] | str | os.PathLike[str] | None = None,
+               sha256: str | None = None, manifest: Manifest | None = None) -> Model:
+    """Open a ``.onnx`` or ``.tflite`` model file (``fmt`` when the caller already detected it).
 
-    A bundle is verified first (structure, hashes, and its signature if it is signed, checked
-    against the key it carries: loading does not require a trusted key, so check a bundle
-    from elsewhere with ``edgeops.bundle.verify(path, trusted_keys=[...])``), then unpacked
-    into a private temporary folder that lives as long as the Model; ``model.bundle`` is its
-    manifest; a bundle that fails a check raises ``edgeops.bundle.BundleError``.
-    ``cryptography`` is imported only for a signed bundle.
-
-    ``backend`` forces onnxruntime, litert or tflite-runtime; ``threads`` sets the
-    intra-op thread count; ``providers`` lists onnxruntime execution providers
-    (``"cuda"``, ``"tensorrt"``, ``("CUDAExecutionProvider", {...})``) or TFLite
-    delegates (``"xnnpack"``, ``"cpu"``, a delegate library path) to use, best
-    first; unset, they follow ``target`` (default: the machine this runs on).
-    ``guardrails`` enables range checks from a reference profile.
+    The runtime's part of :func:`edgeops.load`, which also opens bundles and model stores (see
+    :mod:`edgeops.loading` for the options); ``sha256`` and ``manifest`` go to :class:`Model`.
     """
     p = os.fspath(path)
-    if os.path.isdir(p) and os.path.isfile(os.path.join(p, "active.json")):  # a device's model store
-        from ..deploy.store import ModelStore
+    if fmt is None:
+        from ..formats import check_model_path
 
-        return ModelStore(p).load_active(backend=backend, threads=threads, providers=providers, target=target,
-                                         guardrails=guardrails)
-    from ..formats import check_model_path
-
-    check_model_path(p)  # missing, a folder, unreadable: the same words in every command
-    if providers is not None and not isinstance(providers, (list, tuple)):
-        raise UsageError("providers must be a list, e.g. ['cuda', 'cpu']")
-    fmt = detect_format(p)
+        check_model_path(p)  # missing, a folder, unreadable: the same words in every command
+        check_providers(providers)
+        fmt = detect_format(p)
     if fmt == "bundle":
-        from ..bundle._load import load_bundle
-
-        return load_bundle(p, load, backend=backend, threads=threads, providers=providers, target=target,
-                           guardrails=guardrails)
+        raise ModelFormatError(f"{p} is an edgeops bundle, not a model file; open it with edgeops.load")
     tgt = get_target(target)
     be = open_backend(p, fmt, backend=backend, threads=threads,
                       providers=list(providers) if providers else None, target=tgt)
-    model = Model(be, path=p, fmt=fmt, target=tgt)
+    model = Model(be, path=p, fmt=fmt, target=tgt, sha256=sha256, manifest=manifest)
     if guardrails is not None:
         model.enable_guardrails(guardrails)
     return model
+
+
+def check_providers(providers: Any) -> None:
+    """``providers`` is None or a list (a lone string is a usage error, not a list of letters)."""
+    if providers is not None and not isinstance(providers, (list, tuple)):
+        raise UsageError("providers must be a list, e.g. ['cuda', 'cpu']")

@@ -74,7 +74,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "layout": self.layout,

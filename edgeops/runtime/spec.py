@@ -71,7 +71,8 @@ class InputChecker:
         self.specs = list(specs)
         self._by_name = {s.name: s for s in self.specs}
         self._n = len(self.specs)
-        self._fast = [(s.name, s.dtype, set()) for s in self.specs]
+        # (name, dtype, shapes already accepted): what the fast path compares a feed with
+        self._fast: list[tuple[str, np.dtype, set[tuple[int, ...]]]] = [(s.name, s.dtype, set()) for s in self.specs]
         self._single = self.specs[0].name if self._n == 1 else None
 
     def prepare(self, inputs: Any) -> dict[str, np.ndarray]:

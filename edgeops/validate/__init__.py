@@ -14,24 +14,21 @@ data profile that guardrails and monitoring read; :mod:`.tasks` scores detection
 and segmentation masks against the reference's (``task="detection"``/``"segmentation"``).
 """
 
-import sys
-import types
-from typing import Any
-
+from .._callable import CallablePackage
 from .core import validate
 from .gates import Gates
 from .profile import build_profile, write_profile
 from .report import ValidationReport
 from .tasks import Detection, Segmentation
 
-__all__ = ["validate", "Gates", "Detection", "Segmentation", "ValidationReport", "build_profile", "write_profile"]
+__all__ = ["validate", "Gates", "Detection", "Segmentation", "ValidationReport", "build_profile", "write_profile",
+           "ValidatePackage"]
 
 
-class _CallableModule(types.ModuleType):
-    """Lets ``edgeops.validate(...)`` call :func:`validate` while the module's names stay reachable."""
+class ValidatePackage(CallablePackage):
+    """This package, which ``edgeops.validate(...)`` calls as :func:`~edgeops.validate.core.validate`."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> ValidationReport:
-        return validate(*args, **kwargs)
+    __call__ = staticmethod(validate)
 
 
-sys.modules[__name__].__class__ = _CallableModule
+ValidatePackage.install(__name__)

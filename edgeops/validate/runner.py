@@ -29,7 +29,8 @@ import numpy as np
 
 from ..datafiles import check_samples, load_inputs
 from ..errors import DataError, UsageError
-from ..runtime.model import Model, load
+from ..loading import load
+from ..runtime.model import Model
 from ..runtime.spec import TensorSpec
 
 BATCH = 64  # samples per Model.run on a dynamic batch axis

@@ -144,7 +144,7 @@ def test_what_the_board_does_not_expose_is_absent(tmp_path, files):
 def test_unreadable_files_are_absent_too(tmp_path, monkeypatch):
     """Mode 0 files. Root reads them anyway, so there (as in CI containers) the module's ``open`` refuses what a
     non-root user could not read: the test runs everywhere instead of being skipped as root."""
-    from edgeops.agent import health as health_module
+    from edgeops import _device as health_module  # the board files are read there
 
     root = make_tree(tmp_path / "board", PI4)
     for rel in ("sys/class/thermal/thermal_zone0/temp", "sys/devices/platform/soc/soc:firmware/get_throttled"):

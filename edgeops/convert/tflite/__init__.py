@@ -8,7 +8,8 @@ NHWC TFLite graphs with transposes only at the edges.
 
 from __future__ import annotations
 
+from .catalog import supported_ops_table
 from .exporter import Exported, export
-from .registry import REGISTRY, supported_ops_table
+from .registry import REGISTRY
 
 __all__ = ["export", "Exported", "REGISTRY", "supported_ops_table"]

@@ -15,10 +15,11 @@ from typing import Any
 
 from ...errors import ModelFormatError, UnsupportedOpsError
 from .arith import fold_constant_arithmetic
+from .catalog import load_all
 from .context import Context, channels_last, identity
 from .peephole import fold_transpose_into_fully_connected, slice_read_split_outputs
 from .prepare import prepare
-from .registry import REGISTRY, Unsupported, load_all
+from .registry import REGISTRY, Unsupported
 
 
 @dataclass

@@ -50,7 +50,7 @@ CONSTANT_INPUTS: dict[str, tuple[int, ...]] = {
 
 def node_tests(op_types: set[str] | None = None) -> list[Any]:
     """The onnx node test cases (not the ``_expanded`` function bodies) of ``op_types`` (default: every registered op)."""
-    from .registry import load_all
+    from .catalog import load_all
 
     wanted = op_types or set(load_all())
     return [c for c in _all_cases() if "_expanded" not in c.name and _op_type(c) in wanted]
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {o.status:11s} {o.test}: {o.detail}")
     print(", ".join(f"{k} {v}" for k, v in sorted(counts.items())), f"of {len(outcomes)} node tests")
     if args.markdown:
-        from .registry import supported_ops_table
+        from .catalog import supported_ops_table
 
         table = supported_ops_table(summarize(outcomes))
         with open(args.markdown, "w") as f:

@@ -3,7 +3,7 @@
 1. Input shapes fixed (``--input-shape``, else a dynamic batch becomes 1); TFLite wants static shapes.
 2. onnxruntime's basic optimization: constant folding, BatchNormalization folded into the Conv
    before it, Identity/Dropout removed (``graph.optimize``).
-3. What is still computable from constants is folded here with onnx's reference evaluator: shape
+3. What is still computable from constants is folded (``edgeops.convert.constfold``, onnx's reference evaluator): shape
    subgraphs (Shape, Gather, Cast, Concat, Unsqueeze feeding a Reshape) whose Shape nodes read a
    tensor that now has a static shape; an ``If`` whose condition is now constant is replaced by the
    branch it takes (``edgeops.convert.fix_inputs``).
@@ -23,9 +23,6 @@ import numpy as np
 
 from ...errors import ModelFormatError
 from .. import graph
-
-# Ops folded here when all their inputs are constant (or, for Shape/Size, when the input's shape is known).
-_NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
 
 def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None, *,
@@ -67,53 +64,6 @@ def prepare(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None, 
         notes.append(f"{fused} erf-based GELU subgraphs fused into Gelu")
     model = graph.infer_shapes(model)
     return model, notes
-
-
-def fold_constants(model: Any) -> int:
-    """Replace nodes whose inputs are all known by initializers; returns how many were folded."""
-    from onnx import numpy_helper
-    from onnx.reference import ReferenceEvaluator
-
-    g = model.graph
-    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    shapes = _static_shapes(model)
-    outputs = {o.name for o in g.output}
-    keep, folded = [], 0
-    for node in g.node:
-        value = None
-        if node.domain in ("", "ai.onnx") and node.op_type not in _NEVER_FOLD:
-            if node.op_type == "Shape" and node.input[0] in shapes:
-                value = [_shape_of(node, shapes[node.input[0]])]
-            elif node.op_type == "Size" and node.input[0] in shapes:
-                value = [np.array(int(np.prod(shapes[node.input[0]])), np.int64)]
-            elif node.op_type == "Constant" or (node.input and all(i in consts or not i for i in node.input)):
-                value = _evaluate(ReferenceEvaluator, model, node, consts)
-        if value is None or any(o in outputs for o in node.output):
-            keep.append(node)
-            continue
-        for name, v in zip(node.output, value):
-            consts[name] = np.asarray(v)
-            g.initializer.append(numpy_helper.from_array(np.asarray(v), name))
-            shapes[name] = tuple(np.asarray(v).shape)
-        folded += 1
-    del g.node[:]
-    g.node.extend(keep)
-    used = _read(g.node) | outputs
-    live = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(live)
-    return folded
-
-
-def _read(nodes: Any) -> set[str]:
-    """Every value ``nodes`` read, their subgraphs' outer-scope reads (an If branch's) included."""
-    names = set()
-    for n in nodes:
-        names.update(n.input)
-        for a in n.attribute:
-            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                names |= _read(sub.node) | {o.name for o in sub.output}
-    return names
 
 
 def fuse_hard_swish(model: Any) -> int:
@@ -230,35 +180,3 @@ def _match_gelu(g: Any, consts: dict[str, np.ndarray], producer: dict[str, Any],
             continue
         return x, nodes[-1].output[0], nodes
     return None
-
-
-def _shape_of(node: Any, shape: tuple[int, ...]) -> np.ndarray:
-    start, end = 0, None
-    for a in node.attribute:
-        if a.name == "start":
-            start = a.i
-        elif a.name == "end":
-            end = a.i
-    return np.array(shape[start:end], np.int64)
-
-
-def _evaluate(evaluator: Any, model: Any, node: Any, consts: dict[str, np.ndarray]) -> list[np.ndarray] | None:
-    from onnx import helper
-
-    try:
-        ins = [i for i in node.input if i]
-        g = helper.make_graph([node], "fold", [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(
-            consts[i].dtype), consts[i].shape) for i in ins], [helper.make_empty_tensor_value_info(o) for o in node.output])
-        m = helper.make_model(g, opset_imports=list(model.opset_import))
-        return list(evaluator(m).run(None, {i: consts[i] for i in ins}))
-    except Exception:  # noqa: BLE001 - not foldable here: the converter gets the node as it is
-        return None
-
-
-def _static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    out: dict[str, tuple[int, ...]] = {}
-    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if vi.type.tensor_type.HasField("shape") and all(graph.dim_size(d) is not None for d in dims):
-            out[vi.name] = tuple(graph.dim_size(d) for d in dims)
-    return out

@@ -6,8 +6,9 @@ particular node cannot be converted (an attribute value TFLite has no kernel for
 can collect every unsupported node of a model into one report before writing anything. A converter
 may still raise :class:`Unsupported` while converting, with the same effect.
 
-``supported_ops_table()`` renders the registry (and, when given, node-test results) as the
-markdown table in ``docs/tflite_ops.md``.
+The op modules import this one to register themselves, so this module imports none of them:
+:mod:`.catalog` does (``load_all()``, ``supported_ops_table()``, the markdown table in
+``docs/tflite_ops.md``).
 """
 
 from __future__ import annotations
@@ -53,24 +54,3 @@ def converter(*op_types: str, tflite: tuple[str, ...] | str = (), notes: str = "
         return fn
 
     return register
-
-
-def load_all() -> dict[str, OpSpec]:
-    """Import every converter module (each registers itself) and return the registry."""
-    from . import ops  # noqa: F401
-
-    return REGISTRY
-
-
-def supported_ops_table(node_tests: dict[str, tuple[int, int]] | None = None) -> str:
-    """A markdown table of the supported ONNX ops; ``node_tests`` maps op type to (passed, run)."""
-    load_all()
-    rows = ["| ONNX op | TFLite ops | onnx node tests passed | notes |", "| --- | --- | --- | --- |"]
-    for name in sorted(REGISTRY):
-        spec = REGISTRY[name]
-        result = "-"
-        if node_tests is not None and name in node_tests:
-            passed, run = node_tests[name]
-            result = f"{passed}/{run}"
-        rows.append(f"| {name} | {', '.join(spec.tflite_ops) or '(folded)'} | {result} | {spec.notes} |")
-    return "\n".join(rows) + "\n"

@@ -9,7 +9,7 @@ plain Python function and is the test double for code that takes a ``Model``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import numpy as np
@@ -44,4 +44,6 @@ class FunctionBackend:
             return [np.asarray(result[o.name]) for o in self.outputs]
         if isinstance(result, np.ndarray):
             return [result]
-        return [np.asarray(r) for r in result]  # type: ignore[union-attr]
+        if not isinstance(result, Iterable):
+            raise TypeError(f"the function returned a {type(result).__name__}, not a dict or a sequence of arrays")
+        return [np.asarray(r) for r in result]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -94,20 +95,30 @@ class OnnxRuntimeBackend:
         self.outputs = [_spec(o) for o in self.session.get_outputs()]
         for kind, specs in (("outputs", self.outputs), ("inputs", self.inputs)):
             if not specs:  # onnxruntime loads such a graph; it could never run usefully (no outputs: never)
-                from ...formats._summary import format_error
+                from ...formats import format_error
 
                 raise format_error("ONNX", f"the graph has no {kind}", path)
         self._names = [o.name for o in self.outputs]
-        # Model.run has already validated the feeds, so skip the Python wrapper's second
-        # round of checks and call the C++ session directly; keep the wrapper (and its
-        # fallback to CPU on a provider failure) whenever a non-CPU provider is in use.
-        inner = getattr(self.session, "_sess", None)
-        if inner is not None and self.providers == ["CPUExecutionProvider"]:
+        self.run: Callable[[dict[str, np.ndarray]], list[np.ndarray]] = self._run_wrapped
+        inner = _cpu_session(self.session) if self.providers == ["CPUExecutionProvider"] else None
+        if inner is not None:
             names = self._names
-            self.run = lambda feeds: inner.run(names, feeds, None)  # type: ignore[method-assign]
+            self.run = lambda feeds: inner.run(names, feeds, None)
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run_wrapped(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(self._names, feeds)
+
+
+def _cpu_session(session: Any) -> Any:
+    """onnxruntime's C++ session inside ``session`` (the private ``_sess`` of its Python wrapper), or None.
+
+    The one place edgeops reaches into onnxruntime's privates, for speed: Model.run has already
+    validated the feeds, so the CPU path skips the wrapper's second round of checks and calls the
+    C++ session directly. onnxruntime has no public handle for it; without ``_sess`` (another
+    version) the wrapper's ``run`` is used. Only for CPU: the wrapper's fallback to CPU on a
+    provider failure is kept whenever another provider is in use.
+    """
+    return getattr(session, "_sess", None)
 
 
 def _with_defaults(provider: Any, threads: int | None) -> Any:

@@ -76,6 +76,7 @@ class TFLiteBackend:
             kwargs["experimental_delegates"] = delegates
         if no_default:
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        refused: ValueError | RuntimeError | None
         with quiet_stderr() as said:  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line
             try:
                 self.interp = mod.Interpreter(**kwargs)
@@ -93,9 +94,10 @@ class TFLiteBackend:
         details = {d["index"]: d for d in self.interp.get_input_details() + self.interp.get_output_details()}
         self.inputs = [_spec(name, details[idx]) for name, idx in io["inputs"].items()]
         self.outputs = [_spec(name, details[idx]) for name, idx in io["outputs"].items()]
-        self._in = [(name, idx) for name, idx in io["inputs"].items()]
-        self._out = list(io["outputs"].values())
-        self._shapes = {idx: tuple(int(d) for d in details[idx]["shape"]) for _, idx in self._in}
+        self._in: list[tuple[str, int]] = [(name, idx) for name, idx in io["inputs"].items()]
+        self._out: list[int] = list(io["outputs"].values())
+        self._shapes: dict[int, tuple[int, ...]] = {idx: tuple(int(d) for d in details[idx]["shape"])
+                                                    for _, idx in self._in}
         self._lock = threading.Lock()  # an interpreter is not thread-safe
         self.run = self._make_run()
 

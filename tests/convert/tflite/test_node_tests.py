@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgeops.convert.tflite import nodetests
-from edgeops.convert.tflite.registry import load_all, supported_ops_table
+from edgeops.convert.tflite.catalog import load_all, supported_ops_table
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "tflite_ops.md"
 

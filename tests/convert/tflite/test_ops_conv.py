@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeops.convert.tflite import export
-from edgeops.convert.tflite.registry import load_all
+from edgeops.convert.tflite.catalog import load_all
 from edgeops.errors import UnsupportedOpsError
 
 from .conftest import assert_parity, graph_model, helper, node_model, onnx, run_onnx

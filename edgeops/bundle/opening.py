@@ -5,46 +5,43 @@ key it carries: loading needs no trusted key; use :func:`edgeops.bundle.verify` 
 ``trusted_keys`` before installing a bundle from elsewhere) and extracted into a fresh
 private temporary folder that lives as long as the returned :class:`~edgeops.Model`.
 The profile is also placed as ``model.profile.json`` next to the model, where the agent
-and the drift monitor look for it.
+and the drift monitor look for it. :func:`edgeops.load` (:mod:`edgeops.loading`) calls this
+for a bundle; the model file inside is opened by the runtime.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..runtime.model import detect_format
+from .._io import link_or_copy, profile_path
+from ..runtime.model import detect_format, open_model
 from .manifest import BundleError
 from .reader import extract
 
-__all__ = ["load_bundle"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..runtime.model import Model
+
+__all__ = ["open_bundle"]
 
 
-def load_bundle(path: str, load: Callable[..., Any], **options: Any) -> Any:
-    """Verify and unpack ``path``, then ``load(model path, **options)``; the folder goes with the Model."""
+def open_bundle(path: str, **options: Any) -> Model:
+    """Verify and unpack ``path``, then open the model inside (``options`` as for :func:`edgeops.load`);
+    the folder goes with the Model."""
     folder = tempfile.mkdtemp(prefix="edgeops-bundle-")
     try:
         unpacked = extract(path, folder)
         if unpacked.profile_path is not None:
-            _alias(unpacked.profile_path, os.path.splitext(unpacked.model_path)[0] + ".profile.json")
+            link_or_copy(unpacked.profile_path, profile_path(unpacked.model_path))
         if detect_format(unpacked.model_path) == "bundle":
             raise BundleError(f"{path}: the model inside is itself a bundle; refusing to unpack bundles in bundles")
-        model = load(unpacked.model_path, **options)
+        # the sha256 was verified just now: the Model need not hash the file again
+        model = open_model(unpacked.model_path, sha256=unpacked.manifest.model_sha256, manifest=unpacked.manifest,
+                           **options)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    model.bundle = unpacked.manifest
-    model._sha256 = unpacked.manifest.model_sha256  # verified just now; saves hashing the model again
     weakref.finalize(model, shutil.rmtree, folder, True)
     return model
-
-
-def _alias(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
