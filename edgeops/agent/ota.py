@@ -390,8 +390,9 @@ class Ota:
             return
         self._transfer = Transfer(os.path.join(self.root, offer["deployment"]), offer)
         self._transfer.save_offer()  # before the state names it: a resumed 'receiving' always finds it
-        fresh = {"deployment": offer["deployment"], "created": offer["created"], "size": offer["size"],
-                 "chunks": offer["chunks"], "name": None, "version": None, "from_slot": None, "to_slot": None}
+        fresh: dict[str, Any] = {"deployment": offer["deployment"], "created": offer["created"],
+                                 "size": offer["size"], "chunks": offer["chunks"], "name": None, "version": None,
+                                 "from_slot": None, "to_slot": None}
         self.record["reason"] = ""  # not the previous deployment's (``_enter`` writes only a non-empty reason)
         self._transition(Event.OFFER, **fresh)
         self._ask("offered")
