@@ -466,7 +466,7 @@ class Ota:
         state = self.record["state"]
         nxt = TRANSITIONS.get((state, event))
         if nxt is None:
-            raise RuntimeError(f"the OTA table has no row for state {state!r} and event {event!r}")
+            raise RuntimeError(f"the OTA table has no row for state {str(state)!r} and event {str(event)!r}")
         self._enter(nxt, event, reason, **updates)
 
     def _enter(self, state: State, event: Event, reason: str = "", **updates: Any) -> None:
