@@ -46,8 +46,8 @@ def flash_mqtt(bundle: str, url: str, fleet: str, device: str, *, timeout: float
     Returns the device's verdict, whatever it is, as a :class:`~.flash.FlashResult` whose
     ``details`` (the JSON) are ``{"outcome", "version", "reason", "seconds", "bytes", "deployment"}``:
     ``outcome`` is the device's (committed, refused, rolled_back, failed, cancelled), or ``failed``
-    with a reason when no result came within ``timeout`` seconds. ``bytes`` counts the chunk bytes sent, resends
-    included. ``tls`` holds the transport's ``username``, ``password``, ``ca``, ``cert``, ``key``.
+    with a reason when no result came within ``timeout`` seconds. ``bytes`` counts the chunk bytes
+    sent, resends included. ``tls`` holds the transport's ``username``, ``password``, ``ca``, ``cert``, ``key``.
     ``on_chunk(index, sent)`` runs after each chunk is handed to MQTT (a test seam).
     """
     check_id("fleet", fleet)
