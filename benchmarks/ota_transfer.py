@@ -6,7 +6,7 @@ One invocation, one local mosquitto, alternating rounds:
 
 * **bare**: a paho-mqtt 2 client publishes the bundle's bytes in ``--chunk-kib`` chunks, QoS 1,
   window 20, to a topic a second client subscribes to; timed until the subscriber has every byte.
-* **ota**: ``edgeops.agent.ota_flash.flash_mqtt`` sends the same bundle to a real agent process
+* **ota**: ``edgeops.deploy.mqtt.flash_mqtt`` sends the same bundle to a real agent process
   (``edgeops agent run`` with an ``[ota]`` section trusting the signing key), which checks every
   chunk's sha256, assembles, verifies the signature, installs into the store's inactive slot,
   switches and health-checks (window 0.2 s). Timed end to end, until ``flash_mqtt`` returns
@@ -88,7 +88,7 @@ def bare_round(url: str, data: bytes, chunk: int) -> float:
 
 
 def ota_round(url: str, bundle: str, pub: str, tmp: str, chunk: int, k: int) -> float:
-    from edgeops.agent.ota_flash import flash_mqtt
+    from edgeops.deploy.mqtt import flash_mqtt
 
     store = os.path.join(tmp, f"store{k}")
     config = os.path.join(tmp, f"agent{k}.toml")

@@ -16,11 +16,11 @@ nor leaves anything in the repository. The copy is removed afterwards unless ``-
     python tools/mutation.py drift --keep --show  # keep the copy and print each survivor's diff
     python tools/mutation.py --fail-under 90      # exit 1 when a module scores below 90 %
 
-A target may name ``functions``: only their mutants run and count (the ota machine, whose
-other functions each run whole updates). Printed per module: killed, timeout, survived, no tests, equivalent (listed in
-:data:`EQUIVALENT` with the reason), and the score ``(killed + timeout) / (total - equivalent)``.
-Not part of ``pytest``: the nightly job runs it. tests/test_mutation_table.py checks
-that the table names files that exist.
+A target may name ``functions``: only their mutants run and count (the ota machine and its
+chunks on disk, whose other functions each run whole updates). Printed per module: killed,
+timeout, survived, no tests, equivalent (listed in :data:`EQUIVALENT` with the reason), and the
+score ``(killed + timeout) / (total - equivalent)``. Not part of ``pytest``: the nightly job runs
+it. tests/test_mutation_table.py checks that the table names files that exist.
 """
 
 from __future__ import annotations
@@ -71,7 +71,11 @@ MODULES: dict[str, Target] = {
                   "the machine and the resume table only: each mutant of the rest runs whole updates (an hour)",
                   tuple(f"edgeops.agent.ota.{f}__mutmut_*" for f in (
                       "xǁOtaǁ_recover", "xǁOtaǁ_resume", "xǁOtaǁ_transition", "xǁOtaǁ_advance",
-                      "x__load_record", "xǁ_Transferǁopen"))),
+                      "x_resume_target", "x__load_record"))),
+    "ota-chunks": Target("edgeops/agent/ota_transfer.py",
+                         ("tests/agent/test_ota_machine.py", "tests/agent/test_ota_tables.py"),
+                         "a transfer resumed from disk only, as for ota",
+                         ("edgeops.agent.ota_transfer.xǁTransferǁopen__mutmut_*",)),
     "harness": Target("edgeops/bench/harness.py",
                        ("tests/bench/test_harness.py", "tests/bench/test_harness_edges.py")),
 }

@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from .agent import Agent
 from .config import AgentConfig, load_config
+from .options import AgentOptions
 
-__all__ = ["Agent", "AgentConfig", "load_config"]
+__all__ = ["Agent", "AgentConfig", "AgentOptions", "load_config"]

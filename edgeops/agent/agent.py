@@ -30,6 +30,9 @@ Command replies go through the outbox too (stream ``replies``): a burst of comma
 full, at the sender's pace, even across a reconnect. Everything the agent writes is strict JSON
 (:func:`edgeops._json.dumps`: no NaN, no Infinity).
 
+Every setting is a field of :class:`~.options.AgentOptions`; ``Agent(model, broker=..., fleet=...)``
+builds them from keywords. The agent talks to the network through a :class:`~.transport.Transport`.
+
 Without a model (no ``[model] path``) the agent runs the model store's active one
 (``<store_dir>/models``); once an update was committed over the air, it always does.
 
@@ -38,17 +41,32 @@ Topics (DESIGN.md): ``edgeops/<fleet>/<device>/status|telemetry|events|cmd/<name
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .. import _json
 from .._version import __version__
 from ..errors import EdgeOpsError, UsageError
 from .commands import CommandHandler
 from .config import AgentConfig, check_id, check_interval
+from .options import AgentOptions
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from ..monitor.drift import DriftMonitor
+    from ..runtime import Model
+    from .ota import Ota, Running
+    from .outbox import Entry
+    from .transport import MqttTransport, Transport
+
+    ModelArg: TypeAlias = "Model | str | os.PathLike[str] | None"  # a loaded model, its file or bundle, or none
 
 WINDOW = 20  # unacknowledged QoS 1 messages in flight
 RETRY_S = 1.0  # a loop that raised runs again after this long
@@ -58,47 +76,53 @@ log = logging.getLogger(__name__)
 
 
 class Agent:
-    def __init__(self, model: Any = None, *, broker: str | None = None, fleet: str = "default",
-                 device: str | None = None, store_dir: str = "/var/lib/edgeops", interval_s: float = 10.0,
-                 model_name: str | None = None, model_version: str | None = None, profile: Any = None,
-                 home_assistant: bool = False, transport: Any = None, username: str | None = None,
-                 password: str | None = None, ca: str | None = None, cert: str | None = None,
-                 key: str | None = None, keepalive: int = 30, max_bytes: int = 32 * 1024 * 1024,
-                 max_age_s: float = 7 * 86400, ota: Any = None):
+    """The device agent (module docstring): ``Agent(model, options)`` or ``Agent(model, **fields of options)``."""
+
+    def __init__(self, model: ModelArg = None, options: AgentOptions | None = None, *,
+                 transport: Transport | None = None, **settings: Any):
+        """``model``: a :class:`~edgeops.Model`, a model file or bundle, or None for the store's model;
+        ``options`` and/or ``settings`` (:class:`~.options.AgentOptions` fields by name, which win);
+        ``transport``: the connection to use instead of an MQTT one to ``broker`` (tests: a
+        :class:`~.transport.MemoryTransport`)."""
         import socket
 
         from .outbox import Outbox
 
-        self.fleet = check_id("fleet", fleet)
-        self.device = check_id("device", device or socket.gethostname().split(".")[0])
-        self.interval_s = check_interval(interval_s)
+        opts = dataclasses.replace(options or AgentOptions(), **settings)
+        self.options = opts
+        self.fleet = check_id("fleet", opts.fleet)
+        self.device = check_id("device", opts.device or socket.gethostname().split(".")[0])
+        self.interval_s = check_interval(opts.interval_s)
         self.base = f"edgeops/{self.fleet}/{self.device}"
-        self.home_assistant = home_assistant
+        self.home_assistant = opts.home_assistant
+        store_dir = opts.store_dir
         os.makedirs(store_dir, exist_ok=True)
         self.store_dir = store_dir
-        self.outbox = Outbox(os.path.join(store_dir, "outbox.sqlite"), max_bytes=max_bytes, max_age_s=max_age_s)
+        self.outbox = Outbox(os.path.join(store_dir, "outbox.sqlite"), max_bytes=opts.max_bytes,
+                             max_age_s=opts.max_age_s)
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self.dropped_by_write_error = 0  # messages the outbox could not store (full disk), since start
         self.last_write_error: str | None = None
         self._unreported = 0  # of those, not yet told in an outbox.dropped event
-        self.ota = None
-        if ota is not None:
+        self.ota: Ota | None = None
+        if opts.ota is not None:
             from .ota import Ota
 
-            self.ota = Ota(self, ota)
+            self.ota = Ota(self, opts.ota)
             self.ota.recover()  # before any model is opened: a half-checked update is rolled back first
+        model_name, model_version, profile = opts.model_name, opts.model_version, opts.profile
         if model is None or (self.ota is not None and self.ota.took_over):
             model, model_name, model_version, profile = _store_model(store_dir, model, model_name, model_version,
                                                                      profile)
-        self.model = _open_model(model)
-        self.model_info = _model_info(self.model, model_name, model_version)
+        self.model: Model | None = _open_model(model)
+        self.model_info: dict[str, Any] = _model_info(self.model, model_name, model_version)
         from ..monitor.drift import monitor_model
 
-        self.drift = monitor_model(self.model, profile)
+        self.drift: DriftMonitor | None = monitor_model(self.model, profile)
         self.started = time.time()
         self.totals = {"count": 0, "errors": 0}  # inferences since the agent started; telemetry adds each window
-        self.transport = transport or self._mqtt(broker, username, password, ca, cert, key, keepalive)
+        self.transport: Transport = transport or self._mqtt(opts)
         self.commands = CommandHandler(self)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -117,23 +141,18 @@ class Agent:
 
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Agent:
-        return cls(cfg.model_path, broker=cfg.broker_url, fleet=cfg.fleet, device=cfg.device, store_dir=cfg.store_dir,
-                   interval_s=cfg.interval_s, model_name=cfg.model_name, model_version=cfg.model_version,
-                   home_assistant=cfg.home_assistant, username=cfg.username, password=cfg.password, ca=cfg.ca,
-                   cert=cfg.cert, key=cfg.key, keepalive=cfg.keepalive, max_bytes=cfg.max_bytes,
-                   max_age_s=cfg.max_age_s, ota=cfg.ota)
+        return cls(cfg.model_path, AgentOptions.from_config(cfg))
 
-    def _mqtt(self, url: str | None, username: str | None, password: str | None, ca: str | None, cert: str | None,
-              key: str | None, keepalive: int) -> Any:
-        if not url:
+    def _mqtt(self, opts: AgentOptions) -> MqttTransport:
+        if not opts.broker:
             raise UsageError("the agent needs a broker URL, e.g. mqtt://127.0.0.1:1883")
         from .transport import MqttTransport
 
         will = (f"{self.base}/status", self._status("offline", reason="connection lost"), True)
-        return MqttTransport(url, client_id=f"edgeops-{self.fleet}-{self.device}", username=username,
-                             password=password, ca=ca, cert=cert, key=key, will=will, keepalive=keepalive,
-                             max_inflight=WINDOW, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
-                             on_message=self._on_message)
+        return MqttTransport(opts.broker, client_id=f"edgeops-{self.fleet}-{self.device}", username=opts.username,
+                             password=opts.password, ca=opts.ca, cert=opts.cert, key=opts.key, will=will,
+                             keepalive=opts.keepalive, max_inflight=WINDOW, on_connect=self._on_connect,
+                             on_disconnect=self._on_disconnect, on_message=self._on_message)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -217,7 +236,7 @@ class Agent:
         except EdgeOpsError:
             pass  # counted; an outbox.dropped event follows once a write succeeds
 
-    def send(self, stream: str, suffix: str, message: dict[str, Any]) -> Any:
+    def send(self, stream: str, suffix: str, message: dict[str, Any]) -> Entry:
         """Store ``message`` for ``<base>/<suffix>`` in the outbox (the sender publishes it); returns the
         outbox entry. An outbox error is counted as a dropped message, then raised."""
         try:
@@ -263,13 +282,13 @@ class Agent:
     def threads(self) -> dict[str, bool]:
         """{thread name: alive} for the agent's threads, the transport's network thread and OTA's."""
         alive = {name: t.is_alive() for name, t in zip(LOOPS, self._threads)}
-        alive["network"] = bool(getattr(self.transport, "alive", True))
+        alive["network"] = self.transport.alive
         if self.ota is not None:
             alive["ota"] = self.ota.alive
         alive.update({name: t.is_alive() for name, t in self.watched.items()})
         return alive
 
-    def swap_model(self, model: Any, info: dict[str, Any], drift: Any) -> tuple[Any, dict[str, Any], Any]:
+    def swap_model(self, model: Model | None, info: dict[str, Any], drift: DriftMonitor | None) -> Running:
         """Run ``model`` from now on (an OTA update or its rollback); returns the ``(model, info, drift)`` it replaces."""
         old = (self.model, self.model_info, self.drift)
         if old[0] is not None and old[2] is not None and old[0].observer == old[2].update:
@@ -299,7 +318,7 @@ class Agent:
         t.start()
         return t
 
-    def _forever(self, name: str, step: Any) -> None:
+    def _forever(self, name: str, step: Callable[[], None]) -> None:
         """Run ``step`` until the agent stops; whatever one pass raises is reported, never fatal."""
         while not self._stop.is_set():
             try:
@@ -323,14 +342,14 @@ class Agent:
 
     def _revive_dead(self) -> None:
         dead = [name for name, t in zip(LOOPS, self._threads) if not t.is_alive()]
-        if not getattr(self.transport, "alive", True):
+        if not self.transport.alive:
             dead.append("network")
         if self.ota is not None and not self.ota.alive:
             dead.append("ota")
         for name in dead:
             if name == "network":
                 self.transport.start()
-            elif name == "ota":
+            elif name == "ota" and self.ota is not None:
                 self.ota.start()
             else:
                 self._threads[LOOPS.index(name)] = self._spawn(name)
@@ -371,7 +390,7 @@ class Agent:
                 self._inflight[entry.rowid] = time.monotonic()
                 self._sent_upto = entry.rowid
             ok = self.transport.publish(entry.topic, entry.payload, qos=1, retain=entry.retain,
-                                        on_ack=lambda rowid=entry.rowid: self._acked(rowid))
+                                        on_ack=functools.partial(self._acked, entry.rowid))
             if not ok:
                 with self._lock:
                     self._inflight.pop(entry.rowid, None)
@@ -439,7 +458,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _open_model(model: Any) -> Any:
+def _open_model(model: ModelArg) -> Model | None:
     if model is None or not isinstance(model, (str, os.PathLike)):
         return model
     from ..loading import load
@@ -447,7 +466,8 @@ def _open_model(model: Any) -> Any:
     return load(model)
 
 
-def _store_model(store_dir: str, model: Any, name: str | None, version: str | None, profile: Any) -> tuple:
+def _store_model(store_dir: str, model: ModelArg, name: str | None, version: str | None, profile: Any
+                 ) -> tuple[ModelArg, str | None, str | None, Any]:
     """The model store's active model (name, version and profile from its bundle) when it has one."""
     from ..deploy.store import store_model
 
@@ -457,7 +477,7 @@ def _store_model(store_dir: str, model: Any, name: str | None, version: str | No
     return found["path"], found["name"], found["version"], found["profile"]
 
 
-def _model_info(model: Any, name: str | None, version: str | None) -> dict[str, Any]:
+def _model_info(model: Model | None, name: str | None, version: str | None) -> dict[str, Any]:
     if model is None:
         return {"name": name or "none", "version": version or "none", "sha256": None}
     sha = model.sha256

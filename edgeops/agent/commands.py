@@ -21,10 +21,13 @@ command                   payload                                     reply
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _json
 from ..errors import DataError, EdgeOpsError
+
+if TYPE_CHECKING:
+    from .agent import Agent
 
 MAX_PAYLOAD = 64 * 1024
 
@@ -34,7 +37,7 @@ class CommandError(Exception):
 
 
 class CommandHandler:
-    def __init__(self, agent: Any):
+    def __init__(self, agent: Agent):
         self.agent = agent
         self.table = {"ping": self.ping, "config": self.config, "telemetry-now": self.telemetry_now}
 

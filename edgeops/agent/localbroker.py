@@ -1,20 +1,19 @@
 """A real mosquitto broker on 127.0.0.1, for the agent's tests and ``edgeops quickstart``.
 
 :class:`LocalBroker` writes a ``mosquitto.conf`` into a work directory, starts mosquitto on a free
-port and waits until the port accepts connections. It can serve TLS with a test PKI
-(:func:`make_pki`, client certificates from :meth:`Pki.client`), an ACL file, a password file, and
-keeps its persistence there too, so :meth:`LocalBroker.restart` (an outage on the same port) keeps
-retained messages::
+port and waits until the port accepts connections. It can serve TLS given the PEM files of a CA
+and a server certificate (:class:`ServerTls`; the tests make them with ``trustme``), an ACL file,
+a password file, and keeps its persistence there too, so :meth:`LocalBroker.restart` (an outage on
+the same port) keeps retained messages::
 
     with LocalBroker() as broker:
         transport = MqttTransport(broker.url, client_id="pi-01")
 
-Nothing here is imported by ``import edgeops``; cryptography loads only in :func:`make_pki`.
+Nothing here is imported by ``import edgeops``.
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import signal
@@ -22,12 +21,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import BackendUnavailableError, EdgeOpsError, UsageError
 
-__all__ = ["LocalBroker", "Pki", "make_pki"]
+__all__ = ["LocalBroker", "ServerTls"]
 
 INSTALL = "install it with: apt-get install mosquitto (macOS: brew install mosquitto)"
 _SEARCH = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin", "/usr/local/opt/mosquitto/sbin")
@@ -52,14 +50,28 @@ def _accepts(port: int) -> bool:
         return False
 
 
+class ServerTls(Protocol):
+    """PEM file paths mosquitto serves TLS with: the CA clients are checked against, its own certificate
+    (for ``localhost``, the broker's URL host) and key."""
+
+    @property
+    def ca(self) -> str: ...
+
+    @property
+    def server_cert(self) -> str: ...
+
+    @property
+    def server_key(self) -> str: ...
+
+
 class LocalBroker:
     """A mosquitto process owned by this object; ``stop()`` (or leaving the ``with``) ends it."""
 
-    def __init__(self, *, port: int | None = None, tls: Pki | None = None, require_certificate: bool = False,
+    def __init__(self, *, port: int | None = None, tls: ServerTls | None = None, require_certificate: bool = False,
                  acl: str | None = None, passwords: dict[str, str] | None = None, allow_anonymous: bool = True,
                  persistence: bool = True, workdir: str | None = None):
         if require_certificate and tls is None:
-            raise UsageError("require_certificate needs tls=make_pki(directory)")
+            raise UsageError("require_certificate needs tls= (the CA, server certificate and key files)")
         self.tls = tls
         self.require_certificate = require_certificate
         self.acl = acl
@@ -232,115 +244,3 @@ class LocalBroker:
             except OSError:
                 pass
         return "\n".join(text.strip().splitlines()[-lines:]) or "(empty)"
-
-
-# -- a test PKI ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Pki:
-    """PEM paths of a test CA and a server certificate for localhost / 127.0.0.1."""
-
-    ca: str
-    server_cert: str
-    server_key: str
-    ca_key: str = ""  # default: ca.key next to ca
-
-    def client(self, name: str) -> tuple[str, str]:
-        """A client certificate with CN=``name`` signed by the CA: ``(cert path, key path)``."""
-        ca_key = self.ca_key or os.path.join(os.path.dirname(self.ca), "ca.key")
-        directory = os.path.dirname(self.ca)
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        cert, key = os.path.join(directory, f"client-{safe}.pem"), os.path.join(directory, f"client-{safe}.key")
-        _issue(self.ca, ca_key, name, cert, key, server=False)
-        return cert, key
-
-
-def make_pki(directory: str, days: int = 2) -> Pki:
-    """A fresh CA (EC P-256) and a server certificate for localhost and 127.0.0.1, valid ``days`` days."""
-    os.makedirs(directory, exist_ok=True)
-    ca, ca_key = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca.key")
-    _self_signed_ca(ca, ca_key, days)
-    server, server_key = os.path.join(directory, "server.pem"), os.path.join(directory, "server.key")
-    _issue(ca, ca_key, "localhost", server, server_key, server=True, days=days)
-    return Pki(ca=ca, server_cert=server, server_key=server_key, ca_key=ca_key)
-
-
-def _crypto() -> Any:
-    try:
-        from cryptography import x509
-    except ImportError as exc:
-        raise BackendUnavailableError("a test PKI needs cryptography: pip install 'edgeops[sign]'") from exc
-    return x509
-
-
-def _write_key(path: str, key: Any) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-
-
-def _write_cert(path: str, cert: Any) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    with open(path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _builder(subject: Any, issuer: Any, public_key: Any, days: int) -> Any:
-    x509 = _crypto()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days)))
-
-
-def _self_signed_ca(cert_path: str, key_path: str, days: int) -> None:
-    x509 = _crypto()
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgeops test CA")])
-    cert = (_builder(name, name, key.public_key(), days)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    _write_key(key_path, key)
-    _write_cert(cert_path, cert)
-
-
-def _issue(ca_path: str, ca_key_path: str, cn: str, cert_path: str, key_path: str, *, server: bool,
-           days: int = 2) -> None:
-    x509 = _crypto()
-    import ipaddress
-
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    with open(ca_path, "rb") as f:
-        ca = x509.load_pem_x509_certificate(f.read())
-    with open(ca_key_path, "rb") as f:
-        ca_key = serialization.load_pem_private_key(f.read(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = (_builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]), ca.subject, key.public_key(), days)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False))
-    if server:
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    _write_key(key_path, key)
-    _write_cert(cert_path, builder.sign(ca_key, hashes.SHA256()))

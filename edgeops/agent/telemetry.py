@@ -14,10 +14,34 @@ workload) and ``health.thread_restarts`` how often each was started again after 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..monitor.drift import DriftMonitor
+    from ..runtime import Model
+    from .outbox import Outbox
 
 
-def build_telemetry(agent: Any) -> dict[str, Any]:
+class TelemetrySource(Protocol):
+    """What a telemetry message is built from (:class:`~edgeops.agent.Agent` is one)."""
+
+    device: str
+    fleet: str
+    model: Model | None
+    model_info: dict[str, Any]  # name, version, sha256
+    drift: DriftMonitor | None
+    interval_s: float
+    store_dir: str  # its disk is reported in health
+    started: float  # time.time() at start: the uptime
+    totals: dict[str, int]  # inferences since start: "count", "errors"; each message adds its window
+    restarts: dict[str, int]  # threads started again
+    outbox: Outbox
+    dropped_by_write_error: int
+
+    def threads(self) -> dict[str, bool]: ...
+
+
+def build_telemetry(agent: TelemetrySource) -> dict[str, Any]:
     from ..runtime.model import runtime_info
 
     model = agent.model
@@ -30,7 +54,7 @@ def build_telemetry(agent: Any) -> dict[str, Any]:
     return message
 
 
-def _inference(agent: Any) -> dict[str, Any]:
+def _inference(agent: TelemetrySource) -> dict[str, Any]:
     model = agent.model
     if model is None:
         return {"count": 0, "errors": 0, "rate_per_s": 0.0, "latency_ms": {}, "total": 0}
@@ -44,7 +68,7 @@ def _inference(agent: Any) -> dict[str, Any]:
             "latency_ms": {k: lat[k] for k in ("p50", "p95", "p99", "mean", "max")}}
 
 
-def _guardrails(model: Any) -> dict[str, Any]:
+def _guardrails(model: Model | None) -> dict[str, Any]:
     g = getattr(model, "guardrails", None)
     if g is None:
         return {"enabled": False}
@@ -53,20 +77,20 @@ def _guardrails(model: Any) -> dict[str, Any]:
             "inputs": {k: v for k, v in snap["inputs"].items()}, "outputs": {k: v for k, v in snap["outputs"].items()}}
 
 
-def _drift(agent: Any) -> dict[str, Any]:
+def _drift(agent: TelemetrySource) -> dict[str, Any]:
     if agent.drift is None:
         return {"enabled": False, "reason": "no reference profile next to the model"}
     return {"enabled": True, **agent.drift.snapshot(reset=True)}
 
 
-def _health(agent: Any) -> dict[str, Any]:
+def _health(agent: TelemetrySource) -> dict[str, Any]:
     from .health import health
 
     return {**health(agent.store_dir, started=agent.started), "threads": agent.threads(),
             "thread_restarts": dict(agent.restarts)}
 
 
-def _outbox(agent: Any) -> dict[str, Any]:
+def _outbox(agent: TelemetrySource) -> dict[str, Any]:
     s = agent.outbox.stats()
     unwritten = agent.dropped_by_write_error
     return {"pending": s["pending"], "dropped": s["dropped"] + unwritten, "dropped_by_write_error": unwritten}

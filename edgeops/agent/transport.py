@@ -12,7 +12,8 @@ QoS 1, ``on_ack`` runs at the PUBACK. A publish the broker refuses (an MQTT 5 PU
 reason code, e.g. 0x87 "Not authorized" from a mosquitto ACL) never calls ``on_ack`` and sets
 ``last_error``; under MQTT 3.1.1 mosquitto acknowledges a denied publish and drops it silently.
 
-:class:`MemoryTransport` has the same interface, in memory, for tests.
+:class:`MemoryTransport` has the same interface, in memory, for tests. Both are a :class:`Transport`,
+the protocol the agent and its OTA are written against.
 """
 
 from __future__ import annotations
@@ -23,18 +24,51 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import BackendUnavailableError, UsageError
 
-__all__ = ["MqttTransport", "MemoryTransport", "Sent", "parse_url", "topic_matches"]
+__all__ = ["MqttTransport", "MemoryTransport", "Sent", "Transport", "parse_url", "topic_matches"]
 
 log = logging.getLogger(__name__)
 
 Message = tuple[str, bytes, bool]
 _UNSUPPORTED_PROTOCOL = 0x84  # CONNACK "Unsupported protocol version" (paho maps a v3 rc=1 to it too)
 _PROTOCOLS = ("MQTTv5", "MQTTv311")
+
+
+class Transport(Protocol):
+    """An MQTT connection as the agent uses it: the seam between the agent and the network.
+
+    The callbacks run on the transport's own thread: ``on_connect()`` after every (re)connection,
+    ``on_disconnect(why)`` when one is lost, ``on_message(topic, payload)`` for each message a
+    subscription matches.
+    """
+
+    on_connect: Callable[[], None] | None
+    on_disconnect: Callable[[str], None] | None
+    on_message: Callable[[str, bytes], None] | None
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def alive(self) -> bool: ...  # False only when its thread ended without stop()
+
+    def start(self) -> None: ...
+
+    def stop(self, final: Message | None = None, timeout: float = 5.0) -> None:
+        """Publish ``final`` ``(topic, payload, retain)`` when connected, then disconnect cleanly."""
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                on_ack: Callable[[], None] | None = None) -> bool:
+        """Send now, or return False (queuing nothing); ``on_ack`` runs at the broker's PUBACK."""
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Subscribe now if connected, and again after every reconnect."""
+
+    def wait_connected(self, timeout: float) -> bool: ...
 
 
 def parse_url(url: str) -> tuple[str, int, bool]:

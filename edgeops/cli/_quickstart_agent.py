@@ -110,14 +110,15 @@ def _run_agent(agent_cls: Any, ex: Path, url: str, store: str, seconds: float, e
 
 def _flash(ex: Path, url: str, keys: str, err: Any) -> dict[str, Any]:
     """Step 9: bundle the MLP as version 2.0, signed, and flash it over MQTT to the running agent."""
-    from ..agent.ota_flash import flash_mqtt
     from ..bundle import create
+    from ..deploy.mqtt import flash_mqtt
 
     bundle = os.path.join(keys, "digits_mlp-2.0.eob")
     create(ex / "digits_mlp.onnx", bundle, name="digits_mlp", version="2.0", key=os.path.join(keys, "fleet.key"),
            sample=str(ex / "digits_mlp_test.npz"))
     err.print("[bold]9. ship[/bold] digits_mlp bundled as version 2.0 (signed), flashed over MQTT to the agent: "
               "chunks, signature check on the device, install into the other slot, health check, commit")
-    result = flash_mqtt(bundle, url, "quickstart", "demo-01", timeout=60, chunk_size=16 * 1024, progress=False)
+    result = flash_mqtt(bundle, url, "quickstart", "demo-01", timeout=60, chunk_size=16 * 1024,
+                        progress=False).to_dict()
     result["bundle_bytes"] = os.path.getsize(bundle)
     return result

@@ -1,8 +1,8 @@
 """``edgeops flash BUNDLE --to DIR|ssh://...`` or ``--broker URL --fleet F --device D``: ship and activate.
 
-``--to`` installs into a store in a folder (a mounted SD card) or over ssh (see
-:mod:`edgeops.deploy.flash`); ``--broker`` hands the bundle to the device agent's OTA state
-machine over MQTT (``flash_mqtt`` in :mod:`edgeops.agent.ota` / ``ota_flash``).
+``--to`` installs into a store in a folder (a mounted SD card) or over ssh; ``--broker`` hands
+the bundle to the device agent's OTA state machine over MQTT. Both are :func:`edgeops.deploy.flash`;
+this command parses the options and renders its :class:`~edgeops.deploy.FlashResult` or its error.
 
 Exit codes: 0 only when the device activated (committed) the new version; 1 when it refused
 the bundle (verification failed) or rolled it back; 2 for bad usage or input, and for an update
@@ -13,15 +13,13 @@ where the device answered.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from click.core import ParameterSource
 
 from ..errors import UsageError
 from ._output import console, emit_json
 
-DEFAULT_TIMEOUT = 300.0  # seconds; flash_mqtt's own default
+DEFAULT_TIMEOUT = 300.0  # seconds; deploy.flash's own default
 
 
 @click.command()
@@ -54,66 +52,36 @@ def flash(bundle: str, to: str | None, store_path: str | None, broker: str | Non
           client_key: str | None,
           as_json: bool) -> None:
     """Put BUNDLE on a device and activate it: --to DIR, --to ssh://..., or --broker URL (MQTT)."""
+    from ..deploy import FlashError, FlashRefused
+    from ..deploy import flash as do_flash
+
     keys = list(trusted_keys) or None
     if (to is None) == (broker is None):
         raise UsageError("give exactly one of --to DIR|ssh://user@host/path and --broker mqtt://HOST")
     if broker is not None:
+        if not fleet or not device:
+            raise UsageError("--broker needs --fleet FLEET and --device DEVICE")
         from ..agent.config import broker_password
 
-        tls = {"username": username, "password": broker_password(password, password_file), "ca": ca, "cert": cert,
-               "key": client_key}
-        _flash_mqtt(bundle, broker, fleet, device, timeout=timeout, trusted_keys=keys, as_json=as_json,
-                    tls={k: v for k, v in tls.items() if v is not None})
-        return
-    timeout_given = click.get_current_context().get_parameter_source("timeout") != ParameterSource.DEFAULT
-    if fleet or device or timeout_given:
-        raise UsageError("--fleet, --device and --timeout go with --broker, not --to")
-    from ..deploy import flash as do_flash
-
-    result = do_flash(bundle, to, store_path=store_path, trusted_keys=keys, remote_edgeops=remote_edgeops)
-    if as_json:
-        emit_json(result)
-        return
-    console(stderr=True).print(f"flashed {result.get('name')} {result.get('version')} to {to}: "
-                               f"active in slot {result.get('slot')}")
-
-
-def _flash_mqtt(bundle: str, broker: str, fleet: str | None, device: str | None, *, timeout: float | None,
-                trusted_keys: list[str] | None, as_json: bool, tls: dict[str, Any]) -> None:
-    """Verify here, hand over to the agent's OTA flasher, and turn its outcome into an exit code."""
-    if not fleet or not device:
-        raise UsageError("--broker needs --fleet FLEET and --device DEVICE")
-    flash_mqtt = _mqtt_flasher()
-    from ..bundle import verify
-    from ..deploy import FlashError, FlashRefused
-    from ..deploy.flash import check_bundle
-
-    check_bundle(bundle)
-    verify(bundle, trusted_keys=trusted_keys, require_signature=trusted_keys is not None)
-    kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-    result = flash_mqtt(bundle, broker, fleet, device, **kw, **tls)
-    if as_json:
-        emit_json(result)
-    outcome, reason = result.get("outcome"), result.get("reason") or "no reason given"
-    if outcome == "committed":
-        if not as_json:
-            console(stderr=True).print(f"{fleet}/{device} committed {result.get('version')}")
-        return
-    if outcome in ("refused", "rolled_back"):
-        raise FlashRefused(f"{fleet}/{device} {outcome.replace('_', ' ')} the update: {reason}")
-    raise FlashError(f"the update of {fleet}/{device} did not happen ({outcome}): {reason}")
-
-
-def _mqtt_flasher() -> Any:
-    """``flash_mqtt`` from the agent package (``ota``, else ``ota_flash``), or a UsageError saying it is missing."""
-    import importlib
-
-    for module in ("edgeops.agent.ota", "edgeops.agent.ota_flash"):
+        auth = {"username": username, "password": broker_password(password, password_file), "ca": ca, "cert": cert,
+                "key": client_key}
         try:
-            fn = getattr(importlib.import_module(module), "flash_mqtt", None)
-        except ImportError:
-            continue
-        if fn is not None:
-            return fn
-    raise UsageError("MQTT flashing needs edgeops.agent.ota's flash_mqtt, which this edgeops does not have; "
-                     "use --to DIR or --to ssh://user@host/path")
+            result = do_flash(bundle, broker, fleet=fleet, device=device, trusted_keys=keys,
+                              timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+                              mqtt_auth={k: v for k, v in auth.items() if v is not None})
+        except (FlashError, FlashRefused) as exc:
+            if as_json and exc.result is not None:  # the device answered: its answer, then the error
+                emit_json(exc.result.to_dict())
+            raise
+    else:
+        assert to is not None
+        timeout_given = click.get_current_context().get_parameter_source("timeout") != ParameterSource.DEFAULT
+        if fleet or device or timeout_given:
+            raise UsageError("--fleet, --device and --timeout go with --broker, not --to")
+        result = do_flash(bundle, to, store_path=store_path, trusted_keys=keys, remote_edgeops=remote_edgeops)
+    if as_json:
+        emit_json(result.to_dict())
+    elif result.transport == "mqtt":
+        console(stderr=True).print(f"{result.target} committed {result.version}")
+    else:
+        console(stderr=True).print(f"flashed {result.name} {result.version} to {to}: active in slot {result.slot}")

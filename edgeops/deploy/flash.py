@@ -1,6 +1,6 @@
-"""``flash``: put a bundle on a device's model store and activate it, over a local path or ssh.
+"""``flash``: put a bundle on a device's model store and activate it: one function, three transports.
 
-Two transports live here:
+:func:`flash` picks the transport from ``to`` and returns a :class:`FlashResult` for each:
 
 * ``DIR`` (a mounted SD card, or a store on this machine): :class:`~.store.ModelStore` install + switch.
 * ``ssh://user@host[:port]/path/to/store``: the system's ``scp`` copies the bundle to a temporary
@@ -8,13 +8,14 @@ Two transports live here:
   there (every word quoted with :func:`shlex.quote`), its JSON answer is read back, and the
   temporary file is removed. ``ssh_command`` / ``scp_command`` are the seam: the tests pass small
   scripts that run the same command lines locally.
-
-MQTT (``mqtt://``) goes through the device agent's OTA state machine, not through here:
-``edgeops flash BUNDLE --broker URL --fleet F --device D``.
+* ``mqtt://`` or ``mqtts://`` (a broker, with ``fleet=`` and ``device=``): through the device
+  agent's OTA state machine (:mod:`edgeops.deploy.mqtt` sends, :mod:`edgeops.agent.ota` receives).
 
 Errors: :class:`FlashError` (exit 2) when the transport fails (ssh cannot connect, scp cannot
-copy, edgeops missing on the device); :class:`FlashRefused` (exit 1) when the device refused the
-bundle (verification failed there) or did not activate it.
+copy, edgeops missing on the device, no answer over MQTT, a device-side failure);
+:class:`FlashRefused` (exit 1) when the device refused the bundle (verification failed there),
+did not activate it, or rolled it back. Where the device answered, the error's ``result`` holds
+its answer.
 """
 
 from __future__ import annotations
@@ -27,24 +28,20 @@ import shlex
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import CheckFailed, EdgeOpsError, UsageError
+from ..errors import EdgeOpsError, UsageError
+from .result import FlashError, FlashRefused, FlashResult
 
 DEFAULT_REMOTE_STORE = "/var/lib/edgeops/models"
 REMOTE_TMP = "/tmp"
 _TAIL = 800  # characters of a failing command's stderr shown in the error
 
 
-class FlashError(EdgeOpsError):
-    """The transport failed: ssh/scp could not connect, copy or run the remote command (exit 2)."""
-
-
-class FlashRefused(CheckFailed):
-    """The device refused the bundle or did not activate it (exit 1)."""
+MQTT_SCHEMES = ("mqtt", "mqtts", "ws", "wss")
 
 
 @dataclass(frozen=True)
@@ -85,19 +82,28 @@ def parse_ssh_url(url: str, store_path: str | None = None) -> SshTarget:
 
 def flash(bundle: str | os.PathLike[str], to: str, *, store_path: str | None = None, activate: bool = True,
           trusted_keys: Any = None, ssh_command: Sequence[str] = ("ssh",), scp_command: Sequence[str] = ("scp",),
-          progress: bool = True, remote_edgeops: str = "edgeops") -> dict[str, Any]:
-    """Install ``bundle`` on the store at ``to`` (a folder or an ssh:// URL) and, by default, activate it.
+          progress: bool = True, remote_edgeops: str = "edgeops", fleet: str | None = None,
+          device: str | None = None, timeout: float = 300.0, mqtt_auth: Mapping[str, Any] | None = None
+          ) -> FlashResult:
+    """Install ``bundle`` on the store at ``to`` (a folder, an ssh:// URL, or with ``fleet`` and
+    ``device`` an MQTT broker's URL) and, by default, activate it.
 
     ``store_path`` is, for a folder, the store's path inside it (an SD card's root plus
     ``var/lib/edgeops/models``), and for an ssh URL without a path, the remote store.
     ``trusted_keys`` checks the signature here before anything is sent (and in the local store).
-    Returns a JSON-ready dict: transport, slot, name, version, bundle_id, activated, ...
+    Over MQTT the device's agent verifies, installs, checks and commits or rolls back within
+    ``timeout`` seconds; ``mqtt_auth`` holds the broker's ``username``, ``password``, ``ca``, ``cert``,
+    ``key``. Returns a :class:`FlashResult` when the new model is installed (and activated); raises
+    :class:`FlashRefused` or :class:`FlashError` otherwise.
     """
     bundle = os.fspath(bundle)
     scheme = urlsplit(to).scheme if "://" in to else ""
-    if scheme in ("mqtt", "mqtts", "ws", "wss"):
-        raise UsageError("MQTT flashing goes through the device agent: use "
-                         f"`edgeops flash {bundle} --broker {to} --fleet FLEET --device DEVICE`")
+    if scheme in MQTT_SCHEMES or fleet is not None or device is not None:
+        if not fleet or not device:
+            raise UsageError("MQTT flashing goes through the device agent: use "
+                             f"`edgeops flash {bundle} --broker {to} --fleet FLEET --device DEVICE`")
+        return _flash_over_mqtt(bundle, to, fleet, device, trusted_keys=trusted_keys, timeout=timeout,
+                                progress=progress, auth=mqtt_auth or {})
     if scheme not in ("", "ssh"):
         raise UsageError(f"cannot flash to {to!r}: give a folder, ssh://user@host/path, or --broker mqtt://...")
     ssh = parse_ssh_url(to, store_path) if scheme == "ssh" else None
@@ -136,7 +142,7 @@ def check_bundle(bundle: str) -> None:
 
 
 def flash_dir(bundle: str, to: str, *, store_path: str | None = None, activate: bool = True,
-              trusted_keys: Any = None, progress: bool = True) -> dict[str, Any]:
+              trusted_keys: Any = None, progress: bool = True) -> FlashResult:
     """Install into the store at ``to`` (joined with ``store_path`` if given) and switch to it."""
     from .store import ModelStore
 
@@ -148,12 +154,14 @@ def flash_dir(bundle: str, to: str, *, store_path: str | None = None, activate: 
         info = store.install(bundle, trusted_keys=trusted_keys, require_signature=trusted_keys is not None)
         if activate:
             store.switch(info.slot)
-    return {"transport": "dir", "store": store.root, **info.to_dict(), "activated": activate}
+    details = {"transport": "dir", "store": store.root, **info.to_dict(), "activated": activate}
+    return FlashResult(transport="dir", target=store.root, outcome="committed" if activate else "installed",
+                       name=info.name, version=info.version, slot=info.slot, details=details)
 
 
 def flash_ssh(bundle: str, target: SshTarget, *, activate: bool = True, trusted_keys: Any = None,
               ssh_command: Sequence[str] = ("ssh",), scp_command: Sequence[str] = ("scp",),
-              progress: bool = True, remote_edgeops: str = "edgeops") -> dict[str, Any]:
+              progress: bool = True, remote_edgeops: str = "edgeops") -> FlashResult:
     """Copy with scp, install with ``edgeops store install`` over ssh, read its JSON, clean up."""
     from ..bundle import verify
 
@@ -177,7 +185,32 @@ def flash_ssh(bundle: str, target: SshTarget, *, activate: bool = True, trusted_
     result = _parse_answer(out, target)
     if activate and not result.get("activated"):
         raise FlashRefused(f"{target.destination} installed {manifest.name} {manifest.version} but did not activate it")
-    return {"transport": "ssh", "host": target.host, "store": target.path, **result}
+    details = {"transport": "ssh", "host": target.host, "store": target.path, **result}
+    return FlashResult(transport="ssh", target=target.host, outcome="committed" if activate else "installed",
+                       name=_text(result.get("name")), version=_text(result.get("version")),
+                       slot=_text(result.get("slot")), details=details)
+
+
+def _flash_over_mqtt(bundle: str, url: str, fleet: str, device: str, *, trusted_keys: Any, timeout: float,
+                     progress: bool, auth: Mapping[str, Any]) -> FlashResult:
+    """Check here, hand over to the device's agent (:func:`.mqtt.flash_mqtt`), and raise for any verdict
+    but ``committed``."""
+    from ..bundle import verify
+    from .mqtt import flash_mqtt
+
+    check_bundle(bundle)
+    verify(bundle, trusted_keys=trusted_keys, require_signature=trusted_keys is not None)
+    result = flash_mqtt(bundle, url, fleet, device, timeout=timeout, progress=progress, **auth)
+    if result.outcome == "committed":
+        return result
+    reason = result.reason or "no reason given"
+    if result.outcome in ("refused", "rolled_back"):
+        raise FlashRefused(f"{fleet}/{device} {result.outcome.replace('_', ' ')} the update: {reason}", result)
+    raise FlashError(f"the update of {fleet}/{device} did not happen ({result.outcome}): {reason}", result)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _scp_port(target: SshTarget) -> list[str]:

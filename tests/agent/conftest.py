@@ -2,7 +2,8 @@
 
 * ``broker``: a started plain :class:`LocalBroker` (anonymous, persistence on), stopped after the test.
 * ``make_broker(**kwargs)``: the same with options (acl=, passwords=, tls=, ...); all stopped after.
-* ``pki``: :func:`make_pki` in ``tmp_path``; ``pki.client("pi-01")`` gives a client (cert, key).
+* ``pki``: :func:`tests.agent.pki.make_pki` (trustme) in ``tmp_path``; ``pki.client("pi-01")`` gives a
+  client (cert, key).
 * ``tls_broker``: TLS on ``mqtts://localhost:PORT`` that requires a client certificate signed by
   ``pki`` (its CN becomes the MQTT username).
 * ``collector(topic_filter="#", url=None, **tls)``: a started :class:`Collector` on ``broker`` (or
@@ -21,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from edgeops.agent.localbroker import LocalBroker, make_pki
+from edgeops.agent.localbroker import LocalBroker
 from edgeops.agent.transport import parse_url
+from tests.agent.pki import make_pki
 
 _ids = itertools.count()
 
@@ -134,7 +136,7 @@ def broker(make_broker) -> LocalBroker:
 
 @pytest.fixture
 def pki(tmp_path):
-    pytest.importorskip("cryptography", reason="cryptography is not installed (pip install 'edgeops[sign]')")
+    pytest.importorskip("trustme", reason="trustme is not installed (pip install 'edgeops[dev]')")
     return make_pki(str(tmp_path / "pki"))
 
 

@@ -35,7 +35,7 @@ def test_the_fleet_view_counts_a_hostile_payload_and_goes_on(payload):
 @pytest.mark.parametrize("payload", HOSTILE)
 def test_the_flasher_ignores_a_hostile_event(tmp_path, payload):
     pytest.importorskip("paho.mqtt")
-    from edgeops.agent.ota_flash import _Flasher, _Source
+    from edgeops.deploy.mqtt import _Flasher, _Source
 
     bundle = tmp_path / "b.eob"
     bundle.write_bytes(b"x" * 100)

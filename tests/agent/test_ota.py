@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from edgeops.agent.ota import KILL_ENV
-from edgeops.agent.ota_flash import flash_mqtt
+from edgeops.deploy.mqtt import flash_mqtt
 from tests.agent.waiting import wait_until
 
 pytest.importorskip("paho.mqtt")

@@ -272,7 +272,7 @@ def test_tls_without_a_client_certificate_is_refused(tls_broker, pki, transport)
 
 
 def test_tls_with_an_untrusted_server_is_refused(tls_broker, pki, tmp_path, transport):
-    from edgeops.agent.localbroker import make_pki
+    from tests.agent.pki import make_pki
 
     other = make_pki(str(tmp_path / "other"))
     cert, key = pki.client("pi-01")

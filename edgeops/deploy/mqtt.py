@@ -1,12 +1,15 @@
-"""The host side of an update over MQTT: send a bundle to one device's agent and wait for its verdict.
+"""The MQTT transport of ``flash``: send a bundle to one device's agent and wait for its verdict.
 
 :func:`flash_mqtt` publishes the offer on ``edgeops/<fleet>/<device>/cmd/ota`` and then sends the
 chunks the device asks for in its ``ota.need`` events (at first: all of them) on
-``ota/<deployment>/<index>``, QoS 1. It re-sends the offer after each reconnect of its own, every
+``ota/<deployment>/<index>``, QoS 1 (the wire format: :mod:`edgeops.agent.ota_wire`, which the
+device reads with the same code). It re-sends the offer after each reconnect of its own, every
 ``REOFFER_S`` seconds until the device answers, and after ``QUIET_S`` seconds of silence later; the
 device answers with what it still needs, so a transfer resumes where it stopped, also across a new
-``flash_mqtt`` call given the same ``deployment``. It returns at the device's ``ota.result``.
-The device, not the host, verifies the bundle and its signature (see :mod:`edgeops.agent.ota`).
+``flash_mqtt`` call given the same ``deployment``. It returns the device's ``ota.result`` as a
+:class:`~.flash.FlashResult` whatever its outcome; :func:`~.flash.flash` raises for any outcome
+but ``committed``. The device, not the host, verifies the bundle and its signature (see
+:mod:`edgeops.agent.ota`); ``flash`` checks it here first too.
 The device's events are read with :func:`edgeops._json.loads`; one that is not strict, bounded
 JSON is ignored, never raised in the network thread.
 """
@@ -23,8 +26,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _json
+from ..agent.config import check_id
+from ..agent.ota_wire import MAX_CHUNK_SIZE, Kind, Offer, Outcome, chunk_topic, encode_offer, make_offer, offer_topic
 from ..errors import DataError, UsageError
-from .config import check_id
+from .result import FlashResult
 
 __all__ = ["flash_mqtt", "REOFFER_S", "QUIET_S"]
 
@@ -35,25 +40,28 @@ RESEND_AFTER_S = 1.0  # a chunk sent this recently is still on its way: a need f
 
 def flash_mqtt(bundle: str, url: str, fleet: str, device: str, *, timeout: float = 300,
                chunk_size: int = 64 * 1024, progress: bool = True, deployment: str | None = None,
-               on_chunk: Callable[[int, int], None] | None = None, **tls: Any) -> dict[str, Any]:
+               on_chunk: Callable[[int, int], None] | None = None, **tls: Any) -> FlashResult:
     """Update ``device``'s model with ``bundle`` through the broker at ``url``.
 
-    Returns ``{"outcome", "version", "reason", "seconds", "bytes", "deployment"}``: ``outcome`` is
-    the device's (committed, refused, rolled_back, failed, cancelled), or ``failed`` with a reason
-    when no result came within ``timeout`` seconds. ``bytes`` counts the chunk bytes sent, resends
-    included. ``tls`` holds the transport's ``username``, ``password``, ``ca``, ``cert``, ``key``.
+    Returns the device's verdict, whatever it is, as a :class:`~.flash.FlashResult` whose
+    ``details`` (the JSON) are ``{"outcome", "version", "reason", "seconds", "bytes", "deployment"}``:
+    ``outcome`` is the device's (committed, refused, rolled_back, failed, cancelled), or ``failed``
+    with a reason when no result came within ``timeout`` seconds. ``bytes`` counts the chunk bytes
+    sent, resends included. ``tls`` holds the transport's ``username``, ``password``, ``ca``, ``cert``, ``key``.
     ``on_chunk(index, sent)`` runs after each chunk is handed to MQTT (a test seam).
     """
     check_id("fleet", fleet)
     check_id("device", device)
-    if not 1 <= chunk_size <= 16 << 20:
+    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
         raise UsageError(f"chunk_size must be 1 byte .. 16 MiB, not {chunk_size}")
     source = _Source(os.fspath(bundle), chunk_size)
     deployment = check_id("deployment", deployment or f"{int(time.time() * 1000)}-{source.sha256[:12]}")
     from .._progress import Bars
 
     with Bars(None if progress else False) as bars:
-        return _Flasher(source, url, f"edgeops/{fleet}/{device}", deployment, bars, on_chunk, tls).run(timeout)
+        got = _Flasher(source, url, f"edgeops/{fleet}/{device}", deployment, bars, on_chunk, tls).run(timeout)
+    return FlashResult(transport="mqtt", target=f"{fleet}/{device}", outcome=got["outcome"], name=None,
+                       version=got["version"], slot=None, reason=got["reason"], details=got)
 
 
 class _Source:
@@ -85,7 +93,7 @@ class _Flasher:
 
     def __init__(self, source: _Source, url: str, base: str, deployment: str, bars: Any,
                  on_chunk: Callable[[int, int], None] | None, tls: dict[str, Any]):
-        from .transport import MqttTransport
+        from ..agent.transport import MqttTransport
 
         self.source, self.base, self.deployment, self.bars, self.on_chunk = source, base, deployment, bars, on_chunk
         self.inbox: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
@@ -127,7 +135,7 @@ class _Flasher:
                 why += " (it never answered: is its agent running, with an [ota] section?)"
             if not self.transport.connects:
                 why += f" (never connected to the broker: {self.transport.last_error})"
-            result = {"outcome": "failed", "reason": why, "version": None}
+            result = {"outcome": Outcome.FAILED.value, "reason": why, "version": None}
         return {"outcome": result.get("outcome"), "version": result.get("version"),
                 "reason": result.get("reason") or "", "seconds": round(time.monotonic() - started, 3),
                 "bytes": self.sent_bytes, "deployment": self.deployment}
@@ -166,9 +174,9 @@ class _Flasher:
             self._offer()
             return None
         self.heard = time.monotonic()
-        if kind == "ota.result":
+        if kind == Kind.RESULT:
             return event
-        if kind == "ota.need":
+        if kind == Kind.NEED:
             recent = self.heard - RESEND_AFTER_S
             for index in event.get("missing") or []:
                 if isinstance(index, int) and 0 <= index < self.source.chunks and (
@@ -184,15 +192,14 @@ class _Flasher:
 
     def _offer(self) -> None:
         s = self.source
-        offer = {"deployment": self.deployment, "created": self.created, "bundle_sha256": s.sha256,
-                 "size": s.size, "chunk_size": s.chunk_size, "chunks": s.chunks, "chunk_sha256": s.chunk_sha256}
-        if self.transport.publish(f"{self.base}/cmd/ota", _json.dumps(offer).encode(), qos=1):
+        offer: Offer = make_offer(self.deployment, self.created, s.sha256, s.size, s.chunk_size, s.chunk_sha256)
+        if self.transport.publish(offer_topic(self.base), encode_offer(offer), qos=1):
             self.offered = time.monotonic()
 
     def _send_one(self) -> None:
         index = next(iter(self.pending))
         data = self.source.read(index)
-        if not self.transport.publish(f"{self.base}/ota/{self.deployment}/{index}", data, qos=1):
+        if not self.transport.publish(chunk_topic(self.base, self.deployment, index), data, qos=1):
             self._wait(0.01)  # paho's window is full, or the connection just went: try again
             return
         del self.pending[index]
