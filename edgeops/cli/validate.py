@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import CheckFailed
+from ._choices import CodeChoice
 from ._output import console, emit_json
 
 
@@ -15,14 +16,14 @@ from ._output import console, emit_json
 @click.argument("candidate", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Samples: .npz keyed by input name, or .npy.")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Labels .npy: class indices or targets.")
-@click.option("--task", type=click.Choice(["auto", "classification", "regression", "detection", "segmentation"]),
+@click.option("--task", type=CodeChoice("edgeops.validate.core", "TASKS"),
               default="auto", show_default=True,
               help="auto: integer labels are classes, float labels regression targets; detection / segmentation: "
                    "the candidate's boxes / masks scored against the reference's (no labels).")
-@click.option("--detection-layout", type=click.Choice(["auto", "yolo", "yolo-transposed", "boxes-scores"]),
+@click.option("--detection-layout", type=CodeChoice("edgeops.validate.tasks", "LAYOUTS"),
               default=None, help="Detection head: yolo [N, boxes, 4+C], yolo-transposed [N, 4+C, boxes] "
                                  "(ultralytics), boxes-scores (two outputs); auto (default) tells the YOLO two apart.")
-@click.option("--box-format", type=click.Choice(["xywh", "xyxy"]), default=None,
+@click.option("--box-format", type=CodeChoice("edgeops.validate.tasks", "BOX_FORMATS"), default=None,
               help="Detection boxes: xywh (centre; default for yolo) or xyxy (default for boxes-scores).")
 @click.option("--score-threshold", type=float, default=None, metavar="F", help="Detection: keep boxes scoring F or more [0.25].")
 @click.option("--nms-iou", type=float, default=None, metavar="F", help="Detection: NMS overlap limit [0.45].")

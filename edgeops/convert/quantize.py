@@ -21,8 +21,8 @@ from .._progress import Bars
 from ..datafiles import load_inputs
 from ..errors import DataError, UsageError
 from .graph import dim_size
+from .options import CALIBRATION_METHODS as METHODS
 
-METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 MAX_CALIBRATION = 500  # samples; more rarely changes the ranges and costs time
 
 
