@@ -27,7 +27,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | None = None, 
         if copy_from is not None:
             with open(copy_from, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
-        else:
+        elif data is not None:  # always, by the check above
             out.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 

@@ -61,7 +61,7 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     kind, y = resolve_task(task, y)
     scorer = tasks.comparison(options, pairs) if options else None
 
-    keep = int(np.prod(y.shape[1:], dtype=np.int64)) if kind == "regression" else None
+    keep = int(np.prod(y.shape[1:], dtype=np.int64)) if kind == "regression" and y is not None else None
     comps = {r: OutputComparison(r, c, keep_values_of_size=keep) for r, c in pairs}
     for start, stop in chunks(n, chunk_size(arrays), f"validate {os.path.basename(label(cand))}"):
         ref_out, cand_out = ref_feed.run(start, stop), cand_feed.run(start, stop)
@@ -74,7 +74,7 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     if gates.min_agreement is not None and not any(c.classification for c in comps.values()):
         raise UsageError("the agreement gate needs an output of class scores [N, C]; this model has "
                          + ", ".join(f"{n} {o['shape']}" for n, o in outputs.items()))
-    accuracy = _accuracy(kind, y, comps) if kind else None
+    accuracy = _accuracy(kind, y, comps) if kind and y is not None else None  # a kind comes with labels
     if gates.max_accuracy_drop is not None and (accuracy is None or accuracy["drop_points"] is None):
         raise UsageError("the accuracy-drop gate applies to classification; these labels were read as "
                          f"{kind} targets (pass task='classification' if they are class indices)")
@@ -205,15 +205,16 @@ def measure_latency(ref: Model, cand: Model, data: Any, runs: int, threads: int 
     from ..bench import Settings
     from ..bench import run as bench_run
 
+    def settings(data_file: str | None) -> Settings:
+        return Settings(runs=runs, warmup=BENCH_WARMUP, min_duration=BENCH_MIN_S, max_duration=BENCH_MAX_S,
+                        threads=threads, data=data_file)
+
     rows = {}
     for role, model in (("reference", ref), ("candidate", cand)):
-        kwargs = dict(runs=runs, warmup=BENCH_WARMUP, min_duration=BENCH_MIN_S, max_duration=BENCH_MAX_S,
-                      threads=threads)
         try:
-            result = bench_run([model], Settings(**kwargs, data=os.fspath(data)
-                                                 if isinstance(data, (str, os.PathLike)) else None))[0]
+            result = bench_run([model], settings(os.fspath(data) if isinstance(data, (str, os.PathLike)) else None))[0]
         except EdgeOpsError:  # the data file does not suit the bench (other input names): random inputs
-            result = bench_run([model], Settings(**kwargs))[0]
+            result = bench_run([model], settings(None))[0]
             notes.append(f"{role} latency measured on random inputs")
         d = result.to_dict()
         rows[role] = {"p50": d["latency_ms"]["p50"], "p95": d["latency_ms"]["p95"],
