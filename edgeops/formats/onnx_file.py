@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Union
 
 from edgeops.errors import ModelFormatError
 
@@ -85,7 +84,7 @@ _OPSET = {1: ("domain", LEN), 2: ("version", VARINT)}
 _ENTRY = {1: ("key", LEN), 2: ("value", LEN)}  # fmt: skip
 
 Span = tuple[int, int]  # a field's bytes, [start, end) in the file
-Value = Union[int, Span]  # what _Wire.fields yields: an int for a varint field, the Span of any other
+Value = int | Span  # what _Wire.fields yields: an int for a varint field, the Span of any other
 
 
 def _span(value: Value) -> Span:

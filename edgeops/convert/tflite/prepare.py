@@ -220,7 +220,8 @@ def _match_gelu(g: Any, consts: dict[str, np.ndarray], producer: dict[str, Any],
             nodes = [scale, erf, add, mul, outer[0]]
         else:  # (x * 0.5) * (1 + erf)
             pre = producer.get(other or "")
-            if pre is None or pre.op_type != "Mul" or _other(pre, x) is None or not _scalar(consts, _other(pre, x), 0.5):
+            pre_other = _other(pre, x) if pre is not None else None
+            if pre is None or pre.op_type != "Mul" or pre_other is None or not _scalar(consts, pre_other, 0.5):
                 continue
             if len(readers.get(pre.output[0], [])) != 1:
                 continue
@@ -258,7 +259,8 @@ def _evaluate(evaluator: Any, model: Any, node: Any, consts: dict[str, np.ndarra
 def _static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        if vi.type.tensor_type.HasField("shape") and all(graph.dim_size(d) is not None for d in dims):
-            out[vi.name] = tuple(graph.dim_size(d) for d in dims)
+        sizes = [graph.dim_size(d) for d in vi.type.tensor_type.shape.dim]
+        known = [d for d in sizes if d is not None]
+        if vi.type.tensor_type.HasField("shape") and len(known) == len(sizes):
+            out[vi.name] = tuple(known)
     return out
