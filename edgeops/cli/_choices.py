@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 
-class CodeChoice(click.Choice):  # type: ignore[type-arg]  # click.Choice is generic in click 8.2+ only
+class CodeChoice(click.Choice):
     """``click.Choice`` over the values of ``module.NAME`` (a tuple, list or dict's keys), imported when first read."""
 
     def __init__(self, module: str, name: str, case_sensitive: bool = True) -> None:
@@ -22,7 +22,7 @@ class CodeChoice(click.Choice):  # type: ignore[type-arg]  # click.Choice is gen
         self._values: tuple[str, ...] | None = None
         self.case_sensitive = case_sensitive
 
-    @property  # type: ignore[override]  # click.Choice declares a plain attribute
+    @property
     def choices(self) -> tuple[str, ...]:
         if self._values is None:
             module, name = self._where
