@@ -10,7 +10,6 @@ its reference data profile. A failure leaves no output file behind.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._io import atomic_write, output_folder
+from .._options import merged
 from ..errors import CheckFailed, DataError, EdgeOpsError, UsageError
 from ..formats import check_model_path
 from ..targets import Target, get_target
@@ -88,7 +88,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, op
     leaves no output file behind.
     """
     started = time.perf_counter()
-    plan = _plan(os.fspath(model), os.fspath(output), _options(options, kwargs))
+    plan = _plan(os.fspath(model), os.fspath(output), merged(ConvertOptions, options, kwargs))
     check_model_path(plan.src)  # a missing source is the same fault, in the same words, with or without onnx
     graph.import_onnx()
     opts = plan.options
@@ -114,14 +114,6 @@ class _Plan:
     mode: str  # one of MODES, never None
     float_tail: int
     per_channel: bool
-
-
-def _options(options: ConvertOptions | None, kwargs: dict[str, Any]) -> ConvertOptions:
-    if options is None:
-        return ConvertOptions(**kwargs)  # an unknown keyword is a TypeError, as for any function
-    if not isinstance(options, ConvertOptions):
-        raise UsageError(f"options must be an edgeops.convert.options.ConvertOptions, not a {type(options).__name__}")
-    return dataclasses.replace(options, **kwargs) if kwargs else options
 
 
 def _plan(src: str, out: str, opts: ConvertOptions) -> _Plan:
