@@ -16,9 +16,17 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 
+FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".c": "c"}
+"""The model formats a target takes and ``edgeops convert`` writes, by the file extension that names each."""
+
+QUANTIZATION_MODES = ("none", "fp16", "dynamic", "int8")
+"""Quantization modes: keep float, fp16 weights and activations, dynamic int8, static int8 (calibrated)."""
+
 
 @dataclass(frozen=True)
 class Target:
+    """One kind of board; ``formats`` are values of :data:`FORMATS`, ``quantization`` of :data:`QUANTIZATION_MODES`."""
+
     name: str
     description: str
     arch: str

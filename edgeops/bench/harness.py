@@ -52,6 +52,13 @@ class Settings:
     preprocess: Preprocess | None = None  # set: end-to-end mode, preprocessing inside the timed loop
     cv_warn: float = CV_WARN
 
+    @property
+    def batch_size(self) -> int:
+        """The batch fed to dynamic batch axes, once the settings are resolved for a model (``batch`` set)."""
+        if self.batch is None:
+            raise RuntimeError("Settings.batch is filled in for a model before the run; resolve the settings first")
+        return self.batch
+
     def check(self) -> Settings:
         """The settings with the defaults that depend on others filled in, or a UsageError naming the options."""
         if self.runs < 1 or self.warmup < 0 or (self.batch is not None and self.batch < 1):
@@ -155,9 +162,9 @@ def _with_batch(model: Model, s: Settings) -> Settings:
 def _feeds(model: Model, s: Settings) -> tuple[list[Any], Callable[[Any], Any]]:
     """The pool of inputs and the step to time: ``model.run`` (with preprocessing in end-to-end mode)."""
     if s.data:
-        pool = data_pool(s.data, model.inputs, s.batch)
+        pool = data_pool(s.data, model.inputs, s.batch_size)
     else:
-        shapes = {spec.name: concrete_shape(spec, s.batch, s.input_shapes) for spec in model.inputs}
+        shapes = {spec.name: concrete_shape(spec, s.batch_size, s.input_shapes) for spec in model.inputs}
         raw = None
         if s.preprocess is not None:
             pre = s.preprocess
@@ -225,7 +232,7 @@ def _summary(ms: np.ndarray, wall: float, cpu: float, s: Settings) -> dict[str, 
         "latency_ms": {"mean": mean, "std": std, "min": float(ms.min()), "p50": float(p[0]), "p90": float(p[1]),
                        "p95": float(p[2]), "p99": float(p[3]), "p999": float(p[4]), "max": float(ms.max())},
         "cv": std / mean if mean > 0 else None,
-        "throughput_per_s": len(ms) * s.batch / wall if wall > 0 else None,  # samples per wall-clock second
+        "throughput_per_s": len(ms) * s.batch_size / wall if wall > 0 else None,  # samples per wall-clock second
         "cpu_percent": cpu,
     }
 

@@ -30,12 +30,13 @@ def concrete_shape(spec: TensorSpec, batch: int, shapes: dict[str, tuple[int, ..
         dims[0] = batch
     elif batch != 1 and dims and dims[0] != batch:
         raise UsageError(f"input {spec.describe()} has a fixed batch of {dims[0]}; --batch {batch} cannot apply")
-    if any(d is None for d in dims):
+    known = [d for d in dims if d is not None]
+    if len(known) < len(dims):
         raise UsageError(
             f"input {spec.describe()} has dynamic dims besides the batch; give --input-shape "
             f"{spec.name}:{','.join(str(d if d is not None else 'N') for d in dims)}"
         )
-    return tuple(int(d) for d in dims)
+    return tuple(int(d) for d in known)
 
 
 def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

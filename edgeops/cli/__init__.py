@@ -8,7 +8,6 @@ user error. ``--json`` output goes to stdout and nothing else does.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -30,7 +29,7 @@ class EdgeOpsGroup(click.Group):
 class _UserError(click.ClickException):
     def __init__(self, exc: EdgeOpsError):
         super().__init__(str(exc))
-        self.exit_code = exc.exit_code
+        self.exit_code = exc.exit_code  # type: ignore[misc]  # click types it a ClassVar; main() reads the instance's
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
@@ -66,4 +65,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()  # click's main exits with the command's code

@@ -8,6 +8,7 @@ import click
 
 from .._gates import bench_failures as gate_failures
 from ..errors import CheckFailed, UsageError
+from ..runtime.backends import BACKENDS
 from ..runtime.input_shapes import parse as parse_input_shapes
 from ._output import console, emit_json
 
@@ -21,7 +22,7 @@ from ._output import console, emit_json
               help="Keep running at least S seconds (default: 1, or --max-duration if that is shorter).")
 @click.option("--max-duration", type=float, default=150.0, show_default=True, help="Stop after S seconds.")
 @click.option("--threads", type=int, default=None, help="Intra-op threads (default: the runtime's).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "litert", "tflite-runtime"]), default=None)
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None)
 @click.option("--provider", "providers", multiple=True, help="Execution provider or delegate, best first (repeat).")
 @click.option("--batch", type=int, default=None,
               help="Batch size fed to dynamic batch axes (default: the one --input-shape gives, else 1).")

@@ -7,6 +7,8 @@ from typing import Any
 import click
 
 from ..runtime.input_shapes import parse as parse_input_shapes
+from ..targets import FORMATS, QUANTIZATION_MODES, TARGETS
+from ._choices import CodeChoice
 from ._output import console, emit_json
 
 
@@ -18,13 +20,14 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the model.")
 @click.option("--target", default="generic-cpu", show_default=True,
-              help="generic-cpu, rpi4, rpi5, jetson-orin, jetson-nano, cortex-m.")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite", "c"]), default=None,
-              help="Output format; needed when -o's extension is not .onnx, .tflite or .c.")
-@click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8"]), default=None,
+              help=", ".join(TARGETS) + ".")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS.values())), default=None,
+              help=f"Output format; needed when -o's extension is not {', '.join(list(FORMATS)[:-1])} or "
+                   f"{list(FORMATS)[-1]}.")
+@click.option("--quantize", type=click.Choice(QUANTIZATION_MODES), default=None,
               help="Default: int8 with --calibration, else the target's preferred mode.")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None, help="Calibration data (.npz/.npy).")
-@click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+@click.option("--calibration-method", type=CodeChoice("edgeops.convert.options", "CALIBRATION_METHODS"), default="minmax",
               show_default=True,
               help="How int8 activation ranges come from the calibration data: minmax (observed range), "
                    "entropy (KL divergence, clips rare outliers) or percentile (99.999th).")
@@ -62,8 +65,9 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
 
     The output format follows -o's extension (.onnx, .tflite, .c) unless --format says otherwise;
     -o may not be MODEL itself."""
-    from ..convert import convert as run_convert
+    from ..convert.api import convert as run_convert
     from ..convert.fix_inputs import parse as parse_fixed_inputs
+    from ..convert.options import ConvertOptions
     from ..errors import UsageError
 
     gates = None
@@ -76,12 +80,13 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                       max_p95_ms=max_p95_ms)
     if labels and not validate_data:
         raise UsageError("--labels goes with --validate DATA")
-    report = run_convert(model, output, target=target, quantize=quantize, calibration=calibration,
-                         calibration_method=calibration_method, per_channel=per_channel,
-                         input_shapes=parse_input_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
-                         exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
-                         labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io,
-                         fix_inputs=parse_fixed_inputs(fix_input), float_tail=float_tail)
+    options = ConvertOptions(target=target, quantize=quantize, calibration=calibration,
+                             calibration_method=calibration_method, per_channel=per_channel,
+                             input_shapes=parse_input_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
+                             exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
+                             labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io,
+                             fix_inputs=parse_fixed_inputs(fix_input), float_tail=float_tail)
+    report = run_convert(model, output, options=options)
     data = report.to_dict()
     if as_json:
         emit_json(data)

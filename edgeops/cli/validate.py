@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import CheckFailed
+from ._choices import CodeChoice
 from ._output import console, emit_json
 
 
@@ -15,14 +16,14 @@ from ._output import console, emit_json
 @click.argument("candidate", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Samples: .npz keyed by input name, or .npy.")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Labels .npy: class indices or targets.")
-@click.option("--task", type=click.Choice(["auto", "classification", "regression", "detection", "segmentation"]),
+@click.option("--task", type=CodeChoice("edgeops.validate.options", "TASKS"),
               default="auto", show_default=True,
               help="auto: integer labels are classes, float labels regression targets; detection / segmentation: "
                    "the candidate's boxes / masks scored against the reference's (no labels).")
-@click.option("--detection-layout", type=click.Choice(["auto", "yolo", "yolo-transposed", "boxes-scores"]),
+@click.option("--detection-layout", type=CodeChoice("edgeops.validate.tasks", "LAYOUTS"),
               default=None, help="Detection head: yolo [N, boxes, 4+C], yolo-transposed [N, 4+C, boxes] "
                                  "(ultralytics), boxes-scores (two outputs); auto (default) tells the YOLO two apart.")
-@click.option("--box-format", type=click.Choice(["xywh", "xyxy"]), default=None,
+@click.option("--box-format", type=CodeChoice("edgeops.validate.tasks", "BOX_FORMATS"), default=None,
               help="Detection boxes: xywh (centre; default for yolo) or xyxy (default for boxes-scores).")
 @click.option("--score-threshold", type=float, default=None, metavar="F", help="Detection: keep boxes scoring F or more [0.25].")
 @click.option("--nms-iou", type=float, default=None, metavar="F", help="Detection: NMS overlap limit [0.45].")
@@ -71,8 +72,10 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
     confidence intervals, latency of both, and gates: a missed gate exits 1, after
     the JSON and the report are written.
     """
-    from ..validate import Gates, build_profile, write_profile
-    from ..validate import validate as run_validation
+    from ..validate.core import validate as run_validation
+    from ..validate.gates import Gates
+    from ..validate.options import ValidateOptions
+    from ..validate.profile import build_profile, write_profile
 
     gates = Gates(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_cosine=min_cosine,
                   max_p95_ms=max_p95_ms, min_detection_recall=min_detection_recall,
@@ -83,9 +86,10 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
                             {"threshold": mask_threshold, "class_axis": None if class_axis is None else int(class_axis)},
                             task_outputs)
     _check_outputs({"--report": report_path, "--profile": profile_path}, (reference, candidate, data, labels))
-    report = run_validation(reference, candidate, data, labels=labels, task=task, gates=gates,
-                            latency=not no_latency, bench_runs=bench_runs, diagnose=not no_diagnose,
-                            threads=threads, max_samples=max_samples, task_options=options)
+    settings = ValidateOptions(labels=labels, task=task, gates=gates, task_options=options, latency=not no_latency,
+                               bench_runs=bench_runs, diagnose=not no_diagnose, threads=threads,
+                               max_samples=max_samples)
+    report = run_validation(reference, candidate, data, options=settings)
     if profile_path:
         write_profile(build_profile(reference, data, max_samples=max_samples), profile_path)
     if report_path:

@@ -14,17 +14,21 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._io import atomic_write, output_folder, profile_path
+from .._options import merged
 from ..errors import CheckFailed, DataError, EdgeOpsError, UsageError
 from ..formats import check_model_path
 from ..targets import Target, get_target
 from . import graph
 from . import quantize as qz
+from .options import FORMATS, MODES, ConvertOptions
 
-MODES = ("none", "fp16", "dynamic", "int8")
+__all__ = ["convert", "ConvertOptions", "ConvertReport", "MODES", "FORMATS", "choose_mode"]
+
 
 
 @dataclass
@@ -74,173 +78,187 @@ def choose_mode(target: Target, quantize_mode: str | None, calibration: str | No
     raise UsageError(f"target {target.name} needs int8 models: give --calibration DATA")
 
 
-def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, target: str | Target | None = None,
-            quantize: str | None = None, calibration: str | None = None, calibration_method: str = "minmax",
-            per_channel: bool | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
-            exclude_nodes: list[str] | tuple[str, ...] = (), exclude_op_types: list[str] | tuple[str, ...] = (),
-            format: str | None = None, validate: str | None = None, labels: str | None = None,
-            gates: Any = None, force: bool = False, profile: bool = True,
-            reduce_range: bool | None = None, channels_last: bool = False, int8_io: bool = False,
-            fix_inputs: dict[str, Any] | None = None, float_tail: int = 0) -> ConvertReport:
-    """Convert ``model`` (.onnx) for ``target`` and write ``output``; see the module docstring.
+def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, options: ConvertOptions | None = None,
+            **kwargs: Any) -> ConvertReport:
+    """Convert ``model`` (.onnx) for a device target and write ``output``; see the module docstring.
 
-    ``reduce_range`` (default: on for x86-64 targets when the model has convolutions, off for Arm
-    targets; :func:`edgeops.convert.quantize.weight_bits`, and the report says which and why) quantizes
-    static int8 weights to 7 bits: x86 CPUs without VNNI multiply uint8 x int8 pairs into saturating int16
-    sums, which wrecked the per-channel MobileNet-style example (99.7 % -> 90.6 % at 8 bits). The digits
-    MLP (Gemm only) loses to the 7th bit instead (96.9 % -> 96.4 %), so Gemm/MatMul models keep 8 bits.
-    ``validate`` (a data file) runs ``edgeops.validate`` with ``labels`` and ``gates``
-    (:class:`edgeops.validate.Gates`) against the source model and refuses to write a
-    model that fails them unless ``force``.
-    ``format`` "tflite" (or an output ending in ``.tflite``) exports without TensorFlow and quantizes
-    with ai-edge-quantizer; ``channels_last`` makes its I/O NHWC, ``int8_io`` (static int8) makes its
-    I/O int8. ``format`` "c" (or ``.c``) writes ``NAME.c``/``NAME.h`` with the model as a byte array.
-    ``fix_inputs`` (input name -> value(s), ``--fix-input``) makes those inputs constants and folds the
-    graph around them (:mod:`edgeops.convert.fix_inputs`): an ``If`` on them becomes the branch taken.
-    ``float_tail`` (static int8, ``--float-tail N``) keeps the last N compute layers and everything after
-    them in float, as ``exclude_nodes`` keeps the nodes it names, for ONNX and TFLite alike
-    (:mod:`edgeops.convert.float_tail`): the fix for detection and segmentation heads that int8 hurts.
+    The knobs are the fields of :class:`~edgeops.convert.options.ConvertOptions`, each documented there,
+    given as keywords (``quantize="int8", calibration="calib.npz"``) or as ``options``; keywords given
+    with ``options`` replace those fields of it. A failure raises an :class:`~edgeops.EdgeOpsError` and
+    leaves no output file behind.
     """
     started = time.perf_counter()
-    src, out = os.fspath(model), os.fspath(output)
-    tgt = get_target(target if target is not None else "generic-cpu")
-    fmt = format or _format_of(out)
+    plan = _plan(os.fspath(model), os.fspath(output), merged(ConvertOptions, options, kwargs))
+    check_model_path(plan.src)  # a missing source is the same fault, in the same words, with or without onnx
+    graph.import_onnx()
+    opts = plan.options
+    report = ConvertReport(plan.src, plan.out, plan.target.name, plan.mode, nodes_excluded=list(opts.exclude_nodes),
+                           op_types_excluded=list(opts.exclude_op_types))
+    if plan.fmt == "onnx":
+        _convert_onnx(plan, report)
+    else:
+        _convert_tflite(plan, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The options of one conversion, checked and resolved against its target: what :func:`convert` does."""
+
+    options: ConvertOptions
+    src: str
+    out: str
+    target: Target
+    fmt: str  # onnx, tflite or c
+    mode: str  # one of MODES, never None
+    float_tail: int
+    per_channel: bool
+
+
+def _plan(src: str, out: str, opts: ConvertOptions) -> _Plan:
+    """Every option checked against the others and the target, before any work; a fault is a UsageError."""
+    tgt = get_target(opts.target if opts.target is not None else "generic-cpu")
+    fmt = opts.format or _format_of(out)
     if fmt not in tgt.formats:
         raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}")
-    if fmt not in ("onnx", "tflite", "c"):
-        raise UsageError(f"--format must be onnx, tflite or c, not {fmt!r}")
+    if fmt not in FORMATS.values():
+        raise UsageError(f"--format must be {_or(list(FORMATS.values()))}, not {fmt!r}")
     if fmt == "c" and not out.endswith(".c"):
         raise UsageError(f"--format c writes NAME.c and NAME.h: give -o NAME.c, not {out}")
-    if fmt == "onnx" and (channels_last or int8_io):
+    if fmt == "onnx" and (opts.channels_last or opts.int8_io):
         raise UsageError("--channels-last and --int8-io apply to --format tflite or c")
-    if fmt != "onnx" and exclude_op_types:
+    if fmt != "onnx" and opts.exclude_op_types:
         raise UsageError("--exclude-op-types applies to ONNX output (onnxruntime.quantization); for TFLite name "
                          "the nodes with --exclude-nodes, or keep the last layers float with --float-tail N")
     from .float_tail import check as check_tail
 
-    float_tail = check_tail(float_tail)
-    if fmt != "onnx" and validate and channels_last:
+    float_tail = check_tail(opts.float_tail)
+    if fmt != "onnx" and opts.validate and opts.channels_last:
         raise UsageError("--validate compares the model with the ONNX source on the same data; "
                          "drop --channels-last (the default TFLite I/O matches the ONNX model)")
-    mode = choose_mode(tgt, quantize, calibration)
-    if calibration and mode != "int8":
+    mode = choose_mode(tgt, opts.quantize, opts.calibration)
+    if opts.calibration and mode != "int8":
         raise UsageError(f"--calibration is used by --quantize int8 only, not {mode}")
     if float_tail and mode != "int8":
         raise UsageError(f"--float-tail keeps the last layers out of static int8 (--quantize int8), not {mode}")
-    if fmt != "onnx" and exclude_nodes and mode != "int8":
+    if fmt != "onnx" and opts.exclude_nodes and mode != "int8":
         raise UsageError(f"--exclude-nodes applies to TFLite output with --quantize int8, not {mode}")
-    if per_channel is None:
-        per_channel = True
-    _check_outputs(src, out, fmt, inputs=(calibration, validate, labels))  # before any long work
-    check_model_path(src)  # a missing source is the same fault, in the same words, with or without onnx
-    onnx = graph.import_onnx()
-    report = ConvertReport(src, out, tgt.name, mode, nodes_excluded=list(exclude_nodes),
-                           op_types_excluded=list(exclude_op_types))
-    if fmt != "onnx":
-        return _convert_tflite(src, out, fmt, tgt, mode, report, input_shapes, channels_last, int8_io, calibration,
-                               validate, labels, gates, force, profile, started, fixed=fix_inputs,
-                               float_nodes=list(exclude_nodes), float_tail=float_tail)
-    proto = graph.fit_ir_version(graph.name_nodes(graph.load(src)))
-    reduce_range, weights = qz.weight_bits(tgt, proto, reduce_range)
-    report.size_before = os.path.getsize(src)
+    _check_outputs(src, out, fmt, inputs=(opts.calibration, opts.validate, opts.labels))  # before any long work
+    per_channel = True if opts.per_channel is None else opts.per_channel
+    return _Plan(opts, src, out, tgt, fmt, mode, float_tail, per_channel)
+
+
+def _convert_onnx(plan: _Plan, report: ConvertReport) -> None:
+    """The ONNX path: fit, optimize, quantize, check, validate, write (the module docstring's steps)."""
+    opts = plan.options
+    proto = graph.fit_ir_version(graph.name_nodes(graph.load(plan.src)))
+    reduce_range, weights = qz.weight_bits(plan.target, proto, opts.reduce_range)
+    report.size_before = os.path.getsize(plan.src)
     report.ops_before = graph.op_histogram(proto)
-    missing = sorted(set(exclude_nodes) - {n.name for n in proto.graph.node})
+    missing = sorted(set(opts.exclude_nodes) - {n.name for n in proto.graph.node})
     if missing:
         raise UsageError(f"--exclude-nodes names nodes the model does not have: {', '.join(missing)}")
-    proto = _fix_inputs(proto, fix_inputs, report)
-
+    proto = _fix_inputs(proto, opts.fix_inputs, report)
+    onnx = graph.import_onnx()
     with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
-        step = os.path.join(tmp, "step.onnx")
-        if mode in ("int8", "dynamic"):
-            proto, note = graph.upgrade_opset(proto, graph.QUANT_MIN_OPSET)
-            if note:
-                report.steps.append(note)
-        proto, notes = graph.fix_input_shapes(proto, dict(input_shapes or {}), static=tgt.static_shapes)
-        report.steps += notes
-        proto = graph.infer_shapes(proto)
-        onnx.save(proto, step)
-        optimized = os.path.join(tmp, "optimized.onnx")
-        graph.optimize(step, optimized)
-        report.steps.append("optimized (constant folding, fusions)")
+        optimized = _optimized(plan, proto, tmp, report)
         result = os.path.join(tmp, "result.onnx")
-        mode = _mode_for_ops(mode, optimized, explicit=quantize is not None, report=report)
-        _quantize(mode, optimized, result, tmp, calibration, calibration_method, per_channel, reduce_range,
-                  list(exclude_nodes), list(exclude_op_types), report, weights=weights, float_tail=float_tail)
+        mode = _mode_for_ops(plan.mode, optimized, explicit=opts.quantize is not None, report=report)
+        _quantize(plan, mode, optimized, result, tmp, report, reduce_range=reduce_range, weights=weights)
         if mode in ("int8", "dynamic"):
             onnx.save(graph.compact(onnx.load(result)), result)
         graph.check_runs(result)
         final = onnx.load(result)
         report.ops_after = graph.op_histogram(final)
         report.nodes_quantized = qz.quantized_nodes(final, mode)
-        if validate:
-            report.validation = _validate(src, result, validate, labels, gates, force)
-        prof = _profile(result, calibration or validate) if profile and (calibration or validate) else None
-        atomic_write(out, copy_from=result)
-        if prof is not None:
-            from ..validate import write_profile
-
-            report.profile = profile_path(out)
-            write_profile(prof, report.profile)
-    report.size_after = os.path.getsize(out)
-    report.seconds = time.perf_counter() - started
-    return report
+        _finish(plan, result, report, write=lambda: atomic_write(plan.out, copy_from=result))
+    report.size_after = os.path.getsize(plan.out)
 
 
-def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report: ConvertReport,
-                    input_shapes: dict[str, tuple[int, ...]] | None, channels_last: bool, int8_io: bool,
-                    calibration: str | None, validate: str | None, labels: str | None, gates: Any, force: bool,
-                    profile: bool, started: float, fixed: dict[str, Any] | None = None,
-                    float_nodes: list[str] | None = None, float_tail: int = 0) -> ConvertReport:
+def _optimized(plan: _Plan, proto: Any, tmp: str, report: ConvertReport) -> str:
+    """``proto`` upgraded for quantization, its input shapes fixed, shapes inferred and optimized by
+    onnxruntime: the path of the optimized model in ``tmp``."""
+    onnx = graph.import_onnx()
+    step = os.path.join(tmp, "step.onnx")
+    if plan.mode in ("int8", "dynamic"):
+        proto, note = graph.upgrade_opset(proto, graph.QUANT_MIN_OPSET)
+        if note:
+            report.steps.append(note)
+    proto, notes = graph.fix_input_shapes(proto, dict(plan.options.input_shapes or {}),
+                                          static=plan.target.static_shapes)
+    report.steps += notes
+    proto = graph.infer_shapes(proto)
+    onnx.save(proto, step)
+    optimized = os.path.join(tmp, "optimized.onnx")
+    graph.optimize(step, optimized)
+    report.steps.append("optimized (constant folding, fusions)")
+    return optimized
+
+
+def _convert_tflite(plan: _Plan, report: ConvertReport) -> None:
+    """The TFLite and C path (:mod:`.to_tflite`): export, quantize, check, validate, write."""
     from . import to_tflite
 
-    report.format = fmt
+    opts, src = plan.options, plan.src
+    report.format = plan.fmt
     report.size_before = os.path.getsize(src) if os.path.isfile(src) else 0
     proto = graph.load(src)
     report.ops_before = graph.op_histogram(proto)
-    proto = _fix_inputs(proto, fixed, report)
-    data = to_tflite.export_and_quantize(proto, mode, input_shapes=input_shapes, channels_last=channels_last,
-                                         calibration=calibration, int8_io=int8_io, report=report,
-                                         xnnpack="xnnpack" in tgt.tflite_delegates,
-                                         float_nodes=float_nodes or [], float_tail=float_tail)
+    proto = _fix_inputs(proto, opts.fix_inputs, report)
+    shapes = None if opts.input_shapes is None else dict(opts.input_shapes)
+    data = to_tflite.export_and_quantize(proto, plan.mode, input_shapes=shapes, channels_last=opts.channels_last,
+                                         calibration=opts.calibration, int8_io=opts.int8_io, report=report,
+                                         xnnpack="xnnpack" in plan.target.tflite_delegates,
+                                         float_nodes=list(opts.exclude_nodes), float_tail=plan.float_tail)
     with tempfile.TemporaryDirectory(prefix="edgeops-convert-") as tmp:
         result = os.path.join(tmp, "result.tflite")
         with open(result, "wb") as f:
             f.write(data)
-        if validate:
-            report.validation = _validate(src, result, validate, labels, gates, force)
-        data_for_profile = calibration or validate
-        prof = _profile(result, data_for_profile) if profile and data_for_profile and not int8_io else None
-        report.extra.update(to_tflite.write(data, out, fmt))
-        if prof is not None:
-            from ..validate import write_profile
-
-            report.profile = profile_path(out)
-            write_profile(prof, report.profile)
+        _finish(plan, result, report, write=lambda: report.extra.update(to_tflite.write(data, plan.out, plan.fmt)),
+                profile=not opts.int8_io)
     report.size_after = len(data)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
-def _fix_inputs(proto: Any, values: dict[str, Any] | None, report: ConvertReport) -> Any:
+def _finish(plan: _Plan, result: str, report: ConvertReport, *, write: Callable[[], object],
+            profile: bool = True) -> None:
+    """Validate ``result`` when asked (refusing a failing model unless ``force``), build its reference data
+    profile from the calibration or validation data, then ``write`` the model and the profile beside it."""
+    opts = plan.options
+    if opts.validate:
+        report.validation = _validate(plan.src, result, opts.validate, opts.labels, opts.gates, opts.force)
+    data = opts.calibration or opts.validate
+    prof = _profile(result, data) if opts.profile and data and profile else None
+    write()
+    if prof is not None:
+        from ..validate import write_profile
+
+        report.profile = profile_path(plan.out)
+        write_profile(prof, report.profile)
+
+
+def _fix_inputs(proto: Any, values: Mapping[str, Any] | None, report: ConvertReport) -> Any:
     if not values:
         return proto
     from .fix_inputs import fix_inputs
 
-    proto, notes = fix_inputs(proto, values)
+    proto, notes = fix_inputs(proto, dict(values))
     report.steps += notes
     return proto
-
-
-_EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".c": "c"}
 
 
 def _format_of(out: str) -> str:
     """The output format its extension names; any other extension needs ``format``."""
     ext = os.path.splitext(out)[1].lower()
-    if ext not in _EXTENSIONS:
-        raise UsageError(f"cannot tell the output format from {out!r}: name it .onnx, .tflite or .c, "
-                         "or give --format onnx|tflite|c")
-    return _EXTENSIONS[ext]
+    if ext not in FORMATS:
+        raise UsageError(f"cannot tell the output format from {out!r}: name it {_or(list(FORMATS))}, "
+                         f"or give --format {'|'.join(FORMATS.values())}")
+    return FORMATS[ext]
+
+
+def _or(words: list[str]) -> str:
+    """``a, b or c``."""
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def _check_outputs(src: str, out: str, fmt: str, *, inputs: tuple[str | None, ...]) -> None:
@@ -277,9 +295,11 @@ def _mode_for_ops(mode: str, path: str, *, explicit: bool, report: ConvertReport
     return "none"
 
 
-def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, method: str, per_channel: bool,
-              reduce_range: bool, exclude_nodes: list[str], exclude_op_types: list[str], report: ConvertReport,
-              weights: str = "", float_tail: int = 0) -> None:
+def _quantize(plan: _Plan, mode: str, src: str, dst: str, tmp: str, report: ConvertReport, *,
+              reduce_range: bool, weights: str = "") -> None:
+    """``src`` quantized in ``mode`` (which :func:`_mode_for_ops` may have changed from the plan's) to ``dst``."""
+    opts, per_channel, method = plan.options, plan.per_channel, plan.options.calibration_method
+    exclude_nodes, exclude_op_types = list(opts.exclude_nodes), list(opts.exclude_op_types)
     onnx = graph.import_onnx()
     if mode == "none":
         shutil.copyfile(src, dst)
@@ -298,19 +318,19 @@ def _quantize(mode: str, src: str, dst: str, tmp: str, calibration: str | None, 
         report.notes.append(f"Gemm bias of shape [1, N] given shape [N] for the quantizer: {', '.join(flattened)}")
     if mode == "int8" and not {"HardSwish", "HardSigmoid"} & set(exclude_op_types):
         model = _int8_activations(model, prepared, exclude_nodes, report)
-    if float_tail:
-        exclude_nodes = _float_tail(model, float_tail, exclude_nodes, report)
+    if plan.float_tail:
+        exclude_nodes = _float_tail(model, plan.float_tail, exclude_nodes, report)
     try:
         if mode == "int8":
-            qz.static_int8(prepared, dst, calibration or "", method=method, per_channel=per_channel,
-                                 exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types, model=model,
-                                 reduce_range=reduce_range)
+            qz.static_int8(prepared, dst, opts.calibration or "", method=method, per_channel=per_channel,
+                           exclude_nodes=exclude_nodes, exclude_op_types=exclude_op_types, model=model,
+                           reduce_range=reduce_range)
             report.steps.append(f"static int8 QDQ, {method} calibration, "
                                 f"{'per-channel' if per_channel else 'per-tensor'} "
                                 f"{weights or ('7-bit weights (reduce_range)' if reduce_range else '8-bit weights')}")
         else:
             qz.dynamic_int8(prepared, dst, per_channel=per_channel, exclude_nodes=exclude_nodes,
-                                  exclude_op_types=exclude_op_types, model=model)
+                            exclude_op_types=exclude_op_types, model=model)
             report.steps.append("dynamic int8 (weights int8, activations quantized at run time)")
     except EdgeOpsError:
         raise

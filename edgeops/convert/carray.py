@@ -87,7 +87,8 @@ def estimate_arena(data: bytes) -> ArenaEstimate:
 
     read_tflite(data, source="the model")
     model = schema().ModelT.InitFromPackedBuf(bytes(data), 0)
-    planned, peak, sizes, counts = 0, (), [], [0, 0, 0]
+    peak: tuple[str, ...] = ()
+    planned, sizes, counts = 0, [], [0, 0, 0]
     for k, g in enumerate(model.subgraphs):
         tensors = _lifetimes(model, g)
         size, live = _plan(tensors)

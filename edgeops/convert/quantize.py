@@ -21,8 +21,7 @@ from .._progress import Bars
 from ..datafiles import MAX_CALIBRATION, load_calibration
 from ..errors import DataError, UsageError
 from .graph import dim_size
-
-METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+from .options import CALIBRATION_METHODS as METHODS
 
 
 class DataReader:
@@ -206,12 +205,11 @@ def weight_bits(target: Any, model: Any, asked: bool | None) -> tuple[bool, str]
     """``(reduce_range, why)`` for static int8: 7-bit weights only where they are needed.
 
     x86 CPUs without VNNI multiply uint8 x int8 pairs with ``vpmaddubsw``, which adds two products
-    into a saturating int16; 8-bit per-channel weights overflow it (the MobileNet-style example fell
-    from 99.7 % to 90.6 %). VNNI (``vpdpbusd``) and Arm's int8 kernels accumulate in 32 bits.
-    A target of arch x86_64 (generic-cpu) is any x86-64 CPU, VNNI or not, so a model with
-    convolutions keeps 7 bits there whatever the converting machine has: on this VNNI machine the
-    example measured 99.7 % with 7 bits and 99.4 % with 8, at the same speed. Gemm/MatMul-only
-    models keep 8 bits (the digits MLP lost 0.5 % to the 7th bit). Arm targets get 8 bits.
+    into a saturating int16; 8-bit per-channel convolution weights overflow it. VNNI (``vpdpbusd``)
+    and Arm's int8 kernels accumulate in 32 bits. A target of arch x86_64 (generic-cpu) is any
+    x86-64 CPU, VNNI or not, so a model with convolutions keeps 7 bits there whatever the converting
+    machine has. Gemm/MatMul-only models keep 8 bits, where the 7th bit costs more than saturation
+    does. Arm targets get 8 bits. The measurements behind this are in ``benchmarks/NOTES.md``.
     """
     has_conv = any(n.op_type in ("Conv", "ConvTranspose") for n in model.graph.node)
     if asked is not None:

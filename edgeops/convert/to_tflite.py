@@ -130,7 +130,7 @@ def _check(data: bytes) -> Any:
             f.write(data)
         try:
             model = load(path)
-            feeds = {s.name: np.zeros([d or 1 for d in s.shape], s.dtype) for s in model.inputs}
+            feeds = {s.name: np.zeros([d or 1 for d in s.shape or ()], s.dtype) for s in model.inputs}
             model.run(feeds)
         except EdgeOpsError as exc:
             raise InferenceError(f"the converted TFLite model does not run ({exc}); nothing written. "

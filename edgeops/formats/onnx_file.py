@@ -83,6 +83,21 @@ _SPARSE_TENSOR = {1: ("values", LEN), 2: ("indices", LEN), 3: ("dims", PACKED_VA
 _OPSET = {1: ("domain", LEN), 2: ("version", VARINT)}
 _ENTRY = {1: ("key", LEN), 2: ("value", LEN)}  # fmt: skip
 
+Span = tuple[int, int]  # a field's bytes, [start, end) in the file
+Value = int | Span  # what _Wire.fields yields: an int for a varint field, the Span of any other
+
+
+def _span(value: Value) -> Span:
+    """A length-delimited field's span; :meth:`_Wire.fields` checked the wire type against the schema."""
+    assert isinstance(value, tuple), value
+    return value
+
+
+def _int(value: Value) -> int:
+    """A varint field's value; :meth:`_Wire.fields` checked the wire type against the schema."""
+    assert isinstance(value, int), value
+    return value
+
 
 class _Wire:
     """Bounds-checked protobuf wire-format walker over one bytes-like buffer."""
@@ -116,9 +131,10 @@ class _Wire:
             if shift > 63:
                 raise self.fail(f"corrupt: varint longer than 10 bytes in {what} at byte {start}")
 
-    def fields(self, start: int, end: int, message: str, schema: dict) -> Iterator[tuple[int, object]]:
-        """Yield ``(field_number, value)``: an int for varints, ``(start, end)`` for the rest."""
-        pos = start
+    def fields(self, span: Value, message: str, schema: dict[int, tuple[str, int]]) -> Iterator[tuple[int, Value]]:
+        """Yield ``(field_number, value)`` of the message in ``span``: an int for varints, ``(start, end)`` for the
+        rest; every field of ``schema`` has the wire type it gives, so :func:`_int` / :func:`_span` narrow it."""
+        pos, end = _span(span)
         while pos < end:
             tag_at = pos
             tag, pos = self.varint(pos, end, f"a {message} field tag", message)
@@ -160,21 +176,23 @@ class _Wire:
         elif (stop - start) % (4 if kind == PACKED_I32 else 8):
             raise self.fail(f"corrupt: packed {what} at byte {start} has a partial element")
 
-    def text(self, span: tuple[int, int], what: str) -> str:
+    def text(self, value: Value, what: str) -> str:
+        start, end = _span(value)
         try:
-            return bytes(self.data[span[0]:span[1]]).decode("utf-8")
+            return bytes(self.data[start:end]).decode("utf-8")
         except UnicodeDecodeError:
-            raise self.fail(f"corrupt: {what} at byte {span[0]} is not valid UTF-8") from None
+            raise self.fail(f"corrupt: {what} at byte {start} is not valid UTF-8") from None
 
 
-def _entry(w: _Wire, span) -> dict[int, str]:
+def _entry(w: _Wire, span: Value) -> dict[int, str]:
     """A StringStringEntryProto as {1: key, 2: value}."""
-    return {num: w.text(val, "a StringStringEntryProto") for num, val in w.fields(*span, "StringStringEntryProto", _ENTRY)
+    return {num: w.text(val, "a StringStringEntryProto") for num, val in w.fields(span, "StringStringEntryProto", _ENTRY)
             if num in _ENTRY}
 
 
-def _int64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
+def _int64(value: Value) -> int:
+    n = _int(value)
+    return n - (1 << 64) if n >= 1 << 63 else n
 
 
 class _Graphs:
@@ -189,11 +207,11 @@ class _Graphs:
         self.main_nodes = 0
 
 
-def _read_graph(w: _Wire, span, acc: _Graphs, depth: int) -> None:
+def _read_graph(w: _Wire, span: Value, acc: _Graphs, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise w.fail(f"corrupt: subgraphs nested more than {MAX_DEPTH} levels deep")
     main = depth == 0
-    for number, value in w.fields(*span, "GraphProto", _GRAPH):
+    for number, value in w.fields(span, "GraphProto", _GRAPH):
         if number == 1:
             _read_node(w, value, acc, depth)
             acc.main_nodes += main
@@ -202,7 +220,7 @@ def _read_graph(w: _Wire, span, acc: _Graphs, depth: int) -> None:
             if main:
                 acc.initializers.add(name)
         elif number == 15:
-            for num, val in w.fields(*value, "SparseTensorProto", _SPARSE_TENSOR):
+            for num, val in w.fields(value, "SparseTensorProto", _SPARSE_TENSOR):
                 if num in (1, 2):
                     name = _read_tensor(w, val, acc)
                     if main and num == 1:
@@ -213,30 +231,30 @@ def _read_graph(w: _Wire, span, acc: _Graphs, depth: int) -> None:
                 (acc.inputs if number == 11 else acc.outputs).append(info)
 
 
-def _read_node(w: _Wire, span, acc: _Graphs, depth: int) -> None:
+def _read_node(w: _Wire, span: Value, acc: _Graphs, depth: int) -> None:
     op_type, domain = "", ""
     slot = len(acc.ops)  # the node is listed before the nodes of its subgraphs
     acc.ops.append("")
-    for number, value in w.fields(*span, "NodeProto", _NODE):
+    for number, value in w.fields(span, "NodeProto", _NODE):
         if number == 4:
             op_type = w.text(value, "NodeProto.op_type")
         elif number == 7:
             domain = w.text(value, "NodeProto.domain")
         elif number == 5:
-            for num, val in w.fields(*value, "AttributeProto", _ATTRIBUTE):
+            for num, val in w.fields(value, "AttributeProto", _ATTRIBUTE):
                 if num in (6, 11):
                     _read_graph(w, val, acc, depth + 1)
                 elif num in (5, 10):
                     _read_tensor(w, val, acc)
     if not op_type:
-        raise w.fail(f"corrupt: a node at byte {span[0]} has no op_type")
+        raise w.fail(f"corrupt: a node at byte {_span(span)[0]} has no op_type")
     acc.ops[slot] = op_type if domain in ("", "ai.onnx") else f"{domain}:{op_type}"
 
 
-def _read_tensor(w: _Wire, span, acc: _Graphs) -> str:
+def _read_tensor(w: _Wire, span: Value, acc: _Graphs) -> str:
     """Check a TensorProto's fields (not its data) and note external data; return its name."""
     name, external, location = "", False, None
-    for number, value in w.fields(*span, "TensorProto", _TENSOR):
+    for number, value in w.fields(span, "TensorProto", _TENSOR):
         if number == 8:
             name = w.text(value, "TensorProto.name")
         elif number == 14:
@@ -250,9 +268,9 @@ def _read_tensor(w: _Wire, span, acc: _Graphs) -> str:
     return name
 
 
-def _read_value_info(w: _Wire, span) -> TensorInfo:
+def _read_value_info(w: _Wire, span: Value) -> TensorInfo:
     name, shape, dtype = "", None, "undefined"
-    for number, value in w.fields(*span, "ValueInfoProto", _VALUE_INFO):
+    for number, value in w.fields(span, "ValueInfoProto", _VALUE_INFO):
         if number == 1:
             name = w.text(value, "ValueInfoProto.name")
         elif number == 2:
@@ -260,37 +278,38 @@ def _read_value_info(w: _Wire, span) -> TensorInfo:
     return TensorInfo(name, shape, dtype)
 
 
-def _read_type(w: _Wire, span, depth: int) -> tuple[tuple[int | None, ...] | None, str]:
+def _read_type(w: _Wire, span: Value, depth: int) -> tuple[tuple[int | None, ...] | None, str]:
     """(shape, dtype) of a TypeProto; sequences, maps and optionals are ``(None, "object")``."""
     if depth > MAX_DEPTH:
         raise w.fail(f"corrupt: types nested more than {MAX_DEPTH} levels deep")
     shape, dtype = None, "undefined"
-    for number, value in w.fields(*span, "TypeProto", _TYPE):
+    for number, value in w.fields(span, "TypeProto", _TYPE):
         if number in (1, 8):
             shape, dtype = _read_tensor_type(w, value)
         elif number in (4, 5, 9):
             shape, dtype = None, "object"
-            for num, val in w.fields(*value, "TypeProto.Map" if number == 5 else "TypeProto.Sequence",
+            for num, val in w.fields(value, "TypeProto.Map" if number == 5 else "TypeProto.Sequence",
                                      _MAP_TYPE if number == 5 else _ELEM_TYPE):
                 if num == (2 if number == 5 else 1):
                     _read_type(w, val, depth + 1)
     return shape, dtype
 
 
-def _read_tensor_type(w: _Wire, span) -> tuple[tuple[int | None, ...] | None, str]:
+def _read_tensor_type(w: _Wire, span: Value) -> tuple[tuple[int | None, ...] | None, str]:
     shape, dtype = None, "undefined"
-    for number, value in w.fields(*span, "TypeProto.Tensor", _TENSOR_TYPE):
+    for number, value in w.fields(span, "TypeProto.Tensor", _TENSOR_TYPE):
         if number == 1:
-            dtype = ONNX_DTYPES.get(value, "undefined" if value == 0 else f"onnx_elem_type_{value}")
+            code = _int(value)
+            dtype = ONNX_DTYPES.get(code, "undefined" if code == 0 else f"onnx_elem_type_{code}")
         elif number == 2:
-            shape = tuple(_read_dim(w, val) for num, val in w.fields(*value, "TensorShapeProto", _SHAPE)
+            shape = tuple(_read_dim(w, val) for num, val in w.fields(value, "TensorShapeProto", _SHAPE)
                           if num == 1)
     return shape, dtype
 
 
-def _read_dim(w: _Wire, span) -> int | None:
+def _read_dim(w: _Wire, span: Value) -> int | None:
     dim = None
-    for number, value in w.fields(*span, "TensorShapeProto.Dimension", _DIM):
+    for number, value in w.fields(span, "TensorShapeProto.Dimension", _DIM):
         if number == 1:
             dim = _int64(value)
             dim = dim if dim >= 0 else None
@@ -316,7 +335,7 @@ def _walk(data, source: str | None) -> tuple[_Top, _Graphs]:
         raise format_error("ONNX", "the file is empty", source)
     w = _Wire(data, source)
     top, acc = _Top(), _Graphs()
-    for number, value in w.fields(0, w.size, "ModelProto", _MODEL):
+    for number, value in w.fields((0, w.size), "ModelProto", _MODEL):
         if number == 1:
             top.ir_version = _int64(value)
         elif number in (2, 3):
@@ -326,7 +345,7 @@ def _walk(data, source: str | None) -> tuple[_Top, _Graphs]:
             _read_graph(w, value, acc, 0)
         elif number == 8:
             domain, version = "", 0
-            for num, val in w.fields(*value, "OperatorSetIdProto", _OPSET):
+            for num, val in w.fields(value, "OperatorSetIdProto", _OPSET):
                 if num == 1:
                     domain = w.text(val, "OperatorSetIdProto.domain")
                 elif num == 2:
@@ -387,11 +406,11 @@ def looks_like_onnx(head: bytes) -> bool:
     w = _Wire(head, None)
     first = True
     try:
-        for number, value in w.fields(0, w.size, "ModelProto", _MODEL):
+        for number, value in w.fields((0, w.size), "ModelProto", _MODEL):
             if first and number not in _MODEL:
                 return False
             first = False
-            if number == 1 and not 1 <= value <= MAX_IR_VERSION:
+            if number == 1 and not 1 <= _int(value) <= MAX_IR_VERSION:
                 return False
     except ModelFormatError as exc:  # a field cut off by the end of head is fine
         return not first and "truncated" in str(exc)

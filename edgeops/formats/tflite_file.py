@@ -127,10 +127,10 @@ def _check_io(fb: Flat, m: _Model) -> None:
     """The model's signature (the first SignatureDef, else subgraph 0) must have inputs and outputs:
     without outputs a run returns nothing at all, without inputs it computes a constant."""
     if m.signature is not None:
-        where, (_, inputs, outputs) = m.signature_what, m.signature
+        where, counts = m.signature_what, (len(m.signature[1]), len(m.signature[2]))
     else:
-        where, (inputs, outputs) = "model.subgraphs[0]", m.io[0]
-    for kind, listed in (("inputs", inputs), ("outputs", outputs)):
+        where, counts = "model.subgraphs[0]", (len(m.io[0][0]), len(m.io[0][1]))
+    for kind, listed in zip(("inputs", "outputs"), counts):
         if not listed:
             raise fb.fail(f"corrupt: {where} has no {kind}, so the model has none")
 
@@ -366,9 +366,9 @@ def _io(m: _Model) -> tuple[list[tuple[str, int, TensorInfo]], list[tuple[str, i
         tensors = m.tensors[index]
         return ([(n, i, tensors[i]) for n, i in inputs], [(n, i, tensors[i]) for n, i in outputs])
     tensors = m.tensors[0]
-    inputs, outputs = m.io[0]
-    return ([(tensors[i].name, i, tensors[i]) for i in inputs],
-            [(tensors[i].name, i, tensors[i]) for i in outputs])
+    in_index, out_index = m.io[0]
+    return ([(tensors[i].name, i, tensors[i]) for i in in_index],
+            [(tensors[i].name, i, tensors[i]) for i in out_index])
 
 
 def read_tflite(data, *, source: str | None = None) -> ModelSummary:

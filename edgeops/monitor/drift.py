@@ -21,12 +21,7 @@ under a lock, and the queue is binned in bulk once it holds ``FLUSH_VALUES`` val
 snapshot): one sort and one ``np.searchsorted`` of the edges into the sorted values, no Python
 loop per value. Inputs bigger than ``max_values`` are subsampled with an even stride.
 
-Measured on a shared 2-core AMD EPYC VM (numpy 2.4, Python 3.11), where one ``np.sum`` of 64
-floats takes 2.5 µs: an update of one 64-value float32 input costs 5 µs median in a tight loop
-(17 µs when each update was binned at once with ``searchsorted`` + ``bincount``); one update in
-128 also bins the queue, about 100 µs. Between real runs of the example MLP (onnxruntime, 30 µs a
-run) the same update measures 9 µs median: caches are cold and onnxruntime's threads share the
-two cores. A 224 x 224 x 3 float32 image costs about 60 µs per update.
+What one update costs, measured on one machine, is in ``benchmarks/NOTES.md``.
 """
 
 from __future__ import annotations

@@ -7,16 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from .._options import merged
 from ..errors import DataError, EdgeOpsError, UsageError
 from ..runtime.model import Model
 from . import tasks
 from .gates import Gates
 from .metrics import OutputComparison, classification_accuracy, regression_error
+from .options import TASKS, ValidateOptions
 from .report import ValidationReport
 from .runner import Feeder, adaptation_notes, chunk_size, chunks, label, open_model, read_data
-from .tasks import Detection, Segmentation
 
-TASKS = ("auto", "classification", "regression", "detection", "segmentation")
 TASK_GATES = {"min_detection_recall": "detection", "min_detection_precision": "detection",
               "min_mask_iou": "segmentation"}
 DIAGNOSE_SAMPLES = 16  # the worst samples (lowest cosine) the divergence analysis runs on
@@ -26,26 +26,19 @@ BENCH_MAX_S = 30.0
 
 
 def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.PathLike[str] | Model, data: Any, *,
-             labels: Any = None, task: str = "auto", gates: Gates | None = None, latency: bool = True,
-             bench_runs: int = 200, diagnose: bool = True, threads: int | None = None,
-             max_samples: int | None = None,
-             task_options: Detection | Segmentation | None = None) -> ValidationReport:
+             options: ValidateOptions | None = None, **kwargs: Any) -> ValidationReport:
     """Check that ``candidate`` still does what ``reference`` does, on ``data``.
 
     ``reference``/``candidate``: paths (.onnx, .tflite) or loaded :class:`~edgeops.Model`\\ s.
     ``data``: a data-file path (.npz/.npy, DESIGN.md) or ``{input name: array}``.
-    ``labels``: a .npy path or an array (class indices, one-hot rows, or regression targets).
-    ``task``: ``auto`` (integer labels or one-hot rows: classification; other float labels: regression),
-    or either by name; ``detection`` or ``segmentation`` score the candidate's boxes or masks against the
-    reference's (no labels; :mod:`edgeops.validate.tasks` says which outputs are read and how), with
-    ``task_options`` a :class:`~edgeops.validate.Detection` or :class:`~edgeops.validate.Segmentation`.
-    ``gates``: limits; a missed limit becomes a line in ``report.failures`` and, when
-    ``diagnose`` is on and both models are ONNX, a ranking of where the candidate diverges.
-    ``latency``: also benchmark both models (``bench_runs`` runs each, one sample per run).
-    ``max_samples``: use only the first N samples.
+    The knobs (labels, task, gates, latency, ...) are the fields of
+    :class:`~edgeops.validate.options.ValidateOptions`, each documented there, given as keywords or as
+    ``options``; keywords given with ``options`` replace those fields of it.
     """
-    gates = _check_options(gates, task, latency, bench_runs, threads, max_samples, labels)
-    options = tasks.options_for(task, task_options)
+    opts = merged(ValidateOptions, options, kwargs)
+    gates = _check_options(opts)
+    task, labels, threads, max_samples = opts.task, opts.labels, opts.threads, opts.max_samples
+    task_options = tasks.options_for(task, opts.task_options)
     ref = open_model(reference, threads)
     cand = open_model(candidate, threads)
     arrays = read_data(data, ref)
@@ -59,9 +52,9 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     pairs, notes = match_outputs(ref, cand)
     notes = adaptation_notes(ref_feed) + adaptation_notes(cand_feed) + notes
     kind, y = resolve_task(task, y)
-    scorer = tasks.comparison(options, pairs) if options else None
+    scorer = tasks.comparison(task_options, pairs) if task_options else None
 
-    keep = int(np.prod(y.shape[1:], dtype=np.int64)) if kind == "regression" else None
+    keep = int(np.prod(y.shape[1:], dtype=np.int64)) if kind == "regression" and y is not None else None
     comps = {r: OutputComparison(r, c, keep_values_of_size=keep) for r, c in pairs}
     for start, stop in chunks(n, chunk_size(arrays), f"validate {os.path.basename(label(cand))}"):
         ref_out, cand_out = ref_feed.run(start, stop), cand_feed.run(start, stop)
@@ -74,11 +67,11 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     if gates.min_agreement is not None and not any(c.classification for c in comps.values()):
         raise UsageError("the agreement gate needs an output of class scores [N, C]; this model has "
                          + ", ".join(f"{n} {o['shape']}" for n, o in outputs.items()))
-    accuracy = _accuracy(kind, y, comps) if kind else None
+    accuracy = _accuracy(kind, y, comps) if kind and y is not None else None  # a kind comes with labels
     if gates.max_accuracy_drop is not None and (accuracy is None or accuracy["drop_points"] is None):
         raise UsageError("the accuracy-drop gate applies to classification; these labels were read as "
                          f"{kind} targets (pass task='classification' if they are class indices)")
-    lat = measure_latency(ref, cand, data, bench_runs, threads, notes) if latency else None
+    lat = measure_latency(ref, cand, data, opts.bench_runs, threads, notes) if opts.latency else None
     task_metrics = scorer.summary() if scorer is not None else None
     failures = gates.failures(outputs, accuracy, lat) + tasks.failures(gates, task_metrics)
 
@@ -87,20 +80,21 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
         gates=gates.given(), failures=failures, notes=notes, task=task_metrics,
         sample_cosines={name: comp.cosines for name, comp in comps.items()},
     )
-    if failures and diagnose:
+    if failures and opts.diagnose:
         _diagnose(report, ref_feed, cand_feed, comps)
     return report
 
 
-def _check_options(gates: Gates | None, task: str, latency: bool, bench_runs: int, threads: int | None,
-                   max_samples: int | None, labels: Any) -> Gates:
+def _check_options(opts: ValidateOptions) -> Gates:
+    """The gates (defaults when none were given), once every option is checked against the others."""
+    gates, task, labels = opts.gates, opts.task, opts.labels
     gates = Gates() if gates is None else gates
     if not isinstance(gates, Gates):
         raise UsageError(f"gates must be an edgeops.validate.Gates, not a {type(gates).__name__}")
     gates.check()
     if task not in TASKS:
         raise UsageError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
-    for name, value in (("bench_runs", bench_runs), ("threads", threads), ("max_samples", max_samples)):
+    for name, value in (("bench_runs", opts.bench_runs), ("threads", opts.threads), ("max_samples", opts.max_samples)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UsageError(f"{name} must be a positive integer, not {value!r}")
     for gate, needs in TASK_GATES.items():
@@ -111,7 +105,7 @@ def _check_options(gates: Gates | None, task: str, latency: bool, bench_runs: in
                          "it takes no labels (drop --labels)")
     if gates.max_accuracy_drop is not None and labels is None:
         raise UsageError("the accuracy-drop gate needs labels (--labels LABELS.npy)")
-    if gates.max_p95_ms is not None and not latency:
+    if gates.max_p95_ms is not None and not opts.latency:
         raise UsageError("the p95 latency gate needs the latency run; drop --no-latency")
     return gates
 
@@ -205,15 +199,16 @@ def measure_latency(ref: Model, cand: Model, data: Any, runs: int, threads: int 
     from ..bench import Settings
     from ..bench import run as bench_run
 
+    def settings(data_file: str | None) -> Settings:
+        return Settings(runs=runs, warmup=BENCH_WARMUP, min_duration=BENCH_MIN_S, max_duration=BENCH_MAX_S,
+                        threads=threads, data=data_file)
+
     rows = {}
     for role, model in (("reference", ref), ("candidate", cand)):
-        kwargs = dict(runs=runs, warmup=BENCH_WARMUP, min_duration=BENCH_MIN_S, max_duration=BENCH_MAX_S,
-                      threads=threads)
         try:
-            result = bench_run([model], Settings(**kwargs, data=os.fspath(data)
-                                                 if isinstance(data, (str, os.PathLike)) else None))[0]
+            result = bench_run([model], settings(os.fspath(data) if isinstance(data, (str, os.PathLike)) else None))[0]
         except EdgeOpsError:  # the data file does not suit the bench (other input names): random inputs
-            result = bench_run([model], Settings(**kwargs))[0]
+            result = bench_run([model], settings(None))[0]
             notes.append(f"{role} latency measured on random inputs")
         d = result.to_dict()
         rows[role] = {"p50": d["latency_ms"]["p50"], "p95": d["latency_ms"]["p95"],

@@ -90,7 +90,7 @@ class _Reader:
 
 
 def _qdq_scores(ref_file: str, cand_file: str, ref_feeds: Sequence[dict[str, np.ndarray]],
-                cand_feeds: Sequence[dict[str, np.ndarray]], tmp: str) -> dict[str, dict[str, float]]:
+                cand_feeds: Sequence[dict[str, np.ndarray]], tmp: str) -> dict[str, dict[str, Any]]:
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         compute_activation_error,
@@ -148,7 +148,7 @@ def _dequantized(model: Any) -> dict[str, str]:
     for node in nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    out = {}
+    out: dict[str, str] = {}
     for node in nodes:
         if node.op_type != "QuantizeLinear" or node.input[0] in inits:
             continue
@@ -222,7 +222,7 @@ def sqnr_db(ref: Sequence[np.ndarray], cand: Sequence[np.ndarray]) -> float:
     return 20 * math.log10(max(float(np.linalg.norm(r)), eps) / max(float(np.linalg.norm(r - c)), eps))
 
 
-def _entries(ref_model: Any, scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+def _entries(ref_model: Any, scores: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     graph = ref_model.graph
     producer = {}
     for i, node in enumerate(graph.node):

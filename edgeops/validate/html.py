@@ -3,53 +3,71 @@
 Inline CSS, plain tables, and when matplotlib is installed one inline PNG
 (base64): error per output and cosine / top-1 agreement per output, next to the
 distribution of per-sample cosine similarity.
+
+The page is the jinja2 template ``report.html.j2`` beside this module, rendered with autoescape: this
+module turns the report into plain strings (numbers formatted, never markup) and the template escapes
+every one, so a model, input or output name such as ``<script>`` is shown, not run. jinja2 comes with
+``pip install 'edgeops[convert]'``.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import html
 import io
 import math
-from html import escape
-from typing import TYPE_CHECKING, Any
+from importlib import resources
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .._version import __version__
+from ..errors import BackendUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import jinja2
+
     from .report import ValidationReport
 
-CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
-       color: #1d2430; padding: 0 1em; }
-h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.15em; margin-top: 1.8em; }
-.verdict { display: inline-block; padding: .25em .8em; border-radius: 4px; font-weight: 600; color: #fff; }
-.pass { background: #2e7d32; } .fail { background: #c62828; }
-table { border-collapse: collapse; margin: .5em 0; } th, td { padding: .3em .8em; border-bottom: 1px solid #dde2ea; }
-th { text-align: left; background: #f3f5f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.bad { color: #c62828; font-weight: 600; } code { background: #f3f5f8; padding: 0 .25em; }
-ul.failures li { color: #c62828; } .muted { color: #6b7585; } img { max-width: 100%; }
-"""
+TEMPLATE = "report.html.j2"
+
+
+class Cell(NamedTuple):
+    """One table cell: text (escaped by the template), right-aligned if ``num``, marked if ``bad``."""
+
+    text: str
+    num: bool = False
+    bad: bool = False
+    code: bool = False
 
 
 def render(report: ValidationReport) -> str:
     d = report.to_dict()
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>edgeops validate: {escape(_base(d['candidate']))}</title><style>{CSS}</style></head><body>",
-        "<h1>Validation report</h1>",
-        f'<p><span class="verdict {"pass" if d["passed"] else "fail"}">{"PASS" if d["passed"] else "FAIL"}</span> '
-        f"candidate <code>{escape(d['candidate'])}</code> against reference <code>{escape(d['reference'])}</code>, "
-        f"{d['samples']} samples</p>",
-    ]
-    if d["failures"]:
-        parts.append('<ul class="failures">' + "".join(f"<li>{escape(f)}</li>" for f in d["failures"]) + "</ul>")
-    parts += _gates(d), _task(d), _outputs(d), _accuracy(d), _latency(d), _divergence(d), _plot(report)
-    if d["notes"]:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in d["notes"]) + "</ul>")
-    parts.append(f'<p class="muted">edgeops {escape(__version__)}</p></body></html>')
-    return "\n".join(p for p in parts if p)
+    return _template().render(
+        title=_base(d["candidate"]), passed=d["passed"], candidate=d["candidate"], reference=d["reference"],
+        samples=d["samples"], failures=d["failures"], gates=_gates(d), task=_task(d), outputs=_outputs(d),
+        accuracy=_accuracy(d), latency=_latency(d), divergence=_divergence(d), plot=_plot(report),
+        notes=d["notes"], version=__version__)
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise BackendUnavailableError("the HTML report needs jinja2: pip install 'edgeops[convert]'") from exc
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, finalize=_escaped)
+    return env.from_string(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
+
+
+def _escaped(value: Any) -> Any:
+    """Every value the template prints, escaped as :func:`html.escape` does (``'`` as ``&#x27;``, the page's
+    form before jinja2); a macro's output is already markup and passes through."""
+    from markupsafe import Markup
+
+    return value if isinstance(value, Markup) else Markup(html.escape(str(value)))
 
 
 def _base(path: str) -> str:
@@ -57,33 +75,19 @@ def _base(path: str) -> str:
 
 
 def fmt(value: Any, spec: str = ".4g") -> str:
+    """``value`` as text: a float in ``spec``, None or NaN as a dash, anything else as ``str``."""
     if value is None or isinstance(value, float) and math.isnan(value):
         return "–"
     if isinstance(value, float):
         return format(value, spec)
-    return escape(str(value))
+    return str(value)
 
 
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    """Cells are pre-rendered ``<td>`` strings (so numbers can be right-aligned and failures marked)."""
-    th = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+def _gates(d: dict[str, Any]) -> list[list[Cell]]:
+    return [[Cell(k), Cell(fmt(v, "g"), num=True)] for k, v in d["gates"].items()]
 
 
-def td(text: str, num: bool = False, bad: bool = False) -> str:
-    cls = " ".join(c for c, on in (("num", num), ("bad", bad)) if on)
-    return f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>"
-
-
-def _gates(d: dict[str, Any]) -> str:
-    if not d["gates"]:
-        return "<h2>Gates</h2><p class='muted'>No gates were set; the numbers below are for reading.</p>"
-    rows = [[td(escape(k)), td(fmt(v, "g"), num=True)] for k, v in d["gates"].items()]
-    return "<h2>Gates</h2>" + _table(["gate", "limit"], rows)
-
-
-def _outputs(d: dict[str, Any]) -> str:
+def _outputs(d: dict[str, Any]) -> list[list[Cell]]:
     gates = d["gates"]
     rows = []
     for name, m in d["outputs"].items():
@@ -91,53 +95,50 @@ def _outputs(d: dict[str, Any]) -> str:
         low_agree = ("min_agreement" in gates and m["top1_agreement"] is not None
                      and m["top1_agreement"] < gates["min_agreement"])
         rows.append([
-            td(escape(name) + ("" if m["candidate_output"] == name else f" ↔ {escape(m['candidate_output'])}")),
-            td(fmt(m["max_abs_error"]), num=True), td(fmt(m["mean_abs_error"]), num=True),
-            td(fmt(m["max_rel_error"]), num=True), td(fmt(m["cosine"], ".6f"), num=True, bad=low_cos),
-            td(fmt(m["min_cosine"], ".6f"), num=True),
-            td(fmt(m["top1_agreement"], ".4f"), num=True, bad=low_agree),
+            Cell(name + ("" if m["candidate_output"] == name else f" ↔ {m['candidate_output']}")),
+            Cell(fmt(m["max_abs_error"]), num=True), Cell(fmt(m["mean_abs_error"]), num=True),
+            Cell(fmt(m["max_rel_error"]), num=True), Cell(fmt(m["cosine"], ".6f"), num=True, bad=low_cos),
+            Cell(fmt(m["min_cosine"], ".6f"), num=True),
+            Cell(fmt(m["top1_agreement"], ".4f"), num=True, bad=low_agree),
         ])
-    head = ["output", "max abs error", "mean abs error", "max rel error", "cosine (mean)", "cosine (worst)",
-            "top-1 agreement"]
-    return "<h2>Outputs</h2>" + _table(head, rows)
+    return rows
 
 
-def _accuracy(d: dict[str, Any]) -> str:
+def _accuracy(d: dict[str, Any]) -> dict[str, Any] | None:
     a = d["accuracy"]
     if a is None:
-        return ""
+        return None
     if a["metric"] == "accuracy":
         rc, cc, (lo, hi) = a["reference_ci95"], a["candidate_ci95"], a["ci95"]
         limit = d["gates"].get("max_accuracy_drop")
         bad = limit is not None and (a["drop_points"] is None or a["drop_points"] > limit)
-        rows = [[td("reference"), td(f"{fmt(a['reference'] * 100, '.2f')} %", num=True),
-                 td(f"{fmt(rc[0] * 100, '.2f')} .. {fmt(rc[1] * 100, '.2f')} %", num=True)],
-                [td("candidate"), td(f"{fmt(a['candidate'] * 100, '.2f')} %", num=True),
-                 td(f"{fmt(cc[0] * 100, '.2f')} .. {fmt(cc[1] * 100, '.2f')} %", num=True)],
-                [td("drop (points)"), td(fmt(a["drop_points"], ".2f"), num=True, bad=bad),
-                 td(f"{fmt(lo, '.2f')} .. {fmt(hi, '.2f')}", num=True)]]
-        table = _table(["", "accuracy", "95% interval"], rows)
+        rows = [[Cell("reference"), Cell(f"{fmt(a['reference'] * 100, '.2f')} %", num=True),
+                 Cell(f"{fmt(rc[0] * 100, '.2f')} .. {fmt(rc[1] * 100, '.2f')} %", num=True)],
+                [Cell("candidate"), Cell(f"{fmt(a['candidate'] * 100, '.2f')} %", num=True),
+                 Cell(f"{fmt(cc[0] * 100, '.2f')} .. {fmt(cc[1] * 100, '.2f')} %", num=True)],
+                [Cell("drop (points)"), Cell(fmt(a["drop_points"], ".2f"), num=True, bad=bad),
+                 Cell(f"{fmt(lo, '.2f')} .. {fmt(hi, '.2f')}", num=True)]]
+        head = ["", "accuracy", "95% interval"]
     else:
         lo, hi = a["ci95"]
-        rows = [[td("reference"), td(fmt(a["reference"]), num=True), td("")],
-                [td("candidate"), td(fmt(a["candidate"]), num=True), td("")],
-                [td("difference"), td(fmt(a["difference"]), num=True), td(f"{fmt(lo)} .. {fmt(hi)}", num=True)]]
-        table = _table(["", "MAE", "95% interval"], rows)
-    return (f"<h2>{escape(a['task'].capitalize())} on labels (output <code>{escape(a['output'])}</code>)</h2>"
-            + table + f"<p class='muted'>{escape(a['method'])}</p>")
+        rows = [[Cell("reference"), Cell(fmt(a["reference"]), num=True), Cell("")],
+                [Cell("candidate"), Cell(fmt(a["candidate"]), num=True), Cell("")],
+                [Cell("difference"), Cell(fmt(a["difference"]), num=True), Cell(f"{fmt(lo)} .. {fmt(hi)}", num=True)]]
+        head = ["", "MAE", "95% interval"]
+    return {"title": a["task"].capitalize(), "output": a["output"], "head": head, "rows": rows, "method": a["method"]}
 
 
-def _task(d: dict[str, Any]) -> str:
+def _task(d: dict[str, Any]) -> dict[str, Any] | None:
     """Detection recall/precision or segmentation mask IoU against the reference, gated values marked."""
     t, gates = d.get("task"), d["gates"]
     if not t:
-        return ""
+        return None
 
-    def row(label: str, key: str, gate: str | None = None, spec: str = ".4f") -> list[str]:
+    def row(label: str, key: str, gate: str | None = None, spec: str = ".4f") -> list[Cell]:
         v = t[key]
         bad = gate in gates and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= gates[gate])
         limit = f"≥ {gates[gate]:g}" if gate in gates else ""
-        return [td(label), td(fmt(v, spec) if isinstance(v, float) else fmt(v), num=True, bad=bad), td(limit)]
+        return [Cell(label), Cell(fmt(v, spec) if isinstance(v, float) else fmt(v), num=True, bad=bad), Cell(limit)]
 
     if t["task"] == "detection":
         rows = [row("recall", "recall", "min_detection_recall"),
@@ -154,45 +155,37 @@ def _task(d: dict[str, Any]) -> str:
         how = (f"output {t['output']}, {t['kind']} map"
                + (f", foreground at p ≥ {t['threshold']:g}" + (" (logits: sigmoid first)" if t["logits"] else "")
                   if t["kind"] == "binary" else f", argmax over {t['classes']} classes"))
-    return (f"<h2>{escape(t['task'].capitalize())} against the reference</h2>"
-            + _table(["metric", "value", "gate"], rows) + f"<p class='muted'>{escape(how)}</p>")
+    return {"title": t["task"].capitalize(), "rows": rows, "how": how}
 
 
-def _latency(d: dict[str, Any]) -> str:
+def _latency(d: dict[str, Any]) -> dict[str, Any] | None:
     lat = d["latency"]
     if lat is None:
-        return ""
+        return None
     limit = d["gates"].get("max_p95_ms")
     rows = []
     for role in ("reference", "candidate"):
         m = lat[role]
         bad = role == "candidate" and limit is not None and (m["p95"] is None or m["p95"] > limit)
-        rows.append([td(role), td(fmt(m["p50"], ".3f"), num=True), td(fmt(m["p95"], ".3f"), num=True, bad=bad),
-                     td(fmt(m["mean"], ".3f"), num=True), td(fmt(m["peak_rss_mb"], ".1f"), num=True)])
-    return ("<h2>Latency (one sample per run)</h2>"
-            + _table(["model", "p50 ms", "p95 ms", "mean ms", "peak RSS MB"], rows)
-            + f"<p>candidate p50 / reference p50: <b>{fmt(lat['p50_ratio'], '.2f')}×</b></p>")
+        rows.append([Cell(role), Cell(fmt(m["p50"], ".3f"), num=True), Cell(fmt(m["p95"], ".3f"), num=True, bad=bad),
+                     Cell(fmt(m["mean"], ".3f"), num=True), Cell(fmt(m["peak_rss_mb"], ".1f"), num=True)])
+    return {"rows": rows, "ratio": fmt(lat["p50_ratio"], ".2f")}
 
 
-def _divergence(d: dict[str, Any]) -> str:
+def _divergence(d: dict[str, Any]) -> dict[str, Any] | None:
     div, diag = d["divergence"], d["diagnosis"] or {}
     if not div:
-        return ""
-    rows = [[td(str(i + 1), num=True), td(f"<code>{escape(e['tensor'])}</code>"), td(fmt(e["op_type"])),
-             td(fmt(e["node"])), td(fmt(e["sqnr_db"], ".1f"), num=True),
-             td(fmt(e.get("qdq_sqnr_db"), ".1f"), num=True), td(fmt(e["introduced_db"], ".1f"), num=True)]
+        return None
+    rows = [[Cell(str(i + 1), num=True), Cell(e["tensor"], code=True), Cell(fmt(e["op_type"])),
+             Cell(fmt(e["node"])), Cell(fmt(e["sqnr_db"], ".1f"), num=True),
+             Cell(fmt(e.get("qdq_sqnr_db"), ".1f"), num=True), Cell(fmt(e["introduced_db"], ".1f"), num=True)]
             for i, e in enumerate(div)]
-    hint = f"<p><b>Hint:</b> {escape(diag['hint'])}</p>" if diag.get("hint") else ""
-    return (f"<h2>Where the candidate diverges ({escape(str(diag.get('method')))}, "
-            f"{len(diag.get('samples', []))} samples)</h2>"
-            + _table(["#", "tensor", "op", "node", "SQNR dB", "QDQ SQNR dB", "added dB"], rows) + hint
-            + "<p class='muted'>SQNR = 20 log10(|reference| / |reference − candidate|); lower is worse. "
-              "“added dB” is how much worse a tensor is than the tensors it is computed from; "
-              "“QDQ SQNR dB” compares the candidate's tensor before and after its own quantize/dequantize "
-              "(low where a ReLU was folded into the quantization).</p>")
+    return {"method": str(diag.get("method")), "samples": len(diag.get("samples", [])), "rows": rows,
+            "hint": diag.get("hint") or ""}
 
 
 def _plot(report: ValidationReport) -> str:
+    """The plots as a base64 PNG, or "" without matplotlib."""
     try:
         import matplotlib
 
@@ -239,5 +232,4 @@ def _plot(report: ValidationReport) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<h2>Plots</h2><img alt="error and agreement per output" src="data:image/png;base64,{data}">'
+    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -18,6 +18,7 @@ in a second pass, so memory stays bounded.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,8 @@ class _Moments:
         entry: dict[str, Any] = {"min": self.lo, "max": self.hi} if self.n else {}  # no range without values
         entry.update({
             "mean": mean, "std": float(np.sqrt(var)), "shape": self.shape,
-            "histogram": None if edges is None else {"edges": edges.tolist(), "counts": counts.tolist()},
+            "histogram": None if edges is None or counts is None else {"edges": edges.tolist(),
+                                                                       "counts": counts.tolist()},
             "nonfinite": self.nonfinite,
         })
         return entry
@@ -75,6 +77,11 @@ class _Moments:
 def _counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64).ravel()
     return np.histogram(v[np.isfinite(v)], bins=edges)[0]
+
+
+def _summed(counts: Iterable[np.ndarray]) -> np.ndarray:
+    """The element-wise sum of histogram counts over the bins they share (at least one)."""
+    return np.sum(list(counts), axis=0)
 
 
 def build_profile(model: str | os.PathLike[str] | Model, data: Any, *, bins: int = 10,
@@ -98,7 +105,7 @@ def build_profile(model: str | os.PathLike[str] | Model, data: Any, *, bins: int
             mo.add(a[start:start + size])
         mo.shape = [None, *a.shape[1:]] if feeder.batched else list(a.shape[1:])
         edges = mo.edges(bins)
-        counts = None if edges is None else sum(_counts(a[s:s + size], edges) for s in range(0, n, size))
+        counts = None if edges is None else _summed(_counts(a[s:s + size], edges) for s in range(0, n, size))
         inputs[spec.name] = mo.entry(edges, counts)
 
     outs = {o.name: _Moments() for o in m.outputs}
@@ -121,9 +128,10 @@ def build_profile(model: str | os.PathLike[str] | Model, data: Any, *, bins: int
         counts = None
         if edges is not None:
             if kept is not None:
-                counts = sum(_counts(v, edges) for v in kept[name])
+                counts = _summed(_counts(v, edges) for v in kept[name])
             else:
-                counts = sum(_counts(feeder.run(s, t)[name], edges) for s, t in chunks(n, size, "profile histograms"))
+                counts = _summed(_counts(feeder.run(s, t)[name], edges)
+                                 for s, t in chunks(n, size, "profile histograms"))
         outputs[name] = mo.entry(edges, counts)
     return {"version": VERSION, "model": m.sha256 or m.path, "samples": int(n), "bins": bins,
             "inputs": inputs, "outputs": outputs}

@@ -100,17 +100,17 @@ class Segmentation:
 
 def options_for(task: str, options: Any) -> Detection | Segmentation | None:
     """The checked options of ``task`` (defaults when ``options`` is None); None for the other tasks."""
-    want = {"detection": Detection, "segmentation": Segmentation}.get(task)
+    want: type[Detection] | type[Segmentation] | None = {"detection": Detection, "segmentation": Segmentation}.get(task)
     if want is None:
         if options is not None:
             raise UsageError(f"task_options are for task='detection' or 'segmentation', not {task!r}")
         return None
-    options = want() if options is None else options
-    if not isinstance(options, want):
+    checked = want() if options is None else options
+    if not isinstance(checked, want):
         raise UsageError(f"task {task!r} takes edgeops.validate.{want.__name__} options, "
-                         f"not a {type(options).__name__}")
-    options.check()
-    return options
+                         f"not a {type(checked).__name__}")
+    checked.check()
+    return checked
 
 
 def comparison(options: Detection | Segmentation,
@@ -218,7 +218,7 @@ def decode(options: Detection, layout: str, arrays: list[np.ndarray]) -> list[tu
     if fmt == "xywh":
         c, half = boxes[..., :2], boxes[..., 2:] / 2
         boxes = np.concatenate([c - half, c + half], axis=-1)
-    out = []
+    out: list[tuple[np.ndarray, ...]] = []
     for b, s in zip(boxes, scores):
         cls = np.argmax(np.where(np.isnan(s), -np.inf, s), axis=1)
         best = s[np.arange(s.shape[0]), cls]
@@ -411,7 +411,7 @@ class SegmentationComparison:
         nan = math.nan
         per = np.concatenate(self.sample_iou) if self.sample_iou else np.zeros(0)
         iou = nan
-        if self.union is not None:
+        if self.inter is not None and self.union is not None:
             present = self.union > 0
             iou = float(np.mean(self.inter[present] / self.union[present])) if present.any() else 1.0
         if self.nonfinite:

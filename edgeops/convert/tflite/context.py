@@ -70,15 +70,24 @@ class Context:
         tt = vi.type.tensor_type
         if not tt.HasField("shape"):
             return
-        dims = tuple(dim_size(d) for d in tt.shape.dim)
-        if all(d is not None for d in dims):
-            self.shapes[vi.name] = dims
+        sizes = [dim_size(d) for d in tt.shape.dim]
+        known = tuple(d for d in sizes if d is not None)
+        if len(known) == len(sizes):
+            self.shapes[vi.name] = known
         if tt.elem_type:
             self.dtypes[vi.name] = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
 
     # ---- questions about ONNX values -------------------------------------------------------
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(name) if name else None
+
+    def const_array(self, name: str) -> np.ndarray:
+        """The value of ``name``, which the op needs constant (a weight, a shape, an exponent); Unsupported if it
+        is computed at run time."""
+        value = self.const(name)
+        if value is None:
+            raise Unsupported(f"{name!r} computed at run time (TFLite needs it constant here)")
+        return value
 
     def is_const(self, name: str) -> bool:
         return name in self.consts

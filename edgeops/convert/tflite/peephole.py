@@ -52,11 +52,12 @@ def _fold(w: ModelWriter, transpose: Op) -> bool:
         return False
     # column j of the new flat tensor (src order) holds what column order[j] held (transposed order)
     transposed_shape = tuple(src_shape[p] for p in perm)
-    order = np.arange(int(np.prod(transposed_shape[1:]))).reshape(transposed_shape[1:])
+    columns = np.arange(int(np.prod(transposed_shape[1:]))).reshape(transposed_shape[1:])
     inverse = np.argsort(perm[1:])
-    order = np.transpose(order, inverse).reshape(-1)
+    order = np.transpose(columns, inverse).reshape(-1)
     for fc in fcs:
         weight = w.tensors[fc.inputs[1]]
+        assert weight.data is not None  # every weight was checked constant above
         fc.inputs[1] = w.const(f"{weight.name}/nhwc", weight.data[:, order])
     reshape.inputs[0] = src
     w.ops.remove(transpose)

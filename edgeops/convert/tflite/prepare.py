@@ -170,7 +170,8 @@ def _match_gelu(g: Any, consts: dict[str, np.ndarray], producer: dict[str, Any],
             nodes = [scale, erf, add, mul, outer[0]]
         else:  # (x * 0.5) * (1 + erf)
             pre = producer.get(other or "")
-            if pre is None or pre.op_type != "Mul" or _other(pre, x) is None or not _scalar(consts, _other(pre, x), 0.5):
+            pre_other = _other(pre, x) if pre is not None else None
+            if pre is None or pre.op_type != "Mul" or pre_other is None or not _scalar(consts, pre_other, 0.5):
                 continue
             if len(readers.get(pre.output[0], [])) != 1:
                 continue

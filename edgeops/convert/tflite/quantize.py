@@ -9,9 +9,8 @@ Three modes, each one of ai-edge-quantizer's recipes:
 * ``"int8"``: int8 weights and activations with ranges calibrated on sample inputs
   (``static_wi8_ai8``), one sample at a time with a progress bar. A tensor's range is the min/max
   over all samples (like onnxruntime's MinMax), not ai-edge-quantizer's default moving average of
-  per-sample ranges, which clips: on a random-input conv net it made a 63% worst-case output
-  error where min/max made 2%. A DIV by a computed divisor stays float: LiteRT's int8 DIV stops
-  when the divisor rounds to its zero point;
+  per-sample ranges, which clips (``benchmarks/NOTES.md`` has the measurement). A DIV by a
+  computed divisor stays float: LiteRT's int8 DIV stops when the divisor rounds to its zero point;
 * ``"fp16"``: float16 weights, float32 compute (the ``float_casting`` algorithm on the ops
   that carry weights: fully-connected, conv, depthwise and transposed conv, embedding lookup),
   each weight read through a DEQUANTIZE op.

@@ -153,7 +153,8 @@ class ModelWriter:
         for op in self.ops:
             used.update(i for i in op.inputs if i >= 0)
             used.update(op.outputs)
-        remap, kept = {}, []
+        remap: dict[int, int] = {}
+        kept: list[Tensor] = []
         for i, t in enumerate(self.tensors):
             if i in used:
                 remap[i] = len(kept)
@@ -210,6 +211,7 @@ class ModelWriter:
             o.opcodeIndex = codes.index(op.code)
             o.inputs, o.outputs = list(op.inputs), list(op.outputs)
             if op.options is not None:
+                assert op.options_type is not None  # op() sets both or neither
                 o.builtinOptionsType = getattr(tfl.BuiltinOptions, op.options_type)
                 o.builtinOptions = op.options
             operators.append(o)
@@ -239,7 +241,7 @@ def _aligned_buffer_class() -> Any:
     if _BUFFER_CLASS is None:
         tfl = schema()
 
-        class AlignedBufferT(tfl.BufferT):  # type: ignore[misc,valid-type]
+        class AlignedBufferT(tfl.BufferT):  # type: ignore[name-defined]  # a generated schema, imported at run time
             def Pack(self, builder: Any) -> int:  # noqa: N802 (the generated API's name)
                 data = None
                 if self.data:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import graph_model, onnx, run_onnx, run_tflite
+from .conftest import graph_model, run_onnx, run_tflite
 
 pytest.importorskip("ai_edge_quantizer")
 

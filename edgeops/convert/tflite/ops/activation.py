@@ -17,7 +17,7 @@ import numpy as np
 
 from ..context import Context, identity
 from ..registry import converter
-from .elementwise import F32, NARROW_INTS, check_types, const_like, emit, like, operand, source
+from .elementwise import F32, I32, I64, NARROW_INTS, check_types, const_like, emit, like, operand, source
 
 
 def _float_only(node: Any, ctx: Context) -> str | None:
@@ -41,7 +41,7 @@ def _chain(ctx: Context, code: str, inputs: list[int], hint: str = "tmp") -> int
 
 # ---- ReLU family --------------------------------------------------------------------------------
 @converter("Relu", tflite=("RELU", "MAXIMUM"), check=lambda node, ctx: check_types(
-    node, ctx, {F32, np.dtype(np.int32), np.dtype(np.int64)} | NARROW_INTS),
+    node, ctx, {F32, I32, I64} | NARROW_INTS),
            notes="fused into the op before it where possible; integer inputs as MAXIMUM with 0")
 def convert_relu(node: Any, ctx: Context) -> None:
     src, perm = source(ctx, node.input[0])
@@ -61,11 +61,11 @@ def _clip_bound(ctx: Context, node: Any, index: int, attr: str, default: float) 
     name = node.input[index] if len(node.input) > index else ""
     if not name:
         return default
-    return float(ctx.const(name).reshape(())) if ctx.is_const(name) else name
+    return float(ctx.const_array(name).reshape(())) if ctx.is_const(name) else name
 
 
 @converter("Clip", tflite=("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "MAXIMUM", "MINIMUM"),
-           check=lambda node, ctx: check_types(node, ctx, {F32, np.dtype(np.int32), np.dtype(np.int64)} | NARROW_INTS),
+           check=lambda node, ctx: check_types(node, ctx, {F32, I32, I64} | NARROW_INTS),
            notes="[0, 6] is RELU6, [-1, 1] RELU_N1_TO_1, [0, 1] RELU_0_TO_1, [0, inf) RELU; other bounds (constant "
                  "or computed, min > max included) MAXIMUM/MINIMUM; float32 and integers")
 def convert_clip(node: Any, ctx: Context) -> None:

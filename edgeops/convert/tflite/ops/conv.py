@@ -126,7 +126,7 @@ def _check_weights(node: Any, ctx: Context, what: str) -> str | None:
 
 def _weights(ctx: Context, node: Any) -> tuple[np.ndarray, np.ndarray]:
     """The float32 weights (1-D kernels get kH = 1) and the bias (zeros when there is none)."""
-    w = ctx.const(node.input[1]).astype(np.float32)
+    w = ctx.const_array(node.input[1]).astype(np.float32)
     if w.ndim == 3:
         w = w[:, :, None, :]
     b = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
@@ -234,7 +234,8 @@ def convert_conv_transpose(node: Any, ctx: Context) -> None:
     strides, dilations = window(ctx, node, n)
     if any(d != 1 for d in dilations):  # TFLite's transpose convolutions have none: zeros between the taps
         dilated = np.zeros((*w.shape[:2], *((k - 1) * d + 1 for k, d in zip(w.shape[2:], dilations))), np.float32)
-        dilated[(slice(None), slice(None), *(slice(None, None, d) for d in dilations))] = w
+        taps = (slice(None), slice(None), *(slice(None, None, d) for d in dilations))
+        dilated[taps] = w
         w = dilated
     padding, computed, begin = _transpose_plan(node, ctx)
     src, nhwc_in = channels_last_input(ctx, x)

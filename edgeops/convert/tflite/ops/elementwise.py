@@ -26,9 +26,11 @@ import numpy as np
 from ..context import Context, identity
 from ..registry import converter
 
-F32, I32, I64 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)
-NARROW_INTS = {np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint8)}
-TENSOR_TYPES = {F32, I32, I64, np.dtype(np.bool_)} | NARROW_INTS
+F32: np.dtype = np.dtype(np.float32)
+I32: np.dtype = np.dtype(np.int32)
+I64: np.dtype = np.dtype(np.int64)
+NARROW_INTS: set[np.dtype] = {np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint8)}
+TENSOR_TYPES: set[np.dtype] = {F32, I32, I64, np.dtype(np.bool_)} | NARROW_INTS
 
 OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "DIV": "DivOptions",
            "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions", "POW": "PowOptions",
@@ -190,7 +192,7 @@ def check_types(node: Any, ctx: Context, allowed: set[np.dtype], what: str = "")
 # ---- binary and n-ary ops -----------------------------------------------------------------------
 _BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM", "Sum": "ADD",
            "Mean": "ADD"}
-_ARITH_TYPES = {F32, I32, I64} | NARROW_INTS
+_ARITH_TYPES: set[np.dtype] = {F32, I32, I64} | NARROW_INTS
 
 
 def _check_binary(node: Any, ctx: Context) -> str | None:
@@ -212,6 +214,7 @@ def convert_nary(node: Any, ctx: Context) -> None:
         nary(ctx, node, _BINARY[node.op_type], names)
         return
     total = nary(ctx, node, "ADD", names, last=False)
+    assert total is not None  # last=False returns the running sum instead of writing the output
     scale = ctx.constant(np.array(1.0 / len(names), np.float32))
     finish(ctx, "MUL", [total, scale], y, layout_of(ctx, names, ctx.rank(y)), F32)
 
@@ -256,7 +259,7 @@ def _check_pow(node: Any, ctx: Context) -> str | None:
     if reason is None and ctx.dtype(e) not in {F32, I32, I64} and not ctx.is_const(e):
         return f"{ctx.dtype(e)} exponent computed at run time"
     if reason is None and ctx.dtype(e).kind in "iu" and ctx.dtype(node.input[0]) == I32 and ctx.is_const(e) \
-            and np.any(ctx.const(e) < 0):
+            and np.any(ctx.const_array(e) < 0):
         return "a negative integer exponent of an int32 base (TFLite's int32 POW refuses it)"
     return reason
 
@@ -337,7 +340,7 @@ def _check_dropout(node: Any, ctx: Context) -> str | None:
     ratio = node.input[1] if len(node.input) > 1 and node.input[1] else None
     if ratio is not None and not ctx.is_const(ratio):
         return "ratio computed at run time in training mode"
-    if bool(ctx.const(training)) and (ratio is None or float(ctx.const(ratio)) != 0.0):
+    if bool(ctx.const_array(training)) and (ratio is None or float(ctx.const_array(ratio)) != 0.0):
         return "training-mode Dropout with a non-zero ratio drops at random"
     return None
 

@@ -25,7 +25,7 @@ def _check_float(node: Any, ctx: Context) -> str | None:
 def _operand(ctx: Context, name: str) -> int:
     """A MatMul/Gemm operand in the ONNX layout (float32 if constant)."""
     if ctx.is_const(name):
-        return ctx.constant(ctx.const(name).astype(np.float32), name)
+        return ctx.constant(ctx.const_array(name).astype(np.float32), name)
     return ctx.onnx_layout(name)
 
 
@@ -55,7 +55,7 @@ def convert_gemm(node: Any, ctx: Context) -> None:
     row_bias, rest = _split_bias(ctx, c_name, beta, m, n)
     out = ctx.output(y, identity(2)) if rest is None else ctx.tmp((m, n), np.float32, f"{y}/mm")
     if ctx.is_const(b_name):
-        w = ctx.const(b_name).astype(np.float32)
+        w = ctx.const_array(b_name).astype(np.float32)
         w = (w if trans_b else w.T) * np.float32(alpha)  # FULLY_CONNECTED weights are [out, in]
         bias = ctx.constant(row_bias, f"{name}/bias") if row_bias is not None else -1
         ctx.op("FULLY_CONNECTED", [a, ctx.constant(w, f"{name}/weight"), bias], [out], "FullyConnectedOptions",
@@ -80,15 +80,15 @@ def _split_bias(ctx: Context, c_name: str | None, beta: float, m: int, n: int) -
     if c_name is None or beta == 0.0:
         return None, None
     if ctx.is_const(c_name):
-        c = np.broadcast_to(ctx.const(c_name).astype(np.float32) * np.float32(beta), (m, n))
+        c = np.broadcast_to(ctx.const_array(c_name).astype(np.float32) * np.float32(beta), (m, n))
         if np.all(c == c[:1]):
             return c[0].copy(), None
         return None, ctx.constant(np.ascontiguousarray(c), f"{c_name}/beta")
-    c = ctx.broadcast_operand(c_name, 2, identity(2))
+    operand = ctx.broadcast_operand(c_name, 2, identity(2))
     if beta == 1.0:
-        return None, c
-    return None, _binary(ctx, "MUL", c, ctx.constant(np.array(beta, np.float32)),
-                         ctx.tmp(ctx.w.tensors[c].shape, np.float32, f"{c_name}/beta"))
+        return None, operand
+    return None, _binary(ctx, "MUL", operand, ctx.constant(np.array(beta, np.float32)),
+                         ctx.tmp(ctx.w.tensors[operand].shape, np.float32, f"{c_name}/beta"))
 
 
 # ---- MatMul --------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def convert_matmul(node: Any, ctx: Context) -> None:
     out_shape = ctx.shape(y)
     a_shape, b_shape = ctx.shape(a_name), ctx.shape(b_name)
     if ctx.is_const(b_name) and len(b_shape) == 2 and not ctx.is_const(a_name):
-        w = ctx.constant(ctx.const(b_name).astype(np.float32).T, f"{node.name or y}/weight")
+        w = ctx.constant(ctx.const_array(b_name).astype(np.float32).T, f"{node.name or y}/weight")
         if len(a_shape) == 1:  # [K] @ [K, N]: a [1, K] row through FULLY_CONNECTED, then [N]
             row = ctx.reshape(ctx.onnx_layout(a_name), (1, a_shape[0]), hint=f"{a_name}/row")
             fc = ctx.tmp((1, b_shape[1]), np.float32, f"{y}/fc")
@@ -132,5 +132,5 @@ def _matrix(ctx: Context, name: str, left: bool) -> tuple[int, tuple[int, ...]]:
         return _operand(ctx, name), tuple(shape)
     new = (1, shape[0]) if left else (shape[0], 1)
     if ctx.is_const(name):
-        return ctx.constant(ctx.const(name).astype(np.float32).reshape(new), name), new
+        return ctx.constant(ctx.const_array(name).astype(np.float32).reshape(new), name), new
     return ctx.reshape(ctx.onnx_layout(name), new, hint=f"{name}/{'row' if left else 'col'}"), new

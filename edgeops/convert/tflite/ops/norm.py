@@ -56,7 +56,7 @@ def _check_batchnorm(node: Any, ctx: Context) -> str | None:
                  "into the Conv); training_mode refused")
 def convert_batchnorm(node: Any, ctx: Context) -> None:
     x, y = node.input[0], node.output[0]
-    scale, bias, mean, var = (ctx.const(i).astype(np.float64) for i in node.input[1:5])
+    scale, bias, mean, var = (ctx.const_array(i).astype(np.float64) for i in node.input[1:5])
     eps = float(ctx.attr(node, "epsilon", 1e-5))
     a = scale / np.sqrt(var + eps)
     b = bias - mean * a
@@ -105,11 +105,11 @@ def convert_instancenorm(node: Any, ctx: Context) -> None:
     x, y = node.input[0], node.output[0]
     name, rank = node.name or y, ctx.rank(x)
     centered, inv = _standardize(ctx, x, list(range(2, rank)), float(ctx.attr(node, "epsilon", 1e-5)), name)
-    scale = _channel_constant(ctx, x, ctx.const(node.input[1]), f"{name}/scale")
+    scale = _channel_constant(ctx, x, ctx.const_array(node.input[1]), f"{name}/scale")
     inv_scaled = _binary(ctx, "MUL", inv, scale, ctx.tmp(_per_channel(ctx, x), np.float32, f"{name}/factor"))
     normed = _binary(ctx, "MUL", centered, inv_scaled, ctx.tmp(ctx.w.tensors[centered].shape, np.float32,
                                                                  f"{name}/normed"))
-    bias = _channel_constant(ctx, x, ctx.const(node.input[2]), f"{name}/bias")
+    bias = _channel_constant(ctx, x, ctx.const_array(node.input[2]), f"{name}/bias")
     _binary(ctx, "ADD", normed, bias, ctx.output(y, ctx.layout(x)))
 
 

@@ -123,10 +123,10 @@ def _state(ctx: Context, name: str, directions: int, layout: int, step: _Step) -
     if not name:
         return [None] * directions
     if ctx.is_const(name):
-        a = ctx.const(name).astype(np.float32)
+        a = ctx.const_array(name).astype(np.float32)
         a = np.moveaxis(a, 1, 0) if layout else a
         return [None if not np.any(a[d]) else ctx.constant(a[d], f"{name}/{d}") for d in range(directions)]
-    return step.pieces(ctx.onnx_layout(name), layout, f"{name}/dir")
+    return list(step.pieces(ctx.onnx_layout(name), layout, f"{name}/dir"))
 
 
 def _projections(ctx: Context, x: str, weights: np.ndarray, bias: np.ndarray, layout: int,
@@ -166,6 +166,7 @@ def _lstm_direction(step: _Step, xs: list[int], r: np.ndarray, h: int | None, c:
         o = step.unary("LOGISTIC", peephole(o, 1, c, f"o{t}"), f"o{t}")
         h = step.binary("MUL", o, step.unary("TANH", c, f"tanh_c{t}"), f"h{t}")
         hs[t] = h
+    assert h is not None and c is not None  # a sequence has at least one step, and each sets both
     return hs, h, c
 
 
@@ -198,6 +199,7 @@ def _gru_direction(step: _Step, xs: list[int], r: np.ndarray, rb: np.ndarray, h:
             # H = (1 - z) * h~ + z * H = h~ + z * (H - h~)
             h = step.binary("ADD", hn, step.binary("MUL", z, step.binary("SUB", h, hn, f"d{t}"), f"zd{t}"), f"h{t}")
         hs[t] = h
+    assert h is not None  # a sequence has at least one step
     return hs, h
 
 
@@ -220,17 +222,17 @@ def convert_recurrent(node: Any, ctx: Context) -> None:
     layout = int(ctx.attr(node, "layout", 0))
     direction = ctx.attr(node, "direction", "forward")
     hidden = int(ctx.attr(node, "hidden_size"))
-    w, r = ctx.const(w_name).astype(np.float32), ctx.const(r_name).astype(np.float32)
+    w, r = ctx.const_array(w_name).astype(np.float32), ctx.const_array(r_name).astype(np.float32)
     dirs = w.shape[0]
     gates = _GATES[kind]
-    b = ctx.const(b_name).astype(np.float32) if b_name else np.zeros((dirs, 2 * gates * hidden), np.float32)
+    b = ctx.const_array(b_name).astype(np.float32) if b_name else np.zeros((dirs, 2 * gates * hidden), np.float32)
     steps = ctx.shape(x)[1 if layout else 0]
     step = _Step(ctx, node.name or node.output[0])
     h0 = _state(ctx, h0_name, dirs, layout, step)
     c0 = _state(ctx, c0_name, dirs, layout, step) if kind == "LSTM" else [None] * dirs
     lbr = bool(ctx.attr(node, "linear_before_reset", 0))
     p_name = _inputs(node)[7] if kind == "LSTM" else ""
-    peep = ctx.const(p_name).astype(np.float32) if p_name and np.any(ctx.const(p_name)) else None
+    peep = ctx.const_array(p_name).astype(np.float32) if p_name and np.any(ctx.const_array(p_name)) else None
     ys, last_h, last_c = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or (direction == "bidirectional" and d == 1)

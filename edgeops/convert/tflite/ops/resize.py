@@ -189,7 +189,7 @@ def plan(node: Any, ctx: Context) -> Plan:
         gathers = []
         for a in moving:
             idx = [_onnx_source(in_shape[a], out_shape[a], scales[a], attrs, t) for t in (np.float32, np.float64)]
-            if not np.array_equal(*idx):
+            if not np.array_equal(idx[0], idx[1]):
                 raise Unsupported(f"nearest resize with {what} at scale {at}: onnxruntime and the ONNX reference "
                                   "pick different source pixels")
             gathers.append((a, idx[0].astype(np.int32)))

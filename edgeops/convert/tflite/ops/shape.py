@@ -162,7 +162,7 @@ def convert_transpose(node: Any, ctx: Context) -> None:
     r = ctx.rank(x)
     t = tuple(int(a) % max(r, 1) for a in (ctx.attr(node, "perm") or reversed(range(r))))
     if ctx.is_const(x):
-        _fold(ctx, y, np.transpose(ctx.const(x), t))
+        _fold(ctx, y, np.transpose(ctx.const_array(x), t))
         return
     v = ctx.values[x]
     ctx.values[y] = Value(v.tensor, tuple(t.index(a) for a in v.perm))
@@ -209,10 +209,12 @@ def _slice_args(node: Any, ctx: Context) -> tuple[list[int], list[int], list[int
     else:
         starts, ends = _input_const(ctx, node, 1, "starts"), _input_const(ctx, node, 2, "ends")
         axes, steps = _input_const(ctx, node, 3, "axes"), _input_const(ctx, node, 4, "steps")
-    axes = list(range(len(starts))) if axes is None or len(axes) == 0 else [int(a) % r for a in axes]
-    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+    if starts is None or ends is None:
+        raise Unsupported("a Slice without starts or ends")
+    axis_list = list(range(len(starts))) if axes is None or len(axes) == 0 else [int(a) % r for a in axes]
+    step_list = [1] * len(starts) if steps is None else [int(s) for s in steps]
     begin, end, stride, to_front = [0] * r, list(shape), [1] * r, [False] * r
-    for a, s, e, st in zip(axes, starts, ends, steps):
+    for a, s, e, st in zip(axis_list, starts, ends, step_list):
         if st == 0:
             raise Unsupported("a zero step")
         b, e2, st = slice(int(s), int(e), st).indices(shape[a])
@@ -247,13 +249,14 @@ def _pad_args(node: Any, ctx: Context) -> tuple[np.ndarray, str, Any]:
     if ctx.opset < 11:
         pads, value, axes = np.array(ctx.attr(node, "pads"), np.int64), ctx.attr(node, "value", 0.0), None
     else:
-        pads = _input_const(ctx, node, 1, "pads")
-        value = _input_const(ctx, node, 2, "constant_value")
-        axes = _input_const(ctx, node, 3, "axes")
-    axes = list(range(r)) if axes is None else [int(a) % r for a in axes]
-    n = len(axes)
+        given = _input_const(ctx, node, 1, "pads")
+        if given is None:
+            raise Unsupported("a Pad without pads")
+        pads, value, axes = given, _input_const(ctx, node, 2, "constant_value"), _input_const(ctx, node, 3, "axes")
+    axis_list = list(range(r)) if axes is None else [int(a) % r for a in axes]
+    n = len(axis_list)
     full = np.zeros((r, 2), np.int64)
-    for i, a in enumerate(axes):
+    for i, a in enumerate(axis_list):
         full[a] = (int(pads[i]), int(pads[i + n]))
     value = 0 if value is None or np.size(value) == 0 else np.asarray(value).reshape(-1)[0]
     return full, mode, value
@@ -346,13 +349,13 @@ def convert_gather(node: Any, ctx: Context) -> None:
     axis = int(ctx.attr(node, "axis", 0)) % r
     dim = ctx.shape(data)[axis]
     if ctx.is_const(data) and ctx.is_const(ind):
-        _fold(ctx, y, np.take(ctx.const(data), ctx.const(ind), axis=axis))
+        _fold(ctx, y, np.take(ctx.const_array(data), ctx.const_array(ind), axis=axis))
         return
     k = len(ctx.shape(ind))
     perm = _layout(ctx, data)
     a = perm.index(axis)
     if ctx.is_const(ind) and k == 0:  # one index: a slice that drops the axis
-        i = int(ctx.const(ind)) % dim
+        i = int(ctx.const_array(ind)) % dim
         begin, end = [0] * r, [ctx.shape(data)[p] for p in perm]
         begin[a], end[a] = i, i + 1
         ctx.op("STRIDED_SLICE", [_src(ctx, data), ctx.constant(_i32(begin)), ctx.constant(_i32(end)),
@@ -360,7 +363,7 @@ def convert_gather(node: Any, ctx: Context) -> None:
                "StridedSliceOptions", shrinkAxisMask=1 << a)
         return
     if ctx.is_const(ind):
-        idx = ctx.const(ind).astype(np.int64)
+        idx = ctx.const_array(ind).astype(np.int64)
         indices = ctx.constant(np.where(idx < 0, idx + dim, idx).astype(np.int32), ind)
     else:
         raw = ctx.onnx_layout(ind)
@@ -378,7 +381,7 @@ def convert_expand(node: Any, ctx: Context) -> None:
     x, y = node.input[0], node.output[0]
     shape = ctx.shape(y)
     if ctx.is_const(x):
-        _fold(ctx, y, np.broadcast_to(ctx.const(x), shape).copy())
+        _fold(ctx, y, np.broadcast_to(ctx.const_array(x), shape).copy())
         return
     perm = ctx.layout(x) if ctx.rank(x) == len(shape) else identity(len(shape))
     src = ctx.broadcast_operand(x, len(shape), perm)  # leading 1s added, laid out like the output
@@ -394,8 +397,10 @@ def convert_expand(node: Any, ctx: Context) -> None:
 def convert_tile(node: Any, ctx: Context) -> None:
     x, y = node.input[0], node.output[0]
     repeats = _input_const(ctx, node, 1, "repeats")
+    if repeats is None:
+        raise Unsupported("a Tile without repeats")
     if ctx.is_const(x):
-        _fold(ctx, y, np.tile(ctx.const(x), repeats))
+        _fold(ctx, y, np.tile(ctx.const_array(x), repeats))
         return
     perm = ctx.layout(x)
     ctx.op("TILE", [_src(ctx, x), ctx.constant(_i32([repeats[a] for a in perm]))], [ctx.output(y, perm)],
@@ -414,7 +419,7 @@ def _check_cast(node: Any, ctx: Context) -> str | None:
 def convert_cast(node: Any, ctx: Context) -> None:
     x, y = node.input[0], node.output[0]
     if ctx.is_const(x):
-        _fold(ctx, y, ctx.const(x).astype(ctx.dtype(y)))
+        _fold(ctx, y, ctx.const_array(x).astype(ctx.dtype(y)))
         return
     perm = ctx.layout(x)
     ctx.op("CAST", [_src(ctx, x)], [ctx.output(y, perm)], "CastOptions",
