@@ -37,6 +37,7 @@ __all__ = [
     "convert",
     "validate",
     "bench",
+    "explain",
     "Model",
     "TensorSpec",
     "Guardrails",
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 _LAZY = {"load", "Model", "TensorSpec", "Guardrails", "RunStats"}
-_SUBPACKAGES = {"convert", "validate", "bench"}  # callable modules: edgeops.convert(...), edgeops.validate(...)
+_SUBPACKAGES = {"convert", "validate", "bench", "explain"}  # callable modules: edgeops.convert(...), edgeops.explain(...)
 
 
 def __getattr__(name: str) -> Any:
