@@ -147,9 +147,8 @@ def explain(models: tuple[str, ...], data: str | None, labels: str | None, metho
                               output_name, input_name, names, top_k, seed)
     pre = _preprocess(preprocess, profile)
     from .._progress import Bars
-    from ..explain import compare
+    from ..explain import compare, render
     from ..explain import explain as run_explain
-    from ..explain import render
 
     with Bars() as bars:
         if len(models) == 2:
@@ -260,3 +259,43 @@ def _human(result: Any, d: dict[str, Any], report_path: str | None) -> None:
 
         for f in d["failures"]:
             out.print(f"[red]FAIL[/red] {escape(f)}")
+
+
+# -- the gate in other commands ------------------------------------------------------------------------
+
+
+def comparison_summary(c: Any) -> dict[str, Any]:
+    """The comparison without its per-sample lists: what ``validate`` and ``convert`` put in their JSON."""
+    d = c.to_dict()
+    for key in ("topk_iou", "cosine"):
+        if key in d:
+            d[key] = {k: v for k, v in d[key].items() if k != "per_sample"}
+    for role in ("reference", "candidate"):
+        d[role] = {k: v for k, v in d[role].items() if k != "importances"}
+    return d
+
+
+def explanation_gate(reference: str, candidate: str, data: str, labels: str | None, minimum: float | None,
+                     method: str = "auto", seed: int = 0) -> Any:
+    """``edgeops explain REFERENCE CANDIDATE`` as a gate for ``validate`` and ``convert``."""
+    from ..explain import compare
+
+    if minimum is not None and not -1 <= minimum <= 1:
+        raise UsageError(f"--min-explanation-agreement is between -1 and 1 (a correlation or an IoU), not {minimum:g}")
+    return compare(reference, candidate, data, labels=labels, method=method, seed=seed, minimum=minimum)
+
+
+def convert_gate(source: str, output: str, data: str, labels: str | None, minimum: float, force: bool,
+                 report: dict[str, Any]) -> dict[str, Any]:
+    """After ``edgeops convert`` wrote ``output``: compare its explanation with the source's; below ``minimum``
+    the output (and its profile) are removed again unless ``force``."""
+    if report.get("extra", {}).get("symbol") or str(output).endswith((".c", ".h", ".cc")):
+        raise UsageError("--min-explanation-agreement needs a model edgeops can run (.onnx, .tflite), not C source")
+    c = explanation_gate(source, output, data, labels, minimum)
+    if not c.passed and not force:
+        for path in (output, report.get("profile")):
+            if path and os.path.isfile(path):
+                os.unlink(path)
+        raise CheckFailed("converted model failed the explanation gate, nothing written (use --force to write it "
+                          "anyway): " + "; ".join(c.failures()))
+    return comparison_summary(c)
