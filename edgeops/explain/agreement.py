@@ -67,7 +67,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     y = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
     nx, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.sum(x * y, axis=1) / (nx * ny)
+        c = np.clip(np.sum(x * y, axis=1) / (nx * ny), -1.0, 1.0)
     both_zero = (nx == 0) & (ny == 0)
     c[both_zero] = 1.0
     c[(nx == 0) ^ (ny == 0)] = 0.0

@@ -190,7 +190,9 @@ def occlusion(ctx: Context) -> Attribution:
         cover[y0:y1, x0:x1] += 1
     maps /= np.maximum(cover, 1)
     names = [f"{y0}:{y1},{x0}:{x1}" for y0, y1, x0, x1 in boxes]
-    return Attribution(names, drops.mean(axis=0), drops.std(axis=0), maps=maps, layout=layout, image_key=key,
+    size = np.abs(drops)  # a patch matters as much as it moves the score, up or down
+    return Attribution(names, size.mean(axis=0), size.std(axis=0), maps=maps, signed=drops.mean(axis=0),
+                       layout=layout, image_key=key,
                        info={"patch": p, "stride": stride, "baseline": o.baseline if o.baseline is not None else 0.0,
                              "patches": len(boxes)})
 
