@@ -4,7 +4,8 @@
               vectors that are equal agree (1.0); one constant vector against a varying one has no
               rank correlation (NaN, which fails a gate).
 ``topk_iou``  per sample, the intersection over union of the ``fraction`` of pixels (or features)
-              with the largest ``|attribution|`` in each map.
+              with the largest ``|attribution|`` in each map (zeros never count as top: two blank maps
+              agree, 1.0; a blank map against one that is not has nothing in common, 0.0).
 ``cosine``    per sample, the cosine similarity of the two attribution maps, flattened (1.0 for two
               all-zero maps, 0.0 for one).
 """
@@ -46,7 +47,7 @@ def top_mask(m: np.ndarray, fraction: float) -> np.ndarray:
     k = max(1, int(math.ceil(fraction * flat.size)))
     mask = np.zeros(flat.size, dtype=bool)
     mask[np.argsort(-flat, kind="mergesort")[:k]] = True
-    return mask
+    return mask & (flat > 0)
 
 
 def topk_iou(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
@@ -57,7 +58,8 @@ def topk_iou(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
             out.append(float("nan"))
             continue
         ma, mb = top_mask(x, fraction), top_mask(y, fraction)
-        out.append(float((ma & mb).sum() / (ma | mb).sum()))
+        union = (ma | mb).sum()
+        out.append(float((ma & mb).sum() / union) if union else 1.0)
     return np.array(out)
 
 

@@ -85,6 +85,9 @@ def test_topk_iou_and_cosine():
     assert agreement.topk_iou(a, a, 0.0625).tolist() == [1.0]
     assert agreement.topk_iou(a, b, 0.0625).tolist() == [0.0]
     assert agreement.cosine(a, b).tolist() == [0.0]
+    blank = np.zeros((1, 4, 4))
+    assert agreement.topk_iou(a, blank, 0.25).tolist() == [0.0]  # a blank map shares no top pixel
+    assert agreement.topk_iou(blank, blank, 0.25).tolist() == [1.0]
 
 
 def test_convert_gate_removes_the_output_it_fails(duplicate_pair, tmp_path):
