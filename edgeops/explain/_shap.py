@@ -45,7 +45,7 @@ def shapley(ctx: Context) -> Attribution:
 
 def _tabular(shap: Any, ctx: Context) -> Attribution:
     o = ctx.options
-    segs, _ = _segments(ctx.arrays, o.feature_names and list(o.feature_names), None)
+    segs, _ = _segments(ctx.arrays, list(o.feature_names) if o.feature_names else None, None)
     flat = _flat(ctx.arrays)
     keys = list(flat)
     widths = [flat[k].shape[1] for k in keys]

@@ -13,7 +13,6 @@ targets: the label's class, else the reference's top class.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -239,7 +238,7 @@ class _Run:
             return o.perturbations + 1
         if self.method == "shap":
             return n * (o.max_evals or 300) + n
-        segs, layout = segments(self.arrays, o.feature_names and list(o.feature_names), o.patch)
+        segs, layout = segments(self.arrays, list(o.feature_names) if o.feature_names else None, o.patch)
         if self.method == "permutation":
             return n * (len(segs) * o.repeats + 1)
         return n * (len(segs) * 4 + 1)  # occlusion: about 4 patch positions per grid square at half-patch strides
@@ -326,6 +325,3 @@ def display_images(arrays: dict[str, np.ndarray], a: Attribution, preprocess: An
         hwc = (hwc * std + mean) / (pre.scale or 1.0)
     return hwc
 
-
-def data_path(data: Any) -> str | None:
-    return os.fspath(data) if isinstance(data, (str, os.PathLike)) else None

@@ -106,7 +106,8 @@ def _against_profile(device: dict[str, np.ndarray], profile: dict[str, Any]) -> 
         hist = entry.get("histogram") or {}
         ref = {"mean": entry.get("mean"), "std": entry.get("std"),
                "quantiles": _hist_quantiles(hist["edges"], hist["counts"]) if hist else None}
-        rows.append(_row(k, float(s.get("psi") if s.get("psi") is not None else np.nan), ref, _summary(device[k]),
+        value = s.get("psi")
+        rows.append(_row(k, float(value) if value is not None else float("nan"), ref, _summary(device[k]),
                          {"ks": s.get("ks"), "wasserstein": s.get("wasserstein")}))
     return rows
 

@@ -104,7 +104,7 @@ def score(out: np.ndarray, base: np.ndarray, labels: np.ndarray | None) -> tuple
 def permutation(ctx: Context) -> Attribution:
     """Shuffle one feature across the samples and measure how much the score drops; ``repeats`` shuffles each."""
     o = ctx.options
-    segs, layout = segments(ctx.arrays, o.feature_names and list(o.feature_names), o.patch)
+    segs, layout = segments(ctx.arrays, list(o.feature_names) if o.feature_names else None, o.patch)
     n = len(ctx.base)
     if n < 2:
         raise UsageError("permutation importance shuffles features across samples; give at least 2 samples")
@@ -209,7 +209,7 @@ def surrogate(ctx: Context) -> Attribution:
     from sklearn.linear_model import Ridge
 
     o = ctx.options
-    segs, layout = segments(ctx.arrays, o.feature_names and list(o.feature_names), o.patch)
+    segs, layout = segments(ctx.arrays, list(o.feature_names) if o.feature_names else None, o.patch)
     flat = _flat(ctx.arrays)
     base_vals = baseline_values(ctx, flat, image=layout is not None)
     rng = np.random.default_rng(o.seed)
