@@ -53,6 +53,21 @@ def _read_profile(path: str | None) -> dict[str, Any] | None:
     return load_profile(path)
 
 
+def _sibling_profile(models: tuple[str, ...]) -> dict[str, Any] | None:
+    """MODEL.profile.json next to the (reference) model, where convert and bundles put it; None if absent or unreadable."""
+    from ..errors import EdgeOpsError
+
+    if not models:
+        return None
+    path = os.path.splitext(models[0])[0] + ".profile.json"
+    if not os.path.isfile(path):
+        return None
+    try:
+        return _read_profile(path)
+    except EdgeOpsError:
+        return None
+
+
 def _preprocess(text: str | None, profile: dict[str, Any] | None) -> Any:
     from ..runtime.preprocess import Preprocess
 
@@ -100,7 +115,8 @@ def explain_options(method: str, samples: int | None, repeats: int, patch: int |
 @click.option("--feature-names", default=None, metavar="A,B,..|FILE",
               help="Names of a table's columns (comma-separated, or a file with one a line) [from --profile].")
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
-              help="A reference profile: feature names and preprocessing (to show images in the data's units).")
+              help="A reference profile: feature names and preprocessing (to show images in the data's units) "
+                   "[MODEL.profile.json when there is one].")
 @click.option("--preprocess", default=None, metavar="SPEC",
               help="The model's preprocessing, undone on pictures: scale=..,mean=..;..,std=..;..,layout=..")
 @click.option("--top-k", type=float, default=0.1, show_default=True,
@@ -133,7 +149,7 @@ def explain(models: tuple[str, ...], data: str | None, labels: str | None, metho
     """
     if len(models) > 2:
         raise UsageError(f"explain takes a MODEL, or a REFERENCE and a CANDIDATE; got {len(models)} paths")
-    profile = _read_profile(profile_path)
+    profile = _read_profile(profile_path) if profile_path else _sibling_profile(models)
     names = _feature_names(feature_names, profile)
     if drift_data or reference:
         return _drift(models, drift_data, reference, names, seed, samples, as_json, report_path)

@@ -305,8 +305,10 @@ def compare(reference: Any, candidate: Any, data: Any, *, labels: Any = None, op
 
 
 def _manifest_pre(model: Any) -> Any:
-    bundle = getattr(model, "bundle", None)
-    return getattr(bundle, "preprocessing", None) if bundle is not None else None
+    """The preprocessing a bundle's manifest records (``edgeops.load`` of a bundle sets ``model.bundle``)."""
+    data = getattr(getattr(model, "bundle", None), "data", None)
+    pre = data.get("preprocessing") if isinstance(data, dict) else None
+    return pre or None
 
 
 def display_images(arrays: dict[str, np.ndarray], a: Attribution, preprocess: Any) -> np.ndarray | None:

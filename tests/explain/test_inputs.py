@@ -102,3 +102,16 @@ def test_import_edgeops_does_not_load_explain_and_explain_loads_nothing_heavy():
             "('shap', 'sklearn', 'matplotlib', 'onnxruntime', 'onnx', 'rich'))]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == [False, []]
+
+
+def test_a_bundle_explains_like_its_model_and_its_preprocessing_is_undone(quadrant, tmp_path):
+    from edgeops.bundle import create
+
+    model, images = quadrant
+    bundle = tmp_path / "quadrant.eob"
+    create(model, bundle, name="quadrant", version="1.0", preprocessing={"scale": 0.5, "mean": [0.0], "std": [1.0]})
+    from_bundle = explain(bundle, images, method="occlusion", samples=3)
+    plain = explain(model, images, method="occlusion", samples=3)
+
+    assert from_bundle.importances() == plain.importances()
+    assert np.allclose(from_bundle.images, plain.images * 2)  # raw = x / scale
