@@ -261,9 +261,9 @@ def _human(result: Any, d: dict[str, Any], report_path: str | None) -> None:
         out.print(f"cost: {d['model_calls']} model calls", markup=False)
     else:
         extra = {k: d[k] for k in ("metric", "score", "r2", "patch", "stride") if k in d}
-        out.print(f"cost: {d['model_calls']} model calls ({d['rows']} rows, {d['samples']} samples); "
-                  + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items()),
-                  markup=False)
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items())
+        out.print(f"cost: {d['model_calls']} model calls ({d['rows']} rows, {d['samples']} samples)"
+                  + (f"; {shown}" if shown else ""), markup=False)
     for path in d.get("maps", []):
         out.print(f"map written to {path}", markup=False)
     if report_path:
