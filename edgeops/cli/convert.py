@@ -88,7 +88,7 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                          labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io,
                          fix_inputs=parse_fixed_inputs(fix_input), float_tail=float_tail)
     data = report.to_dict()
-    if min_explanation is not None:
+    if min_explanation is not None and validate_data:
         from .explain import convert_gate
 
         data["explanation"] = convert_gate(model, output, validate_data, labels, min_explanation, force, data)
