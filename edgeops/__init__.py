@@ -30,12 +30,14 @@ from .errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from .agent import Agent
     from .convert import ConvertPackage
+    from .explain import ExplainPackage
     from .loading import load
     from .runtime import Guardrails, Model, RunStats, TensorSpec
     from .validate import ValidatePackage
 
     convert: ConvertPackage  # the package, called as its function (see edgeops._callable)
     validate: ValidatePackage
+    explain: ExplainPackage
 
 __all__ = [
     "__version__",
@@ -43,6 +45,7 @@ __all__ = [
     "convert",
     "validate",
     "bench",
+    "explain",
     "Model",
     "TensorSpec",
     "Guardrails",
@@ -59,7 +62,7 @@ __all__ = [
 ]
 
 _LAZY = {"Model", "TensorSpec", "Guardrails", "RunStats"}
-_SUBPACKAGES = {"convert", "validate", "bench"}  # edgeops.convert(...), edgeops.validate(...): see _callable.py
+_SUBPACKAGES = {"convert", "validate", "bench", "explain"}  # edgeops.convert(...), edgeops.explain(...): _callable.py
 
 
 def __getattr__(name: str) -> Any:

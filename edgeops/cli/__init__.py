@@ -42,13 +42,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import agent, bench, bundle, convert, flash, fleet, info, quickstart, store, validate
+    from . import agent, bench, bundle, convert, explain, flash, fleet, info, quickstart, store, validate
 
     cli.add_command(agent.agent)
     cli.add_command(bench.bench)
     cli.add_command(bundle.bundle)
     cli.add_command(bundle.keygen)
     cli.add_command(convert.convert)
+    cli.add_command(explain.explain)
     cli.add_command(fleet.fleet)
     cli.add_command(flash.flash)
     cli.add_command(info.info)

@@ -49,6 +49,9 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--min-agreement", type=float, default=None, help="Gate, top-1 agreement 0..1.")
 @click.option("--min-cosine", type=float, default=None, help="Gate, output cosine similarity.")
 @click.option("--max-p95-ms", type=float, default=None, help="Gate, candidate p95 latency.")
+@click.option("--min-explanation-agreement", "min_explanation", type=float, default=None, metavar="F",
+              help="Gate (needs --validate): the converted model's explanation agrees with the source's at least F "
+                   "(edgeops explain; Spearman of importances or top-k IoU of image maps); else nothing is written.")
 @click.option("--force", is_flag=True, help="Write the model even when validation gates fail.")
 @click.option("--channels-last", is_flag=True, help="TFLite: NHWC inputs/outputs instead of the ONNX layout.")
 @click.option("--int8-io", is_flag=True, help="TFLite with --quantize int8: int8 inputs/outputs instead of float32.")
@@ -59,7 +62,7 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
             exclude_op_types: tuple[str, ...], float_tail: int, fix_input: tuple[str, ...],
             validate_data: str | None, labels: str | None,
             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
-            max_p95_ms: float | None, force: bool, channels_last: bool, int8_io: bool, as_json: bool,
+            max_p95_ms: float | None, min_explanation: float | None, force: bool, channels_last: bool, int8_io: bool, as_json: bool,
             verbose: bool) -> None:
     """Convert MODEL (.onnx) for a device target: optimize, quantize, check, optionally validate.
 
@@ -80,6 +83,8 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                       max_p95_ms=max_p95_ms)
     if labels and not validate_data:
         raise UsageError("--labels goes with --validate DATA")
+    if min_explanation is not None and not validate_data:
+        raise UsageError("--min-explanation-agreement needs --validate DATA")
     options = ConvertOptions(target=target, quantize=quantize, calibration=calibration,
                              calibration_method=calibration_method, per_channel=per_channel,
                              input_shapes=parse_input_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
@@ -88,6 +93,10 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                              fix_inputs=parse_fixed_inputs(fix_input), float_tail=float_tail)
     report = run_convert(model, output, options=options)
     data = report.to_dict()
+    if min_explanation is not None and validate_data:
+        from .explain import convert_gate
+
+        data["explanation"] = convert_gate(model, output, validate_data, labels, min_explanation, force, data)
     if as_json:
         emit_json(data)
     else:

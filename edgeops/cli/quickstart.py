@@ -5,7 +5,8 @@ digits through the runtime one by one (accuracy and always-on latency
 statistics), run the same model as TFLite when a TFLite runtime is installed,
 show guardrails catching out-of-range input, convert the CNN to int8 behind
 validation gates, export it to an int8 .tflite without TensorFlow behind the same
-gates, and benchmark the files side by side.
+gates, benchmark the files side by side, run the agent and ship an update to it, and
+explain which pixels the models read and whether int8 changed that.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def find_examples() -> Path:
 @click.option("--broker", default=None, help="MQTT broker for the agent step (default: a local mosquitto if installed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> None:
-    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, int8, benchmark, agent."""
+    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, int8, benchmark, agent, explain."""
     import edgeops
 
     from ..formats import read_summary
@@ -107,9 +108,47 @@ def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> N
         if "skipped" in report["agent"]:
             show.agent(out, report["agent"])
         show.ship(out, report["agent"].get("ota") or {})
+    report["explain"] = _explain(ex, err, report["convert"])
+    if out:
+        _show_explain(out, report["explain"])
         show.more(out)
     else:
         emit_json(report)
+
+
+def _explain(ex: Path, err: Any, converted: dict[str, Any]) -> dict[str, Any]:
+    """Step 10: which pixels the MLP reads (permutation importance), and whether int8 moved what the CNN looks at."""
+    err.print("[bold]10. explain[/bold] which pixels digits_mlp.onnx reads (permutation importance), and the int8 "
+              "CNN's occlusion maps against the float one's")
+    try:
+        from ..explain import compare, explain
+    except ImportError as exc:
+        return {"skipped": str(exc)}
+    names = tuple(f"r{j // 8}c{j % 8}" for j in range(64))
+    e = explain(ex / "digits_mlp.onnx", ex / "digits_mlp_test.npz", labels=ex / "digits_test_labels.npy",
+                method="permutation", repeats=3, feature_names=names)
+    d: dict[str, Any] = {"mlp_top_pixels": [r["feature"] for r in e.importances()[:5]], "mlp_model_calls": e.model_calls,
+                         "mlp_score": e.attribution.info["score"]}
+    if "output" in converted:
+        c = compare(ex / "digits_cnn.onnx", converted["output"], ex / "digits_cnn_test.npz",
+                    labels=ex / "digits_test_labels.npy", method="occlusion", samples=32, patch=2, stride=1)
+        x = c.to_dict()
+        d["int8_vs_float"] = {"rank_correlation": c.rank_correlation, "topk_iou": x["topk_iou"]["mean"],
+                              "cosine": x["cosine"]["mean"], "model_calls": x["model_calls"]}
+    return d
+
+
+def _show_explain(out: Any, d: dict[str, Any]) -> None:
+    if "skipped" in d:
+        out.print(f"explain: skipped ({d['skipped']})", markup=False)
+        return
+    line = (f"explain: the MLP leans most on pixels {', '.join(d['mlp_top_pixels'])} (row, column; accuracy "
+            f"{d['mlp_score']:.1%} before shuffling)")
+    x = d.get("int8_vs_float")
+    if x:
+        line += (f"; int8 CNN vs float: importance rank correlation {x['rank_correlation']:.3f}, top-10% map IoU "
+                 f"{x['topk_iou']:.3f}, map cosine {x['cosine']:.3f} ({x['model_calls']} model calls)")
+    out.print(line, markup=False)
 
 
 def _bench(ex: Path, report: dict[str, Any]) -> list[dict[str, Any]]:

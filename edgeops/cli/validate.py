@@ -47,6 +47,11 @@ from ._output import console, emit_json
 @click.option("--min-agreement", type=float, default=None, metavar="F", help="Gate: top-1 agreement of at least F (0..1).")
 @click.option("--min-cosine", type=float, default=None, metavar="F", help="Gate: mean cosine similarity of at least F.")
 @click.option("--max-p95-ms", type=float, default=None, metavar="MS", help="Gate: candidate p95 latency at most MS.")
+@click.option("--explain", "explain_method", is_flag=False, flag_value="auto", default=None,
+              type=click.Choice(["auto", "permutation", "occlusion", "shap", "surrogate"]),
+              help="Also compare what the two models look at (edgeops explain REFERENCE CANDIDATE) [auto].")
+@click.option("--min-explanation-agreement", "min_explanation", type=float, default=None, metavar="F",
+              help="Gate: explanation agreement (Spearman of importances, or top-k IoU of image maps) of at least F.")
 @click.option("--no-latency", is_flag=True, help="Skip the latency and memory measurement.")
 @click.option("--bench-runs", type=int, default=200, show_default=True, help="Latency runs per model.")
 @click.option("--threads", type=int, default=None, help="Intra-op threads for both models.")
@@ -63,7 +68,7 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
              task_outputs: tuple[str, ...], mask_threshold: float | None, class_axis: str | None,
              min_detection_recall: float | None, min_detection_precision: float | None,
              min_mask_iou: float | None, max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
-             max_p95_ms: float | None, no_latency: bool, bench_runs: int, threads: int | None,
+             max_p95_ms: float | None, explain_method: str | None, min_explanation: float | None, no_latency: bool, bench_runs: int, threads: int | None,
              max_samples: int | None, no_diagnose: bool, as_json: bool, report_path: str | None,
              profile_path: str | None) -> None:
     """Compare CANDIDATE (e.g. the quantized model) with REFERENCE on the same data.
@@ -95,12 +100,21 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
     if report_path:
         report.write_html(report_path)
     d = report.to_dict()
+    if explain_method or min_explanation is not None:
+        from .explain import comparison_summary, explanation_gate
+
+        c = explanation_gate(reference, candidate, data, labels, min_explanation, explain_method or "auto")
+        d["explanation"] = comparison_summary(c)
+        if min_explanation is not None:
+            d["gates"]["min_explanation_agreement"] = min_explanation
+        d["failures"] = [*d["failures"], *c.failures()]
+        d["passed"] = not d["failures"]
     if as_json:
         emit_json(d)
     else:
         _human(d, report_path, profile_path)
-    if not report.passed:
-        raise CheckFailed(f"validation failed: {'; '.join(report.failures)}")
+    if not d["passed"]:
+        raise CheckFailed(f"validation failed: {'; '.join(d['failures'])}")
 
 
 def _task_options(task: str, detection: dict[str, Any], segmentation: dict[str, Any],
@@ -217,6 +231,11 @@ def _human(d: dict[str, Any], report_path: str | None, profile_path: str | None)
         out.print(t)
         if diag.get("hint"):
             out.print(f"hint: {diag['hint']}", markup=False)
+    x = d.get("explanation")
+    if x:
+        out.print(f"explanation ({x['method']}, {x['model_calls']} model calls): agreement {_num(x['agreement'], '.4f')} "
+                  f"({x['agreement_kind']}), moved most: samples {', '.join(map(str, x['moved_most'])) or '–'}",
+                  markup=False)
     for note in d["notes"]:
         out.print(f"note: {note}", markup=False)
     for path, what in ((report_path, "report"), (profile_path, "profile")):

@@ -28,6 +28,7 @@ STEPS = {
     "7. bench": "Latency (ms)",
     "8. agent": "agent: ",
     "9. ship": "ship: ",
+    "10. explain": "explain: ",
 }
 
 
@@ -89,3 +90,12 @@ def test_the_bench_step_warns_about_unstable_timings_like_bench_does(output):
 
     assert "698.0" in text  # the CV column
     assert "warning digits_mlp.onnx: unstable timings: coefficient of variation 698.0% is above 10%" in text
+
+
+def test_the_explain_step_names_pixels_and_compares_int8_with_float(output):
+    line = next(line for line in output.splitlines() if line.startswith("explain: "))
+    text = " ".join(output[output.index(line):].split())
+
+    assert re.search(r"pixels (r[0-7]c[0-7], ){4}r[0-7]c[0-7]", text), text
+    m = re.search(r"importance rank correlation (-?[\d.]+), top-10% map IoU ([\d.]+)", text)
+    assert m and 0.5 < float(m.group(1)) <= 1 and 0.3 < float(m.group(2)) <= 1, text
