@@ -83,15 +83,14 @@ typedef struct {
 void eo_add_s8(const eo_add_params *p, const eo_broadcast *b, const int8_t *in1, const int8_t *in2, int8_t *out);
 void eo_mul_s8(const eo_mul_params *p, const eo_broadcast *b, const int8_t *in1, const int8_t *in2, int8_t *out);
 
-/* MEAN: the output walks the kept dims (their input strides), each element sums the reduced dims. */
+/* MEAN: the output walks the kept dims (their input strides), each element sums the reduced dims, then
+ * (sum - count * input zero point) is rescaled by multiplier/shift, which fold in 1/count as TFLite's
+ * QuantizedMeanOrSum does. */
 typedef struct {
   int32_t n_kept, kept_dims[EO_MAX_DIMS], kept_strides[EO_MAX_DIMS];
   int32_t n_reduced, reduced_dims[EO_MAX_DIMS], reduced_strides[EO_MAX_DIMS];
-  int32_t count;                        /* elements summed per output */
-  int32_t same_quantization;            /* input and output share scale and zero point: truncating integer mean */
-  int32_t input_zero_point, output_zero_point;
-  float scale;                          /* input scale / output scale, as float, as TFLite computes it */
-  float bias;                           /* -input_zero_point * scale */
+  int32_t count; /* elements summed per output */
+  int32_t input_zero_point, output_zero_point, multiplier, shift;
 } eo_mean_params;
 
 void eo_mean_s8(const eo_mean_params *p, const int8_t *input, int8_t *output);

@@ -1,19 +1,5 @@
-/* eo_reduce.c: MEAN and SOFTMAX as TFLite Micro's int8 reference kernels (reference_ops::Mean and
- * QuantizedMeanOrSum; reference_ops::Softmax's gemmlowp fixed-point path). */
+/* eo_reduce.c: MEAN and SOFTMAX as TFLite Micro's int8 reference kernels (reference_ops::QuantizedMeanOrSum; reference_ops::Softmax's gemmlowp fixed-point path). */
 #include "edgeops_kernels.h"
-
-/* std::round on a float (halves away from zero), without libm. */
-static float round_half_away(float x) {
-  float t;
-  if (!(x > -8388608.0f && x < 8388608.0f)) return x; /* already an integer (or NaN) */
-  t = (float)(int32_t)x;
-  if (x - t >= 0.5f) {
-    t += 1.0f;
-  } else if (t - x >= 0.5f) {
-    t -= 1.0f;
-  }
-  return t;
-}
 
 static int32_t mean_sum(const eo_mean_params *p, const int8_t *base) {
   int32_t idx[EO_MAX_DIMS] = {0};
@@ -35,17 +21,9 @@ void eo_mean_s8(const eo_mean_params *p, const int8_t *input, int8_t *output) {
   int32_t off = 0, n_out = 1, i, d;
   for (d = 0; d < p->n_kept; ++d) n_out *= p->kept_dims[d];
   for (i = 0; i < n_out; ++i) {
-    const int32_t sum = mean_sum(p, input + off);
-    if (p->same_quantization) {
-      output[i] = (int8_t)(sum / p->count);
-    } else {
-      /* volatile: no fused multiply-add, as in TFLite's two rounded float operations */
-      volatile float scaled = ((float)sum / (float)p->count) * p->scale;
-      float result = round_half_away(scaled + p->bias) + (float)p->output_zero_point;
-      result = result < 127.0f ? result : 127.0f;
-      result = result > -128.0f ? result : -128.0f;
-      output[i] = (int8_t)result;
-    }
+    const int32_t sum = mean_sum(p, input + off) - p->count * p->input_zero_point;
+    const int32_t out = eo_mbqm(sum, p->multiplier, p->shift) + p->output_zero_point;
+    output[i] = (int8_t)(out < -128 ? -128 : (out > 127 ? 127 : out));
     for (d = p->n_kept - 1; d >= 0; --d) {
       off += p->kept_strides[d];
       if (++idx[d] < p->kept_dims[d]) break;
