@@ -120,6 +120,13 @@ void eo_softmax_s8(const eo_softmax_params *p, const int8_t *input, int8_t *outp
  * computed at convert time by TFLite's integer algorithm for the op. */
 void eo_lut_s8(const int8_t *table, int32_t size, const int8_t *input, int8_t *output);
 
+/* TRANSPOSE: the output walks dims[] in order; strides[d] is the input's element stride along output dim d. */
+typedef struct {
+  int32_t ndims, dims[EO_MAX_DIMS], strides[EO_MAX_DIMS];
+} eo_transpose_params;
+
+void eo_transpose_s8(const eo_transpose_params *p, const int8_t *input, int8_t *output);
+
 /* A copy (RESHAPE into a graph output). */
 void eo_copy_s8(int32_t size, const int8_t *input, int8_t *output);
 

@@ -1,4 +1,4 @@
-/* eo_elementwise.c: ADD, MUL (with broadcasting), table lookups, PAD, CONCATENATION and copies, as TFLite
+/* eo_elementwise.c: ADD, MUL (with broadcasting), table lookups, TRANSPOSE, PAD, CONCATENATION and copies, as TFLite
  * Micro's int8 reference kernels compute them. */
 #include "edgeops_kernels.h"
 
@@ -64,6 +64,21 @@ void eo_concat_s8(int32_t n_inputs, const int8_t *const *inputs, const int32_t *
     for (k = 0; k < n_inputs; ++k) {
       const int8_t *src = inputs[k] + o * block_sizes[k];
       for (i = 0; i < block_sizes[k]; ++i) *output++ = src[i];
+    }
+  }
+}
+
+void eo_transpose_s8(const eo_transpose_params *p, const int8_t *input, int8_t *output) {
+  int32_t idx[EO_MAX_DIMS] = {0};
+  int32_t off = 0, total = 1, i, d;
+  for (d = 0; d < p->ndims; ++d) total *= p->dims[d];
+  for (i = 0; i < total; ++i) {
+    output[i] = input[off];
+    for (d = p->ndims - 1; d >= 0; --d) {
+      off += p->strides[d];
+      if (++idx[d] < p->dims[d]) break;
+      off -= p->strides[d] * idx[d];
+      idx[d] = 0;
     }
   }
 }

@@ -318,6 +318,24 @@ def pad(g: Graph, op: Operator, ctx: Context) -> str:
     return f"eo_pad_s8(&{p}, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
 
 
+@register("TRANSPOSE")
+def transpose(g: Graph, op: Operator, ctx: Context) -> str:
+    inp, out = _int8(g, op.inputs[0], op.outputs[0])
+    if inp.q != out.q:
+        raise Unsupported("input and output are quantized differently")
+    perm_t = g.tensors[op.inputs[1]]
+    if perm_t.data is None:
+        raise Unsupported("the permutation is computed at run time")
+    rank = len(inp.shape)
+    perm = [int(a) % max(rank, 1) for a in np.asarray(perm_t.data).ravel()]
+    if sorted(perm) != list(range(rank)) or rank > 6 or tuple(out.shape) != tuple(inp.shape[a] for a in perm):
+        raise Unsupported(f"permutation {perm} of a {rank}-D input")
+    strides = [int(np.prod(inp.shape[d + 1:], dtype=np.int64)) for d in range(rank)]
+    six = [0] * (6 - rank)
+    p = ctx.struct("eo_transpose_params", [rank, [inp.shape[a] for a in perm] + six, [strides[a] for a in perm] + six])
+    return f"eo_transpose_s8(&{p}, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
+
+
 @register("CONCATENATION")
 def concatenation(g: Graph, op: Operator, ctx: Context) -> str:
     out = _int8(g, op.outputs[0])[0]
