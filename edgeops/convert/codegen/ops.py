@@ -389,7 +389,10 @@ def lookup(g: Graph, op: Operator, ctx: Context) -> str:
         table = fx.hard_swish_table(si, zi, so, zo)
     elif op.code == "QUANTIZE":
         table = fx.requantize_table(si, zi, so, zo)
-    else:
-        table = _relu_table(inp, out, 0.0, None if op.code == "RELU" else 6.0)
+    elif op.code == "RELU":
+        table = _relu_table(inp, out, 0.0, None)
+    else:  # TFLite Micro's RELU6 clamps in the input's quantization and does not rescale
+        six = min(max(int(fx.round_half_away(float(np.float32(6.0) / np.float32(si)))) + zi, -128), 127)
+        table = np.clip(np.arange(-128, 128), zi, six).astype(np.int8)
     name = ctx.array("int8_t", table, "lut")
     return f"eo_lut_s8({name}, {inp.size}, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
