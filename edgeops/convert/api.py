@@ -81,8 +81,9 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
             format: str | None = None, validate: str | None = None, labels: str | None = None,
             gates: Any = None, force: bool = False, profile: bool = True,
             reduce_range: bool | None = None, channels_last: bool = False, int8_io: bool = False,
-            fix_inputs: dict[str, Any] | None = None, float_tail: int = 0) -> ConvertReport:
-    """Convert ``model`` (.onnx) for ``target`` and write ``output``; see the module docstring.
+            fix_inputs: dict[str, Any] | None = None, float_tail: int = 0, codegen: bool = False) -> ConvertReport:
+    """Convert ``model`` (.onnx, or a .tflite for ``format`` "c") for ``target`` and write ``output``; see the
+    module docstring.
 
     ``reduce_range`` (default: on for x86-64 targets when the model has convolutions, off for Arm
     targets; :func:`edgeops.convert.quantize.weight_bits`, and the report says which and why) quantizes
@@ -100,6 +101,10 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     ``float_tail`` (static int8, ``--float-tail N``) keeps the last N compute layers and everything after
     them in float, as ``exclude_nodes`` keeps the nodes it names, for ONNX and TFLite alike
     (:mod:`edgeops.convert.float_tail`): the fix for detection and segmentation heads that int8 hurts.
+    ``codegen`` (format "c") compiles the int8 model to C source that calls edgeops' own kernels
+    (:mod:`edgeops.convert.codegen`) instead of writing the model as a byte array for TFLite Micro.
+    A ``.tflite`` ``model`` (most microcontroller users have an int8 one) is written as it is, as C:
+    format "c" only, and no option that would change the model.
     """
     started = time.perf_counter()
     src, out = os.fspath(model), os.fspath(output)
@@ -111,6 +116,15 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
         raise UsageError(f"--format must be onnx, tflite or c, not {fmt!r}")
     if fmt == "c" and not out.endswith(".c"):
         raise UsageError(f"--format c writes NAME.c and NAME.h: give -o NAME.c, not {out}")
+    if codegen and fmt != "c":
+        raise UsageError(f"--codegen compiles the model to C: give --format c (-o NAME.c), not {fmt}")
+    if src.lower().endswith(".tflite"):
+        given = [flag for flag, value in (
+            ("--quantize", quantize), ("--calibration", calibration), ("--input-shape", input_shapes),
+            ("--exclude-nodes", exclude_nodes), ("--exclude-op-types", exclude_op_types), ("--validate", validate),
+            ("--labels", labels), ("--channels-last", channels_last), ("--int8-io", int8_io),
+            ("--fix-input", fix_inputs), ("--float-tail", float_tail)) if value]
+        return _convert_from_tflite(src, out, fmt, tgt, codegen, given, started)
     if fmt == "onnx" and (channels_last or int8_io):
         raise UsageError("--channels-last and --int8-io apply to --format tflite or c")
     if fmt != "onnx" and exclude_op_types:
@@ -139,7 +153,7 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     if fmt != "onnx":
         return _convert_tflite(src, out, fmt, tgt, mode, report, input_shapes, channels_last, int8_io, calibration,
                                validate, labels, gates, force, profile, started, fixed=fix_inputs,
-                               float_nodes=list(exclude_nodes), float_tail=float_tail)
+                               float_nodes=list(exclude_nodes), float_tail=float_tail, codegen=codegen)
     proto = graph.fit_ir_version(graph.name_nodes(graph.load(src)))
     reduce_range, weights = qz.weight_bits(tgt, proto, reduce_range)
     report.size_before = os.path.getsize(src)
@@ -190,9 +204,11 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
                     input_shapes: dict[str, tuple[int, ...]] | None, channels_last: bool, int8_io: bool,
                     calibration: str | None, validate: str | None, labels: str | None, gates: Any, force: bool,
                     profile: bool, started: float, fixed: dict[str, Any] | None = None,
-                    float_nodes: list[str] | None = None, float_tail: int = 0) -> ConvertReport:
+                    float_nodes: list[str] | None = None, float_tail: int = 0, codegen: bool = False) -> ConvertReport:
     from . import to_tflite
 
+    if codegen and mode != "int8":
+        raise UsageError(f"--codegen compiles int8 models: convert with --quantize int8 --calibration DATA, not {mode}")
     report.format = fmt
     report.size_before = os.path.getsize(src) if os.path.isfile(src) else 0
     proto = graph.load(src)
@@ -210,13 +226,41 @@ def _convert_tflite(src: str, out: str, fmt: str, tgt: Target, mode: str, report
             report.validation = _validate(src, result, validate, labels, gates, force)
         data_for_profile = calibration or validate
         prof = _profile(result, data_for_profile) if profile and data_for_profile and not int8_io else None
-        report.extra.update(to_tflite.write(data, out, fmt))
+        report.extra.update(to_tflite.write(data, out, fmt, codegen=codegen))
         if prof is not None:
             from ..validate import write_profile
 
             report.profile = os.path.splitext(out)[0] + ".profile.json"
             write_profile(prof, report.profile)
     report.size_after = len(data)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _convert_from_tflite(src: str, out: str, fmt: str, tgt: Target, codegen: bool, given: list[str],
+                         started: float) -> ConvertReport:
+    """A .tflite as C: the byte array for TFLite Micro (with its measured arena), or compiled (``codegen``)."""
+    from ..formats.tflite_file import read_tflite
+    from . import to_tflite
+
+    if fmt != "c":
+        raise UsageError(f"a .tflite model converts to --format c (a C array for TFLite Micro, or --codegen), not "
+                         f"{fmt}; to change the model itself, convert its ONNX source")
+    if given:
+        raise UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a .tflite model: it is "
+                         "written as C as it is (quantize and shape it when converting its ONNX source)")
+    _check_outputs(src, out, fmt, inputs=())
+    check_model_path(src)
+    with open(src, "rb") as f:
+        data = f.read()
+    summary = read_tflite(data, source=src)
+    report = ConvertReport(src, out, tgt.name, "as given", format=fmt)
+    report.size_before = len(data)
+    report.ops_before = report.ops_after = dict(summary.ops)
+    report.nodes_quantized = to_tflite.quantized_ops(data)
+    report.extra.update(to_tflite.write(data, out, fmt, codegen=codegen))
+    report.size_after = report.extra.get("const_bytes") or len(data)
+    report.steps.append("compiled to C (edgeops kernels)" if codegen else "written as a C array for TFLite Micro")
     report.seconds = time.perf_counter() - started
     return report
 

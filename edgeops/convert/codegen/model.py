@@ -125,7 +125,7 @@ def _strip_float_boundaries(graph: Graph) -> None:
                 graph.ops.remove(q)
                 s, z = graph.tensors[q.outputs[0]].q
                 graph.notes.append(f"float input {t.name!r} is taken as int8 (the model's QUANTIZE is left to the "
-                                   f"caller: q = round(x / {s:.9g}) + {z})")
+                                   f"caller: q = round(x / {s:.9g}) {'-' if z < 0 else '+'} {abs(z)}, clamped to -128..127)")
     producers = {o: op for op in graph.ops for o in op.outputs}
     for pos, i in enumerate(list(graph.outputs)):
         op = producers.get(i)
@@ -136,4 +136,4 @@ def _strip_float_boundaries(graph: Graph) -> None:
             graph.ops.remove(op)
             s, z = graph.tensors[op.inputs[0]].q
             graph.notes.append(f"float output {t.name!r} is given as int8 (the model's DEQUANTIZE is left to the "
-                               f"caller: x = {s:.9g} * (q - {z}))")
+                               f"caller: x = {s:.9g} * (q {'+' if z < 0 else '-'} {abs(z)}))")
