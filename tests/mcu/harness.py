@@ -49,11 +49,16 @@ class Compiled:
         self.arena, self.in_sizes, self.out_sizes = arena, in_sizes, out_sizes
         self.single = len(in_sizes) == 1 and len(out_sizes) == 1
 
-    def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    GUARD = 64
+
+    def __call__(self, *inputs: np.ndarray, fill: int = 0) -> list[np.ndarray]:
+        """Outputs for ``inputs``; the arena starts as ``fill`` bytes and must keep the guard bytes after it."""
         ins = [np.ascontiguousarray(x, np.int8).ravel() for x in inputs]
         assert [x.size for x in ins] == self.in_sizes
         outs = [np.zeros(n, np.int8) for n in self.out_sizes]
-        arena = (ctypes.c_uint8 * max(self.arena, 1))()
+        buffer = np.full(self.arena + self.GUARD, fill, np.uint8)
+        buffer[self.arena:] = 0xA5
+        arena = buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
         ptr = ctypes.POINTER(ctypes.c_int8)
         if self.single:
             rc = self.fn(ins[0].ctypes.data_as(ptr), outs[0].ctypes.data_as(ptr), arena)
@@ -62,6 +67,7 @@ class Compiled:
             out_arr = (ptr * len(outs))(*[x.ctypes.data_as(ptr) for x in outs])
             rc = self.fn(in_arr, out_arr, arena)
         assert rc == 0
+        assert np.all(buffer[self.arena:] == 0xA5), "the model wrote past NAME_ARENA_SIZE"
         return outs
 
 
