@@ -79,6 +79,11 @@ def _compile(graph: Graph, symbol: str, header_name: str) -> tuple[str, str, int
         if t.dtype != "int8":
             problems.append((t.name, "I/O", f"model input/output is {t.dtype}; --codegen takes int8 models "
                              "(convert with --quantize int8, or give an int8 .tflite)"))
+    written = {o for op in graph.ops for o in op.outputs}
+    for i in graph.outputs:
+        if i not in written:
+            problems.append((graph.tensors[i].name, "I/O", "no operator writes this output (it is an input or a "
+                             "constant): nothing to compile"))
     single = len(graph.inputs) == 1 and len(graph.outputs) == 1
     pointers, buffers, copies = _storage(graph, single)
     ctx = Context(graph, pointers)

@@ -103,10 +103,14 @@ def _tensor(model: Any, index: int, t: Any) -> Tensor:
         raise UsageError(f"tensor {name!r} keeps its data outside the flatbuffer (a model over 2 GB): "
                          "--codegen cannot read it")
     if buf is not None and buf.data is not None and len(buf.data):
-        if t.type not in _NP:
-            raise ModelFormatError(f"tensor {name!r} is a constant of type {_NAMES.get(t.type, t.type)}")
-        data = np.frombuffer(bytes(bytearray(buf.data)), np.dtype(_NP[t.type]).newbyteorder("<"))
-        data = data.astype(_NP[t.type]).reshape(shape if shape else ())
+        raw = bytes(bytearray(buf.data))
+        if t.type not in _NP:  # int4, float16, ...: kept as bytes, for the emitters to refuse by type
+            data = np.frombuffer(raw, np.uint8)
+        else:
+            data = np.frombuffer(raw, np.dtype(_NP[t.type]).newbyteorder("<")).astype(_NP[t.type])
+            if data.size != (int(np.prod(shape, dtype=np.int64)) if shape else 1):
+                raise ModelFormatError(f"constant {name!r} holds {data.size} values for shape {list(shape)}")
+            data = data.reshape(shape if shape else ())
     return Tensor(index, name, shape, _NAMES.get(t.type, f"type{t.type}"), scale, zp, qdim, data)
 
 
