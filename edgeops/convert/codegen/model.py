@@ -132,12 +132,12 @@ def _strip_float_boundaries(graph: Graph) -> None:
                                    f"caller: q = round(x / {s:.9g}) {'-' if z < 0 else '+'} {abs(z)}, clamped to -128..127)")
     producers = {o: op for op in graph.ops for o in op.outputs}
     for pos, i in enumerate(list(graph.outputs)):
-        op = producers.get(i)
+        deq = producers.get(i)
         t = graph.tensors[i]
-        if t.dtype == "float32" and op is not None and op.code == "DEQUANTIZE" and \
-                graph.tensors[op.inputs[0]].dtype == "int8" and op.inputs[0] not in graph.inputs:
-            graph.outputs[pos] = op.inputs[0]
-            graph.ops.remove(op)
-            s, z = graph.tensors[op.inputs[0]].q
+        if t.dtype == "float32" and deq is not None and deq.code == "DEQUANTIZE" and \
+                graph.tensors[deq.inputs[0]].dtype == "int8" and deq.inputs[0] not in graph.inputs:
+            graph.outputs[pos] = deq.inputs[0]
+            graph.ops.remove(deq)
+            s, z = graph.tensors[deq.inputs[0]].q
             graph.notes.append(f"float output {t.name!r} is given as int8 (the model's DEQUANTIZE is left to the "
                                f"caller: x = {s:.9g} * (q {'+' if z < 0 else '-'} {abs(z)}))")
