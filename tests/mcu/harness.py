@@ -97,3 +97,28 @@ def tflm_run(data: bytes, inputs: list[np.ndarray], arena_size: int | None = Non
         interp.set_input(np.asarray(x, d["dtype"]).reshape(d["shape"]), k)
     interp.invoke()
     return [np.array(interp.get_output(k)) for k in range(n_out)]
+
+
+def litert_run(data: bytes, inputs: list[np.ndarray], reference: bool = True) -> list[np.ndarray]:
+    """LiteRT's outputs; ``reference``: its reference kernels, which TFLite Micro's follow. Its default
+    (optimized, XNNPACK) kernels round int8 differently: one int8 logit step moves the MobileNet
+    example's float softmax by up to 3e-4."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+    interp = Interpreter(model_content=bytes(data), experimental_op_resolver_type=kind)
+    interp.allocate_tensors()
+    for d, x in zip(interp.get_input_details(), inputs):
+        interp.set_tensor(d["index"], np.asarray(x, d["dtype"]).reshape(d["shape"]))
+    interp.invoke()
+    return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
+
+def assert_close_to_litert(tflm: list[np.ndarray], data: bytes, inputs: list[np.ndarray]) -> None:
+    """TFLite Micro's outputs are LiteRT's (reference kernels): int8 within one step, float within 1e-5."""
+    for ours, ref in zip(tflm, litert_run(data, inputs)):
+        ours, ref = np.asarray(ours).ravel(), np.asarray(ref).ravel()
+        if ref.dtype == np.int8:
+            assert np.abs(ours.astype(int) - ref.astype(int)).max(initial=0) <= 1
+        else:
+            np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)

@@ -13,7 +13,7 @@ pytest.importorskip("ai_edge_litert")
 pytest.importorskip("onnx")
 pytest.importorskip("tflite_micro")
 
-from harness import ROOT, compile_model, tflm_run  # noqa: E402
+from harness import ROOT, assert_close_to_litert, compile_model, tflm_run  # noqa: E402
 
 MODELS = ROOT / "examples" / "models"
 SAMPLES = 40
@@ -52,8 +52,10 @@ def test_example_model_is_bit_exact_with_tflite_micro(name, tmp_path, tmp_path_f
     for i, sample in enumerate(x):
         q = quantize(sample, scale, zp)
         ours = compiled(q, fill=0x00 if i % 2 else 0xFF)[0]
-        theirs = np.asarray(tflm_run(data, [q])[0]).ravel()
+        tflm = tflm_run(data, [q])
+        theirs = np.asarray(tflm[0]).ravel()
         np.testing.assert_array_equal(ours, theirs, err_msg=f"{name} sample {i}")
+        assert_close_to_litert(tflm, data, [q])
         agree += int(np.argmax(ours) == np.argmax(theirs))
     assert agree == len(x)
     assert result.arena_bytes > 0

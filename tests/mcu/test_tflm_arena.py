@@ -13,28 +13,13 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("tflite_micro")
 
-from harness import ROOT, tflm_run  # noqa: E402
+from harness import ROOT, litert_run, tflm_run  # noqa: E402
 
 from edgeops.convert import tflm_arena  # noqa: E402
 from edgeops.convert.carray import write_c_array  # noqa: E402
 
 MODELS = ROOT / "examples" / "models"
 EXAMPLES = ["digits_mlp", "digits_cnn", "digits_cnn_int8", "digits_mobilenet", "digits_mobilenet_int8"]
-
-
-def litert_run(data: bytes, inputs: list[np.ndarray], reference: bool = True) -> list[np.ndarray]:
-    """LiteRT's outputs; ``reference``: its reference kernels, which TFLite Micro's follow. Its default
-    (optimized, XNNPACK) kernels round int8 differently: one int8 logit step moves the MobileNet
-    example's float softmax by up to 3e-4."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
-    interp = Interpreter(model_content=bytes(data), experimental_op_resolver_type=kind)
-    interp.allocate_tensors()
-    for d, x in zip(interp.get_input_details(), inputs):
-        interp.set_tensor(d["index"], np.asarray(x, d["dtype"]).reshape(d["shape"]))
-    interp.invoke()
-    return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
 
 
 def sample_for(name: str, data: bytes) -> np.ndarray:

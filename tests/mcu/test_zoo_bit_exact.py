@@ -14,7 +14,7 @@ import pytest
 for _module in ("onnx", "onnxruntime", "ai_edge_litert", "ai_edge_quantizer", "torch", "tflite_micro"):
     pytest.importorskip(_module)
 
-from harness import compile_model, tflm_run  # noqa: E402
+from harness import assert_close_to_litert, compile_model, tflm_run  # noqa: E402
 
 ZOO = ["kws_dscnn1d", "digits_cnn", "digits_mlp_torch", "tf2onnx_cnn", "paddle_mobilenet"]
 
@@ -40,5 +40,7 @@ def test_zoo_model_is_bit_exact_with_tflite_micro(name, zoo_root, tmp_path, kern
     rng = np.random.default_rng(0)
     for i in range(8):
         xs = [rng.integers(-128, 128, size=n).astype(np.int8) for n in compiled.in_sizes]
-        for ours, theirs in zip(compiled(*xs, fill=0xFF * (i % 2)), tflm_run(data, xs)):
+        tflm = tflm_run(data, xs)
+        for ours, theirs in zip(compiled(*xs, fill=0xFF * (i % 2)), tflm):
             np.testing.assert_array_equal(ours, np.asarray(theirs).ravel(), err_msg=f"{name} sample {i}")
+        assert_close_to_litert(tflm, data, xs)
