@@ -111,7 +111,8 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, ta
     tgt = get_target(target if target is not None else "generic-cpu")
     fmt = format or _format_of(out)
     if fmt not in tgt.formats:
-        raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}")
+        hint = "; C for microcontrollers is --target cortex-m" if fmt == "c" else ""
+        raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}{hint}")
     if fmt not in ("onnx", "tflite", "c"):
         raise UsageError(f"--format must be onnx, tflite or c, not {fmt!r}")
     if fmt == "c" and not out.endswith(".c"):
