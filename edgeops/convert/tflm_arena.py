@@ -5,8 +5,10 @@ The interpreter is TFLite Micro compiled for the host: a 64-bit build, where poi
 ``TfLiteEvalTensor`` records are larger than on a 32-bit microcontroller, so the figure is an upper
 bound for the same kernels there. Optimized kernels on the device (CMSIS-NN) may ask for scratch
 buffers the reference kernels do not, and the firmware's arena may start unaligned; :data:`MARGIN`
-covers both, and the header states it. The search doubles from the estimate until the model runs, then
-bisects to the byte. Each try runs in a child process that answers one size at a time: a failed
+covers both, and the header states it. The search doubles from the estimate until the model allocates,
+then bisects to the byte, and invokes the model once at the size found (TFLite Micro takes all its
+memory, kernel scratch included, when it allocates; should the invoke fail, the search is repeated with
+invokes). Each try runs in a child process that answers one size at a time: a failed
 allocation raises ``RuntimeError`` and frees what it took, but an arena of a few hundred bytes makes the
 interpreter crash (SIGSEGV), which then counts as too small and starts a new child.
 """
@@ -51,12 +53,14 @@ from tflite_micro import runtime
 data = open(sys.argv[1], "rb").read()
 inputs = int(sys.argv[2])
 for line in sys.stdin:
+    kind, size = line.split()
     try:
-        interp = runtime.Interpreter.from_bytes(data, arena_size=int(line))
-        for k in range(inputs):
-            d = interp.get_input_details(k)
-            interp.set_input(np.zeros([int(x) for x in d["shape"]], d["dtype"]), k)
-        interp.invoke()
+        interp = runtime.Interpreter.from_bytes(data, arena_size=int(size))
+        if kind == "invoke":
+            for k in range(inputs):
+                d = interp.get_input_details(k)
+                interp.set_input(np.zeros([int(x) for x in d["shape"]], d["dtype"]), k)
+            interp.invoke()
         ok = 1
     except (RuntimeError, ValueError, IndexError):
         ok = 0
@@ -75,13 +79,19 @@ class _Worker:
         self.proc: subprocess.Popen[str] | None = None
         self.crashes = 0
 
+    def allocates(self, size: int) -> bool:
+        return self.ask("allocate", size)
+
     def runs(self, size: int) -> bool:
+        return self.ask("invoke", size)
+
+    def ask(self, kind: str, size: int) -> bool:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                          text=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(f"{size}\n")
+            self.proc.stdin.write(f"{kind} {size}\n")
             self.proc.stdin.flush()
             answer = self.proc.stdout.readline().strip()
         except (BrokenPipeError, OSError):
@@ -118,7 +128,15 @@ def measure_arena(data: bytes, start: int = 4096) -> ArenaMeasurement:
             f.write(data)
         worker = _Worker(path, inputs, log)
         try:
-            found, tries = _bisect(worker.runs, max(int(start), 1024))
+            # TFLite Micro takes all its memory when it allocates (scratch buffers included), so the search
+            # allocates only; the model is then invoked at the size found, and searched again with
+            # invokes should that fail
+            found, tries = _bisect(worker.allocates, max(int(start), 1024))
+            if found is not None:
+                tries += 1
+                if not worker.runs(found):
+                    found, more = _bisect(worker.runs, found)
+                    tries += more
         finally:
             worker.close()
         if found is None:
