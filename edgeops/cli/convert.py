@@ -55,6 +55,9 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--force", is_flag=True, help="Write the model even when validation gates fail.")
 @click.option("--channels-last", is_flag=True, help="TFLite: NHWC inputs/outputs instead of the ONNX layout.")
 @click.option("--int8-io", is_flag=True, help="TFLite with --quantize int8: int8 inputs/outputs instead of float32.")
+@click.option("--codegen", is_flag=True,
+              help="--format c: compile the int8 model to C source calling edgeops' kernels (firmware_bridge/src) "
+                   "instead of a byte array for TFLite Micro.")
 @click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print notes on routine fallbacks (always in --json).")
 def convert(model: str, output: str, target: str, fmt: str | None, quantize: str | None, calibration: str | None,
@@ -62,12 +65,12 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
             exclude_op_types: tuple[str, ...], float_tail: int, fix_input: tuple[str, ...],
             validate_data: str | None, labels: str | None,
             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
-            max_p95_ms: float | None, min_explanation: float | None, force: bool, channels_last: bool, int8_io: bool, as_json: bool,
-            verbose: bool) -> None:
+            max_p95_ms: float | None, min_explanation: float | None, force: bool, channels_last: bool, int8_io: bool,
+            codegen: bool, as_json: bool, verbose: bool) -> None:
     """Convert MODEL (.onnx) for a device target: optimize, quantize, check, optionally validate.
 
     The output format follows -o's extension (.onnx, .tflite, .c) unless --format says otherwise;
-    -o may not be MODEL itself."""
+    -o may not be MODEL itself. MODEL may also be a .tflite (an int8 one for --codegen), written as C."""
     from ..convert.api import convert as run_convert
     from ..convert.fix_inputs import parse as parse_fixed_inputs
     from ..convert.options import ConvertOptions
@@ -90,7 +93,8 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                              input_shapes=parse_input_shapes(input_shapes), exclude_nodes=_names(exclude_nodes),
                              exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
                              labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io,
-                             fix_inputs=parse_fixed_inputs(fix_input), float_tail=float_tail)
+                             fix_inputs=parse_fixed_inputs(fix_input), float_tail=float_tail,
+                             codegen=codegen)
     report = run_convert(model, output, options=options)
     data = report.to_dict()
     if min_explanation is not None and validate_data:
@@ -116,9 +120,22 @@ def _human(d: dict[str, Any], verbose: bool = False) -> None:
     for note in d.get("notes", []) if verbose else []:
         out.print(f"note: {note}", markup=False)
     extra = d.get("extra") or {}
-    if "arena_bytes" in extra:
+    if extra.get("codegen"):
+        out.print(f"compiled to C: {extra['symbol']}_invoke in {d['output']} + {extra['header']}; arena "
+                  f"{extra['arena_bytes']} bytes, constants {extra['const_bytes']} bytes; build with the kernels in "
+                  f"{extra.get('kernels') or 'firmware_bridge/ of the edgeops source'}", markup=False)
+        for note in extra.get("codegen_notes") or []:
+            out.print(f"note: {note}", markup=False)
+    elif "arena_bytes" in extra:
         out.print(f"C array {extra['symbol']} ({extra['model_bytes']} bytes) in {d['output']} + {extra['header']}; "
-                  f"tensor arena estimate {extra['arena_bytes'] / 1024:.1f} KiB ({extra['arena_method']})")
+                  f"tensor arena {extra['arena_bytes']} bytes", markup=False)
+        if extra.get("arena_measured_bytes"):
+            out.print(f"  measured in TFLite Micro: {extra['arena_measured_bytes']} bytes + margin "
+                      f"{extra['arena_margin_bytes']}; planner estimate {extra['arena_estimate_bytes']} bytes",
+                      markup=False)
+        else:
+            out.print(f"  planner estimate ({extra['arena_method']}); {extra.get('arena_measurement') or ''}",
+                      markup=False)
     ops = Table("op", "before", "after", box=None)
     for op in sorted(set(d["ops_before"]) | set(d["ops_after"])):
         ops.add_row(op, str(d["ops_before"].get(op, "")), str(d["ops_after"].get(op, "")))

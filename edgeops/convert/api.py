@@ -80,7 +80,9 @@ def choose_mode(target: Target, quantize_mode: str | None, calibration: str | No
 
 def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, options: ConvertOptions | None = None,
             **kwargs: Any) -> ConvertReport:
-    """Convert ``model`` (.onnx) for a device target and write ``output``; see the module docstring.
+    """Convert ``model`` (.onnx) for a device target and write ``output``; see the module docstring. A
+    ``.tflite`` ``model`` (most microcontroller users have an int8 one) is written as it is, as C: format
+    ``c`` only (a byte array for TFLite Micro, or compiled with ``codegen``), and no option that changes it.
 
     The knobs are the fields of :class:`~edgeops.convert.options.ConvertOptions`, each documented there,
     given as keywords (``quantize="int8", calibration="calib.npz"``) or as ``options``; keywords given
@@ -90,11 +92,15 @@ def convert(model: str | os.PathLike[str], output: str | os.PathLike[str], *, op
     started = time.perf_counter()
     plan = _plan(os.fspath(model), os.fspath(output), merged(ConvertOptions, options, kwargs))
     check_model_path(plan.src)  # a missing source is the same fault, in the same words, with or without onnx
-    graph.import_onnx()
+    tflite_source = plan.mode == "as given"
+    if not tflite_source:
+        graph.import_onnx()
     opts = plan.options
     report = ConvertReport(plan.src, plan.out, plan.target.name, plan.mode, nodes_excluded=list(opts.exclude_nodes),
                            op_types_excluded=list(opts.exclude_op_types))
-    if plan.fmt == "onnx":
+    if tflite_source:
+        _convert_from_tflite(plan, report)
+    elif plan.fmt == "onnx":
         _convert_onnx(plan, report)
     else:
         _convert_tflite(plan, report)
@@ -121,11 +127,18 @@ def _plan(src: str, out: str, opts: ConvertOptions) -> _Plan:
     tgt = get_target(opts.target if opts.target is not None else "generic-cpu")
     fmt = opts.format or _format_of(out)
     if fmt not in tgt.formats:
-        raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}")
+        hint = "; C for microcontrollers is --target cortex-m" if fmt == "c" else ""
+        raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}{hint}")
     if fmt not in FORMATS.values():
         raise UsageError(f"--format must be {_or(list(FORMATS.values()))}, not {fmt!r}")
     if fmt == "c" and not out.endswith(".c"):
         raise UsageError(f"--format c writes NAME.c and NAME.h: give -o NAME.c, not {out}")
+    if opts.codegen and fmt != "c":
+        raise UsageError(f"--codegen compiles the model to C: give --format c (-o NAME.c), not {fmt}")
+    if src.lower().endswith(".tflite") and fmt == "c":  # other formats: "is a TFLite model; ... takes ONNX"
+        _check_tflite_source(opts)
+        _check_outputs(src, out, fmt, inputs=())
+        return _Plan(opts, src, out, tgt, fmt, "as given", 0, True)
     if fmt == "onnx" and (opts.channels_last or opts.int8_io):
         raise UsageError("--channels-last and --int8-io apply to --format tflite or c")
     if fmt != "onnx" and opts.exclude_op_types:
@@ -144,6 +157,8 @@ def _plan(src: str, out: str, opts: ConvertOptions) -> _Plan:
         raise UsageError(f"--float-tail keeps the last layers out of static int8 (--quantize int8), not {mode}")
     if fmt != "onnx" and opts.exclude_nodes and mode != "int8":
         raise UsageError(f"--exclude-nodes applies to TFLite output with --quantize int8, not {mode}")
+    if opts.codegen and mode != "int8":
+        raise UsageError(f"--codegen compiles int8 models: convert with --quantize int8 --calibration DATA, not {mode}")
     _check_outputs(src, out, fmt, inputs=(opts.calibration, opts.validate, opts.labels))  # before any long work
     per_channel = True if opts.per_channel is None else opts.per_channel
     return _Plan(opts, src, out, tgt, fmt, mode, float_tail, per_channel)
@@ -215,7 +230,8 @@ def _convert_tflite(plan: _Plan, report: ConvertReport) -> None:
         result = os.path.join(tmp, "result.tflite")
         with open(result, "wb") as f:
             f.write(data)
-        _finish(plan, result, report, write=lambda: report.extra.update(to_tflite.write(data, plan.out, plan.fmt)),
+        _finish(plan, result, report, write=lambda: report.extra.update(to_tflite.write(data, plan.out, plan.fmt,
+                                                                              codegen=opts.codegen)),
                 profile=not opts.int8_io)
     report.size_after = len(data)
 
@@ -235,6 +251,36 @@ def _finish(plan: _Plan, result: str, report: ConvertReport, *, write: Callable[
 
         report.profile = profile_path(plan.out)
         write_profile(prof, report.profile)
+
+
+def _check_tflite_source(opts: ConvertOptions) -> None:
+    """A .tflite source is written as C as it is: no option that would change it."""
+    given = [flag for flag, value in (
+        ("--quantize", opts.quantize), ("--calibration", opts.calibration), ("--input-shape", opts.input_shapes),
+        ("--exclude-nodes", opts.exclude_nodes), ("--exclude-op-types", opts.exclude_op_types),
+        ("--validate", opts.validate), ("--labels", opts.labels), ("--channels-last", opts.channels_last),
+        ("--int8-io", opts.int8_io), ("--fix-input", opts.fix_inputs), ("--float-tail", opts.float_tail)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a .tflite model: it is "
+                         "written as C as it is (quantize and shape it when converting its ONNX source)")
+
+
+def _convert_from_tflite(plan: _Plan, report: ConvertReport) -> None:
+    """A .tflite as C: the byte array for TFLite Micro (with its measured arena), or compiled (``codegen``)."""
+    from ..formats.tflite_file import read_tflite
+    from . import to_tflite
+
+    with open(plan.src, "rb") as f:
+        data = f.read()
+    summary = read_tflite(data, source=plan.src)
+    report.format = plan.fmt
+    report.size_before = len(data)
+    report.ops_before = report.ops_after = dict(summary.ops)
+    report.nodes_quantized = to_tflite.quantized_ops(data)
+    report.extra.update(to_tflite.write(data, plan.out, plan.fmt, codegen=plan.options.codegen))
+    report.size_after = report.extra.get("const_bytes") or len(data)
+    report.steps.append("compiled to C (edgeops kernels)" if plan.options.codegen
+                        else "written as a C array for TFLite Micro")
 
 
 def _fix_inputs(proto: Any, values: Mapping[str, Any] | None, report: ConvertReport) -> Any:

@@ -105,3 +105,8 @@ class ConvertOptions:
     keeps the nodes it names, for ONNX and TFLite alike (:mod:`edgeops.convert.float_tail`): the fix for
     detection and segmentation heads that int8 hurts."""
 
+    codegen: bool = False
+    """Format ``c`` with static int8: compile the model to C source that calls edgeops' own kernels
+    (:mod:`edgeops.convert.codegen`, ``firmware_bridge/``) instead of writing it as a byte array for
+    TFLite Micro."""
+

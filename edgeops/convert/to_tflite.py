@@ -154,13 +154,26 @@ def quantized_ops(data: bytes) -> int:
     return count
 
 
-def write(data: bytes, out: str, fmt: str) -> dict[str, Any]:
-    """Write ``.tflite`` bytes, or ``NAME.c`` + ``NAME.h`` for ``fmt == "c"``; returns report extras."""
+def write(data: bytes, out: str, fmt: str, codegen: bool = False) -> dict[str, Any]:
+    """Write ``.tflite`` bytes, or ``NAME.c`` + ``NAME.h`` for ``fmt == "c"`` (the model as a byte array
+    for TFLite Micro, or with ``codegen`` compiled to C by :mod:`.codegen`); returns report extras."""
     if fmt == "tflite":
         atomic_write(out, data)
         return {}
+    if codegen:
+        from .codegen import KERNEL_DIR, generate_c
+
+        gen = generate_c(data, out)
+        return {"header": gen.h_path, "symbol": gen.symbol, "codegen": True, "arena_bytes": gen.arena_bytes,
+                "const_bytes": gen.weight_bytes, "codegen_notes": gen.notes,
+                "kernels": str(KERNEL_DIR) if KERNEL_DIR.is_dir() else None}
     from .carray import write_c_array
 
     result = write_c_array(data, out)
+    m = result.measured
     return {"header": result.h_path, "symbol": result.symbol, "model_bytes": result.size,
-            "arena_bytes": result.arena.bytes, "arena_method": result.arena.method}
+            "arena_bytes": result.arena_bytes, "arena_estimate_bytes": result.arena.bytes,
+            "arena_method": result.arena.method,
+            "arena_measured_bytes": m.minimum if m is not None else None,
+            "arena_margin_bytes": m.margin if m is not None and m.minimum is not None else None,
+            "arena_measurement": m.note if m is not None else None}

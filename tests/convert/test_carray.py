@@ -63,7 +63,7 @@ def test_c_and_header_compile_and_a_program_sees_the_file(tmp_path, stem):
     gcc("main.c", "model.o", "-o", "main", cwd=tmp_path)
     run = subprocess.run([str(tmp_path / "main")], capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stdout
-    assert int(run.stdout) == out.arena.bytes
+    assert int(run.stdout) == out.arena_bytes  # the measured arena plus its margin, or the estimate
 
 
 @pytest.mark.parametrize("name, symbol", [
@@ -97,7 +97,8 @@ def test_header_describes_io_operators_and_the_arena(tmp_path):
     assert "#ifndef EDGEOPS_M_H_" in header and "#include <stddef.h>" in header and "#include <stdint.h>" in header
     assert "pixels: float32 [?, 64]" in header and "probabilities: float32 [?, 10]" in header
     assert "FULLY_CONNECTED x2, SOFTMAX" in header
-    assert f"#define M_ARENA_SIZE {out.arena.bytes}" in header and "GreedyMemoryPlanner" in header
+    assert f"#define M_ARENA_ESTIMATE {out.arena.bytes}" in header and "GreedyMemoryPlanner" in header
+    assert "#define M_ARENA_SIZE " in header
 
 
 def test_header_gives_quantization_of_int8_io(tmp_path):

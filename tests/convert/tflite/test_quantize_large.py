@@ -239,5 +239,5 @@ def test_c_array_of_a_large_quantized_model(tmp_path):
     data = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body.split("{", 1)[1]))
     assert len(data) > 1_000_000 and all(b.offset <= 1 for b in buffers(data))
     assert read_tflite(data).inputs[0].dtype == "int8"
-    arena = int(re.search(r"#define \w+ (\d+)", (tmp_path / "m.h").read_text()).group(1))
+    arena = int(re.search(r"#define \w+_ARENA_ESTIMATE (\d+)", (tmp_path / "m.h").read_text()).group(1))
     assert arena == estimate_arena(data).bytes < 200_000
