@@ -7,6 +7,8 @@ error. Skips, with the reason, where arm-none-eabi-gcc, newlib or qemu-system-ar
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +164,25 @@ def test_a_missing_toolchain_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(cortexm.Unavailable, match="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"):
         cortexm.toolchain()
+
+
+LIBRARY = sorted((cortexm.ROOT / "firmware_bridge" / "src").glob("*.c"))
+HOST_GCC = shutil.which("gcc")
+
+
+@pytest.mark.parametrize("compiler", ["arm-soft", "arm-hard", "host"])
+def test_the_firmware_bridge_library_compiles_warning_free(tmp_path, compiler):
+    """Every C file in firmware_bridge/src, with -std=c99 -Wall -Wextra -Werror -pedantic, for the Cortex-M4 and the host."""
+    if not LIBRARY:
+        pytest.skip("no firmware_bridge/src/*.c in this checkout")
+    include = cortexm.ROOT / "firmware_bridge" / "include"
+    if compiler == "host":
+        if HOST_GCC is None:
+            pytest.skip("no host gcc")
+        proc = subprocess.run([HOST_GCC, "-O2", *cortexm.WARNINGS, f"-I{include}", "-c", *map(str, LIBRARY)],
+                              cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    else:
+        _toolchain_or_skip()
+        objects = cortexm.compile_objects(LIBRARY, [include], tmp_path, float_abi=compiler.split("-")[1])
+        assert all(o.stat().st_size > 0 for o in objects)
