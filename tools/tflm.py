@@ -1,0 +1,141 @@
+"""TFLite Micro as a baseline: its smallest working tensor arena, its arena sections, and its int8 tensors.
+
+Used by tests/mcu and benchmarks/mcu_footprint.py; not part of the installed package. Runs the
+``tflite-micro`` Python package (``tflite_micro.runtime.Interpreter``: TFLite Micro's C++ interpreter and
+reference kernels, built for the host), whose C++ side writes its messages to file descriptors 1 and 2;
+:func:`captured` keeps them out of the caller's output.
+
+What the host build says about a Cortex-M build: the arena *head* (the tensors' planned buffers,
+``GreedyMemoryPlanner``) is the same on any target; the *tail* (``TfLiteEvalTensor``, node and
+registration structs, kernel OpData) holds pointers, so on a 64-bit host it is larger than on a 32-bit
+Cortex-M, and the Python interpreter's default recording allocator adds its own records there too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class TflmUnavailable(RuntimeError):
+    """The tflite-micro Python package is not installed."""
+
+
+def runtime() -> Any:
+    try:
+        from tflite_micro.python.tflite_micro import runtime as tflm_runtime
+    except ImportError as exc:
+        raise TflmUnavailable(f"tflite-micro is not installed ({exc}): pip install tflite-micro") from exc
+    return tflm_runtime
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[list[str]]:
+    """Send file descriptors 1 and 2 to a temporary file for the block; the list then holds what was written."""
+    said: list[str] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            sink.seek(0)
+            said.append(sink.read().decode("utf-8", "replace"))
+
+
+def interpreter(path: str | os.PathLike[str], arena_size: int, preserve_all: bool = False) -> Any:
+    """A TFLM interpreter over the model file (``preserve_all``: every intermediate tensor stays readable)."""
+    rt = runtime()
+    config = rt.InterpreterConfig.kPreserveAllTensors if preserve_all else rt.InterpreterConfig.kAllocationRecording
+    return rt.Interpreter.from_file(str(path), arena_size=arena_size, intrepreter_config=config)
+
+
+def _runs(path: Path, arena_size: int) -> bool:
+    """Whether the model allocates and invokes in this arena size. Tried in a forked child: the Python
+    binding dereferences a null pointer (SIGSEGV) when the arena cannot hold even its own records."""
+    if not hasattr(os, "fork"):
+        return _try(path, arena_size)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: no Python-level cleanup, only an exit status
+        faulthandler.disable()  # a crash here is an answer, not a traceback for the parent's stderr
+        ok = False
+        try:
+            ok = _try(path, arena_size)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _try(path: Path, arena_size: int) -> bool:
+    try:
+        with captured():
+            it = interpreter(path, arena_size)
+            for i in range(_count_inputs(it)):
+                d = it.get_input_details(i)
+                it.set_input(np.zeros(d["shape"], d["dtype"]), i)
+            it.invoke()
+        return True
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _count_inputs(it: Any) -> int:
+    n = 0
+    while True:
+        try:
+            it.get_input_details(n)
+        except (RuntimeError, ValueError, IndexError):
+            return n
+        n += 1
+
+
+@dataclass(frozen=True)
+class Arena:
+    bytes: int  # the smallest arena_size (a multiple of 16) with which the model allocates and invokes
+    head: int  # the arena's head section at that size: the planned tensor buffers
+    tail: int  # the tail: persistent interpreter and kernel records (64-bit host sizes)
+
+
+def min_arena(path: str | os.PathLike[str], upper: int = 1 << 24) -> Arena:
+    """Bisect ``arena_size`` down to the smallest that works (to 16 bytes), then read the allocator's sections."""
+    model = Path(path)
+    if not _runs(model, upper):
+        raise RuntimeError(f"TFLite Micro cannot run {model.name} even with a {upper}-byte arena")
+    lo, hi = 0, upper  # lo fails (or is 0), hi works
+    while hi - lo > 16:
+        mid = (lo + hi) // 2 // 16 * 16
+        if mid <= lo:
+            break
+        if _runs(model, mid):
+            hi = mid
+        else:
+            lo = mid
+    with captured() as said:
+        it = interpreter(model, hi)
+        it.print_allocations()
+    text = "".join(said)
+    head = re.search(r"Arena allocation head (\d+) bytes", text)
+    tail = re.search(r"Arena allocation tail (\d+) bytes", text)
+    return Arena(bytes=hi, head=int(head.group(1)) if head else -1, tail=int(tail.group(1)) if tail else -1)
