@@ -218,6 +218,24 @@ def parse(uart: str, samples: int, output_size: int, icount_shift: int) -> Run:
                stack_bytes=stack, dwt_cycles=dwt, icount_shift=icount_shift, uart=uart)
 
 
+def header_macros(path: str | os.PathLike[str]) -> dict[str, int | float]:
+    """The numeric ``#define`` lines of a C header: integers, and float literals (decimal or C99 hex, ``f`` suffix)."""
+    macros: dict[str, int | float] = {}
+    for name, value in re.findall(r"^#define\s+([A-Za-z_]\w*)\s+(\S+)", Path(path).read_text(), re.M):
+        literal = value.strip("()")
+        try:
+            macros[name] = int(literal, 0)
+            continue
+        except ValueError:
+            pass
+        try:
+            number = literal.rstrip("fF")
+            macros[name] = float.fromhex(number) if "0x" in number.lower() else float(number)
+        except ValueError:
+            pass  # not a number: a type, an expression, an include guard's empty value
+    return macros
+
+
 def _field(uart: str, pattern: str) -> int:
     match = re.search(pattern, uart, re.M)
     if match is None:

@@ -139,3 +139,37 @@ def min_arena(path: str | os.PathLike[str], upper: int = 1 << 24) -> Arena:
     head = re.search(r"Arena allocation head (\d+) bytes", text)
     tail = re.search(r"Arena allocation tail (\d+) bytes", text)
     return Arena(bytes=hi, head=int(head.group(1)) if head else -1, tail=int(tail.group(1)) if tail else -1)
+
+
+def int8_reference(path: str | os.PathLike[str], inputs: np.ndarray, input_q: tuple[float, int],
+                   output_q: tuple[float, int], arena_size: int = 1 << 20) -> np.ndarray:
+    """TFLite Micro's int8 output for each int8 input row (one input, one output).
+
+    A model with float I/O around its int8 graph (a leading QUANTIZE, a trailing DEQUANTIZE) gets
+    ``scale * (q - zero_point)`` in float, which its QUANTIZE maps back to ``q`` exactly, and its float
+    output is mapped back to the int8 value the DEQUANTIZE read; ``input_q`` and ``output_q`` are those
+    (scale, zero point) pairs. A float output that is not such a value raises: then the model's last
+    op is not a plain DEQUANTIZE of int8 and the comparison would not be bit for bit.
+    """
+    rows = np.asarray(inputs)
+    if rows.dtype != np.int8 or rows.ndim != 2:
+        raise ValueError(f"inputs must be int8 [samples, size], got {rows.dtype} {list(rows.shape)}")
+    with captured():
+        it = interpreter(path, arena_size)
+    d_in, d_out = it.get_input_details(0), it.get_output_details(0)
+    outputs = []
+    for row in rows:
+        x = row if d_in["dtype"] == np.int8 else (input_q[0] * (row.astype(np.float32) - input_q[1])).astype(
+            d_in["dtype"])
+        it.set_input(x.reshape(d_in["shape"]), 0)
+        with captured():
+            it.invoke()
+        y = np.array(it.get_output(0)).ravel()
+        if d_out["dtype"] == np.int8:
+            outputs.append(y.astype(np.int8))
+            continue
+        q = y.astype(np.float64) / output_q[0] + output_q[1]
+        if np.abs(q - np.round(q)).max() > 1e-3 or q.min() < -128.5 or q.max() > 127.5:
+            raise ValueError(f"{Path(path).name}: the float output is not scale * (q - zero_point) of an int8 q")
+        outputs.append(np.round(q).astype(np.int8))
+    return np.stack(outputs)
