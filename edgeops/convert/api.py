@@ -126,6 +126,9 @@ def _plan(src: str, out: str, opts: ConvertOptions) -> _Plan:
     """Every option checked against the others and the target, before any work; a fault is a UsageError."""
     tgt = get_target(opts.target if opts.target is not None else "generic-cpu")
     fmt = opts.format or _format_of(out)
+    if src.lower().endswith(".tflite") and fmt != "c":  # a .tflite is only ever written as C
+        check_model_path(src)
+        raise graph.not_onnx(src, "tflite")
     if fmt not in tgt.formats:
         hint = "; C for microcontrollers is --target cortex-m" if fmt == "c" else ""
         raise UsageError(f"target {tgt.name} takes {', '.join(tgt.formats)} models, not {fmt}{hint}")

@@ -35,8 +35,7 @@ def load(path: str) -> Any:
     with open(path, "rb") as fh:
         kind = sniff_format(fh.read(SNIFF_BYTES))
     if kind in _NOT_ONNX:
-        raise UsageError(f"{path} is {_NOT_ONNX[kind]}; edgeops convert takes an ONNX model (.onnx): "
-                         "convert the ONNX model it came from")
+        raise not_onnx(path, kind)
     try:
         model = onnx.load(path)
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError ...
@@ -70,6 +69,12 @@ def merge_opset_imports(model: Any) -> list[str]:
 
 
 _NOT_ONNX = {"tflite": "a TFLite model", "bundle": "an edgeops bundle", "zip": "a zip archive"}
+
+
+def not_onnx(path: str, kind: str) -> UsageError:
+    """The error for a source in another format (a key of ``_NOT_ONNX``): convert takes ONNX."""
+    return UsageError(f"{path} is {_NOT_ONNX[kind]}; edgeops convert takes an ONNX model (.onnx): "
+                      "convert the ONNX model it came from")
 
 
 def opset_of(model: Any) -> int:

@@ -113,8 +113,9 @@ class _Worker:
             self.proc = None
 
 
-def measure_arena(data: bytes, start: int = 4096) -> ArenaMeasurement:
-    """Bisect ``arena_size`` for ``data`` (see the module docstring); ``start`` is a first guess (the estimate)."""
+def measure_arena(data: bytes, start: int = 4096, cap: int = CAP) -> ArenaMeasurement:
+    """Bisect ``arena_size`` for ``data`` (see the module docstring); ``start`` is a first guess (the estimate),
+    ``cap`` the largest arena tried."""
     if importlib.util.find_spec("tflite_micro") is None:
         return ArenaMeasurement(None, 0, 0, "not measured: the tflite-micro package is not importable here "
                                 "(pip install tflite-micro, on Linux x86-64 or aarch64); the estimate stands")
@@ -131,11 +132,11 @@ def measure_arena(data: bytes, start: int = 4096) -> ArenaMeasurement:
             # TFLite Micro takes all its memory when it allocates (scratch buffers included), so the search
             # allocates only; the model is then invoked at the size found, and searched again with
             # invokes should that fail
-            found, tries = _bisect(worker.allocates, max(int(start), 1024))
+            found, tries = _bisect(worker.allocates, min(max(int(start), 1024), cap), cap)
             if found is not None:
                 tries += 1
                 if not worker.runs(found):
-                    found, more = _bisect(worker.runs, found)
+                    found, more = _bisect(worker.runs, found, cap)
                     tries += more
         finally:
             worker.close()
@@ -144,23 +145,23 @@ def measure_arena(data: bytes, start: int = 4096) -> ArenaMeasurement:
             lines = [ln.strip() for ln in log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
             why = "; ".join(lines[-3:]) or "no message"
             return ArenaMeasurement(None, 0, tries, f"not measured: TFLite Micro could not allocate and run the "
-                                    f"model with up to {CAP} bytes ({why}); the estimate stands")
+                                    f"model with up to {cap} bytes ({why}); the estimate stands")
     crashed = f", {worker.crashes} of them crashed the interpreter and count as too small" if worker.crashes else ""
     return ArenaMeasurement(found, margin_for(found), tries,
                             f"measured: TFLite Micro {_version()} (reference kernels, 64-bit host build) allocated and "
                             f"invoked the model with {found} bytes and not with {found - 1} ({tries} tries{crashed})")
 
 
-def _bisect(runs: Any, start: int) -> tuple[int | None, int]:
+def _bisect(runs: Any, start: int, cap: int = CAP) -> tuple[int | None, int]:
     """The smallest size for which ``runs`` holds (doubling from ``start``, then bisection), and the tries."""
     tries, lo, hi = 0, 0, start
     while True:
         tries += 1
         if runs(hi):
             break
-        if hi >= CAP:
+        if hi >= cap:
             return None, tries
-        lo, hi = hi, min(hi * 2, CAP)
+        lo, hi = hi, min(hi * 2, cap)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         tries += 1
