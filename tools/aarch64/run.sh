@@ -2,11 +2,12 @@
 # The device side on aarch64, under emulation: a Raspberry Pi OS-like Debian bookworm arm64 root
 # (Python 3.11) run by qemu-user through binfmt_misc, with edgeops installed from this checkout the
 # way the README tells a Raspberry Pi user to. It checks, inside the root:
-#   - the README's Raspberry Pi rows: `pip install '.[tflite,onnx,agent]'` (tflite-runtime, numpy<2)
+#   - the README's Raspberry Pi rows: `pip install '.[tflite,onnx,agent,sign]'` (tflite-runtime, numpy<2)
 #     and, where ai-edge-litert has an aarch64 wheel for that Python, `pip install '.[litert,onnx]'`;
 #   - `edgeops --version` and `edgeops info` on every example model;
 #   - that the example models (fp32 and int8, ONNX and TFLite) give the x86 numbers
-#     (tools/aarch64/agree.py, same engine versions on both sides; the table is printed);
+#     (tools/aarch64/agree.py, same engine versions on both sides; the table is printed), and with
+#     EDGEOPS_AARCH64_ZOO=DIR (a zoo built by `python -m benchmarks.zoo.build`) five real-size zoo models;
 #   - the device-side tests: tests/runtime and tests/formats, and with EDGEOPS_AARCH64_FULL=1 also
 #     tests/bench, tests/agent, tests/monitor and tests/deploy (mosquitto from the root's apt);
 #   - `edgeops agent run --config examples/agent.toml` for a few seconds against a mosquitto.
@@ -123,12 +124,12 @@ tar -C "$REPO" --exclude=./.git --exclude='./.venv' --exclude='./.ci-venv*' --ex
   --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache -cf - . | tar -C "$ROOT/work/edgeops" -xf -
 
 # ------------------------------------------------------------------------------------- installing
-phase "install: pip install '.[tflite,onnx,agent]' (Raspberry Pi OS, Python 3.11)"
+phase "install: pip install '.[tflite,onnx,agent,sign]' (Raspberry Pi OS, Python 3.11)"
 in_root /bin/bash -euc '
   cd /work/edgeops
   rm -rf /opt/edgeops-tflite && python3 -m venv /opt/edgeops-tflite
-  /opt/edgeops-tflite/bin/pip install -q ".[tflite,onnx,agent]" pytest onnx >/work/out/pip-tflite.log 2>&1 \
-    || { tail -20 /work/out/pip-tflite.log; exit 1; }  # the README line; pytest and onnx for the tests
+  /opt/edgeops-tflite/bin/pip install -q ".[tflite,onnx,agent,sign]" pytest onnx >/work/out/pip-tflite.log 2>&1 \
+    || { tail -20 /work/out/pip-tflite.log; exit 1; }  # the README lines; pytest and onnx for the tests
   /opt/edgeops-tflite/bin/python - <<EOF
 import platform, sys, numpy, tflite_runtime, onnxruntime
 assert sys.version_info[:2] == (3, 11), sys.version
@@ -181,6 +182,9 @@ host_venv() {  # host_venv NAME EXTRAS PINS...: an x86 venv with this checkout a
 host_venv convert "onnx,litert,convert" $(pin onnxruntime tflite-freeze.txt)
 mkdir -p "$ROOT/work/out/int8"
 "$CACHE/x86-convert/bin/python" "$REPO/tools/aarch64/agree.py" int8 "$ROOT/work/out/int8" >/dev/null
+if [ -n "${EDGEOPS_AARCH64_ZOO:-}" ]; then  # a built model zoo: real-size models and their TFLite twins too
+  "$CACHE/x86-convert/bin/python" "$REPO/tools/aarch64/agree.py" zoo "$EDGEOPS_AARCH64_ZOO" "$ROOT/work/out/int8" >/dev/null
+fi
 host_venv tflite "tflite,onnx" $(pin onnxruntime tflite-freeze.txt) $(pin tflite-runtime tflite-freeze.txt) $(pin numpy tflite-freeze.txt)
 in_root /opt/edgeops-tflite/bin/python /work/edgeops/tools/aarch64/agree.py dump /work/out/aarch64-tflite.npz /work/out/int8 2>/dev/null
 "$CACHE/x86-tflite/bin/python" "$REPO/tools/aarch64/agree.py" dump "$OUT/x86-tflite.npz" "$ROOT/work/out/int8" 2>/dev/null
