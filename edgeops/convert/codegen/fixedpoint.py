@@ -11,6 +11,7 @@ Integers are Python ints with int32 saturation and wrapping applied where the C+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -175,7 +176,9 @@ def _input_rescale(scale: float) -> tuple[int, int, int]:
     return multiplier, shift, input_radius(4, shift, 31)
 
 
-def logistic_table(in_scale: float, in_zp: int) -> np.ndarray:
+def _saturating_table(in_scale: float, in_zp: int, inner: Callable[[int], int]) -> np.ndarray:
+    """The 256 int8 results of LOGISTIC or TANH: saturated beyond the input radius, else ``inner`` of the
+    Q4.27 input."""
     multiplier, shift, radius = _input_rescale(in_scale)
     out = []
     for v in range(-128, 128):
@@ -185,24 +188,16 @@ def logistic_table(in_scale: float, in_zp: int) -> np.ndarray:
         elif x >= radius:
             out.append(127)
         else:
-            q = logistic_q(mbqm(x, multiplier, shift), 4)
-            out.append(min(max(rdbpot(q, 31 - 8) - 128, -128), 127))
+            out.append(min(max(inner(mbqm(x, multiplier, shift)), -128), 127))
     return np.array(out, np.int8)
+
+
+def logistic_table(in_scale: float, in_zp: int) -> np.ndarray:
+    return _saturating_table(in_scale, in_zp, lambda q: rdbpot(logistic_q(q, 4), 31 - 8) - 128)
 
 
 def tanh_table(in_scale: float, in_zp: int) -> np.ndarray:
-    multiplier, shift, radius = _input_rescale(in_scale)
-    out = []
-    for v in range(-128, 128):
-        x = v - in_zp
-        if x <= -radius:
-            out.append(-128)
-        elif x >= radius:
-            out.append(127)
-        else:
-            q = tanh_q(mbqm(x, multiplier, shift), 4)
-            out.append(min(max(rdbpot(q, 31 - 7), -128), 127))
-    return np.array(out, np.int8)
+    return _saturating_table(in_scale, in_zp, lambda q: rdbpot(tanh_q(q, 4), 31 - 7))
 
 
 def requantize_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
