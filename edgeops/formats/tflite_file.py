@@ -68,6 +68,13 @@ INTEGER_RANGES = {2: (-(1 << 31), (1 << 31) - 1), 3: (0, 255), 4: (-(1 << 63), (
                   7: (-32768, 32767), 9: (-128, 127), 12: (0, (1 << 64) - 1), 15: (0, (1 << 32) - 1),
                   16: (0, 65535), 17: (-8, 7), 19: (-2, 1), 20: (0, 15)}
 
+# An int8 FULLY_CONNECTED without a bias is valid, and LiteRT and x86 builds run it, but
+# tflite-runtime 2.14 on aarch64 (the Raspberry Pi's runtime) dereferences the missing bias and
+# crashes (SIGSEGV, builtin kernels and XNNPACK alike). Not refused here: the TFLite backend refuses
+# it where that runtime runs (:func:`tflite_io_map`'s ``hazards``); edgeops' exporter writes a zero bias.
+ARM_HAZARD = ("an int8 FULLY_CONNECTED without a bias ({ops}), which crashes tflite-runtime 2.14 on aarch64; "
+              "run it with ai-edge-litert, or re-convert it with edgeops convert (which gives it a zero bias)")
+
 MIN_SCALE = 2.0**-126  # the smallest normal float32: kernels invert scales, LiteRT crashes below
 
 
@@ -83,6 +90,7 @@ class _Model:
         self.signature: tuple[int, list[tuple[str, int]], list[tuple[str, int]]] | None = None
         self.signature_what = ""  # where the signature is, for messages
         self.metadata: dict[str, str] = {}
+        self.unbiased_int8_fc: list[str] = []  # int8 FULLY_CONNECTEDs without a bias (see ARM_HAZARD)
 
 
 def _read_model(data, source: str | None) -> _Model:
@@ -178,6 +186,7 @@ def _read_subgraph(fb: Flat, g: Table, m: _Model, opcodes: list[tuple[str, int]]
     flow = _DataFlow(fb, tables, tensors, buffers, inputs)
     for op in g.tables(3, "operators"):
         m.op_names.append(_read_operator(fb, op, opcodes, flow))
+    m.unbiased_int8_fc += flow.unbiased_int8_fc
     for i in outputs:
         if i not in flow.ready:
             raise fb.fail(f"corrupt: {g.what} output tensor {i} is never written")
@@ -194,6 +203,8 @@ class _DataFlow:
 
     def __init__(self, fb: Flat, tables: list[Table], tensors: list[TensorInfo], buffers: list, inputs: list[int]):
         self.fb, self.tables, self.count, self.inputs = fb, tables, len(tensors), set(inputs)
+        self.tensors = tensors
+        self.unbiased_int8_fc: list[str] = []
         self.constant = {i for i, t in enumerate(tables) if buffers[t.scalar(2, "I", "buffer")][1]}
         self.ready = self.inputs | self.constant
         self.ready |= {i for i, t in enumerate(tables) if t.scalar(5, "B", "is_variable")}
@@ -235,6 +246,9 @@ def _read_operator(fb: Flat, op: Table, opcodes: list[tuple[str, int]], flow: _D
     n = flow.count
     inputs = _check_indices(fb, op.ints(1, "inputs"), n, f"{op.what}.inputs")
     flow.reads(op.what, name, inputs, custom)
+    if name == "FULLY_CONNECTED" and inputs and inputs[0] >= 0 and flow.tensors[inputs[0]].dtype == "int8" \
+            and (len(inputs) < 3 or inputs[2] < 0):
+        flow.unbiased_int8_fc.append(op.what)
     outputs = _check_indices(fb, op.ints(2, "outputs"), n, f"{op.what}.outputs", -1 if custom else 0)
     flow.writes(op.what, name, outputs, inputs)
     _check_indices(fb, op.ints(8, "intermediates"), n, f"{op.what}.intermediates")
@@ -391,12 +405,19 @@ def read_tflite(data, *, source: str | None = None) -> ModelSummary:
     )
 
 
-def tflite_io_map(data, *, source: str | None = None) -> dict[str, dict[str, int]]:
+def tflite_io_map(data, *, source: str | None = None, hazards: list[str] | None = None) -> dict[str, dict[str, int]]:
     """``{"inputs": {name: tensor_index}, "outputs": {...}}`` in ``read_tflite``'s order.
+
+    ``hazards``, a list, receives what some runtime cannot run although the file is valid
+    (:data:`ARM_HAZARD`'s int8 FULLY_CONNECTED without a bias): the caller knows its runtime.
 
     Names are the first SignatureDef's (the tensors are in its subgraph), else subgraph 0's
     tensor names; indices are what ``Interpreter.set_tensor`` / ``get_tensor`` take. The model is
     validated as thoroughly as by :func:`read_tflite` (same walk), so one call is enough before loading.
     """
-    inputs, outputs = _io(_read_model(data, source))
+    m = _read_model(data, source)
+    inputs, outputs = _io(m)
+    if hazards is not None and m.unbiased_int8_fc:
+        hazards.append(ARM_HAZARD.format(ops=", ".join(m.unbiased_int8_fc[:3])
+                                         + (f" and {len(m.unbiased_int8_fc) - 3} more" if len(m.unbiased_int8_fc) > 3 else "")))
     return {"inputs": {n: i for n, i, _ in inputs}, "outputs": {n: i for n, i, _ in outputs}}

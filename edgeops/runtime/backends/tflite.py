@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import sys
 import tempfile
 import threading
@@ -32,6 +33,11 @@ RUNTIMES = ("litert", "tflite-runtime")
 _ROUTINE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
             "INFO: Initialized TensorFlow Lite runtime.")
 _STDERR_LOCK = threading.Lock()  # file descriptor 2 belongs to the whole process
+
+
+def on_arm64() -> bool:
+    """This process runs on 64-bit Arm (a Raspberry Pi 4/5, a Jetson)."""
+    return platform.machine().lower() in ("aarch64", "arm64")
 
 
 def import_interpreter(runtime: str | None) -> tuple[str, Any]:
@@ -65,8 +71,13 @@ class TFLiteBackend:
         with open(path, "rb") as fh:
             data = fh.read()
         # validates the whole flatbuffer first: ModelFormatError on anything the interpreter could choke on
-        io = tflite_io_map(data, source=path)
+        hazards: list[str] = []
+        io = tflite_io_map(data, source=path, hazards=hazards)
         self.name, mod = import_interpreter(runtime)
+        if hazards and self.name == "tflite-runtime" and on_arm64():
+            from ...errors import ModelLoadError
+
+            raise ModelLoadError(f"{path}: tflite-runtime on {platform.machine()} cannot run {hazards[0]}")
         self.version = _version(self.name)
         kwargs: dict[str, Any] = {"model_content": data}
         if threads:
