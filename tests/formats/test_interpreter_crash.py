@@ -32,6 +32,7 @@ from edgeops.runtime.backends.tflite import on_arm64
 HERE = Path(__file__).resolve().parent
 MODELS = ("tiny.tflite", "tiny_int8.tflite")
 CASES = int(os.environ.get("EDGEOPS_CRASH_CASES", "1000"))
+BATCH_TIMEOUT = float(os.environ.get("EDGEOPS_CRASH_BATCH_TIMEOUT", "300"))  # seconds; emulated aarch64 needs more
 INTERPRETERS = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
 
@@ -75,7 +76,7 @@ def run_batches(module: str, cases: list[tuple[str, bytes]], tmp_path: Path) -> 
     while start < len(cases):
         proc = subprocess.run(
             [sys.executable, str(HERE / "interpreter_batch.py"), module, str(path), str(start)],
-            capture_output=True, text=True, timeout=300)
+            capture_output=True, text=True, timeout=BATCH_TIMEOUT)
         lines = proc.stdout.splitlines()
         for line in lines:
             if line.startswith("done "):

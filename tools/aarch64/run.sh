@@ -214,7 +214,7 @@ phase "tests in the root: $SUITES"
 # is a MemoryError; qemu-user does not apply a guest's setrlimit(RLIMIT_AS), so the cap is put on
 # qemu itself, from outside (8 GiB: the emulator's own mappings count too)
 # shellcheck disable=SC2086
-in_root EDGEOPS_CRASH_CASES="$CRASH_CASES" /bin/bash -euc \
+in_root EDGEOPS_CRASH_CASES="$CRASH_CASES" EDGEOPS_CRASH_BATCH_TIMEOUT=1800 /bin/bash -euc \
   "ulimit -v 8388608; cd /work/edgeops && /opt/edgeops-tflite/bin/python -m pytest -q -p no:cacheprovider $SUITES"
 
 # ------------------------------------------------------------------------------------------ agent
