@@ -8,6 +8,7 @@ unstable-timings warning that ``edgeops bench`` prints.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import pytest
@@ -97,5 +98,8 @@ def test_the_explain_step_names_pixels_and_compares_int8_with_float(output):
     text = " ".join(output[output.index(line):].split())
 
     assert re.search(r"pixels (r[0-7]c[0-7], ){4}r[0-7]c[0-7]", text), text
+    if importlib.util.find_spec("onnx") is None:  # no int8 conversion step here (the numpy<2 environment)
+        assert "int8 CNN vs float" not in text
+        return
     m = re.search(r"importance rank correlation (-?[\d.]+), top-10% map IoU ([\d.]+)", text)
     assert m and 0.5 < float(m.group(1)) <= 1 and 0.3 < float(m.group(2)) <= 1, text
