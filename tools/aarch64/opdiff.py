@@ -1,12 +1,16 @@
 """Find which TFLite kernel gives different numbers on aarch64 than on x86 (investigation helper).
 
-  build DIR            one-op fp32 .tflite models from tiny ONNX graphs (+ DIR/<name>.npz inputs); needs onnx
+  build DIR            one-op fp32 .tflite models from tiny ONNX graphs (+ DIR/<name>.npz inputs); needs onnx;
+                       --dynamic: weight ops converted with quantize="dynamic" (int8 weights, hybrid kernels)
   run DIR OUT.npz      every DIR/*.tflite with XNNPACK and with builtin kernels; --dump also keeps every
-                       tensor of the builtin run (experimental_preserve_all_tensors) and the op order
+                       tensor of the builtin run (experimental_preserve_all_tensors) and the op order,
+                       for sample --sample K of test.npz (default 0); outputs are kept for every sample
   compare A.npz B.npz  per model and kernel path the max relative difference of the outputs; with dumps,
                        the first op (in execution order) whose output differs
 
-Run `run` with the same LiteRT on both machines (x86 and the aarch64 root under qemu), then `compare` on x86.
+Run `run` with the same LiteRT on both machines (x86 and the aarch64 root under qemu), then `compare` on x86;
+opdiff_origin.py names the kernels that differ on identical inputs, opdiff_requant.py tests an int8 conv's rounding.
+In the chroot, bind /sys as run.sh does: without it cpuinfo fails and XNNPACK's results change.
 """
 
 from __future__ import annotations
@@ -74,22 +78,58 @@ def _models():
     }
 
 
-def build(out: Path) -> None:
+def _dynamic_models():
+    """Ops with weights, sized like vit_tiny's and mobilenet's, for ``quantize="dynamic"`` (hybrid kernels)."""
+    from onnx import TensorProto, helper, numpy_helper, shape_inference
+
+    rng = np.random.default_rng(2)
+
+    def one(op, shape, inits, out, **attrs):
+        g = helper.make_graph([helper.make_node(op, ["x", *inits], ["y"], **attrs)], "t",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+        return shape_inference.infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+
+    def w(*shape):
+        return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+
+    img = (1, 32, 16, 16)
+    return {
+        "dyn_fully_connected": (one("MatMul", (65, 768), {"w": w(768, 192)}, (65, 192)), None, 1.0),
+        "dyn_fully_connected_bias": (one("Gemm", (65, 192), {"w": w(768, 192), "b": w(768)}, (65, 768), transB=1), None, 1.0),
+        "dyn_conv_2d": (one("Conv", img, {"w": w(64, 32, 3, 3), "b": w(64)}, (1, 64, 16, 16), pads=[1, 1, 1, 1]), None, 1.0),
+        "dyn_depthwise_conv_2d": (one("Conv", img, {"w": w(32, 1, 3, 3), "b": w(32)}, img, pads=[1, 1, 1, 1], group=32),
+                                  None, 1.0),
+    }
+
+
+def build(out: Path, dynamic: bool = False) -> None:
+    import tempfile
+
+    import onnx
+
+    import edgeops
     from edgeops.convert.tflite import export
 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
-    for name, (m, _shape, scale) in _models().items():
-        exp = export(m)
-        (out / f"{name}.tflite").write_bytes(exp.data)
+    for name, (m, _shape, scale) in (_dynamic_models() if dynamic else _models()).items():
+        if dynamic:  # the path zoo "fp32" twins took: edgeops.convert(target="rpi4") defaults to dynamic
+            with tempfile.TemporaryDirectory() as tmp:
+                onnx.save(m, f"{tmp}/m.onnx")
+                edgeops.convert(f"{tmp}/m.onnx", str(out / f"{name}.tflite"), quantize="dynamic")
+        else:
+            exp = export(m)
+            (out / f"{name}.tflite").write_bytes(exp.data)
         feeds = {i.name: (rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]) * scale)
                  .astype(np.float32) for i in m.graph.input}
         np.savez(out / f"{name}.npz", **feeds)
-        print(name, exp.ops)
+        print(name, "dynamic" if dynamic else exp.ops)
 
 
-def _feeds(path: Path, interp) -> dict[int, np.ndarray]:
-    """Inputs for ``path``: ``<stem>.npz`` (one-op models) or the first sample of ``test.npz`` (zoo twins)."""
+def _feeds(path: Path, interp, sample: int = 0) -> dict[int, np.ndarray]:
+    """Inputs for ``path``: ``<stem>.npz`` (one-op models) or one sample of ``test.npz`` (zoo twins)."""
     own = path.with_suffix(".npz")
     with np.load(own if own.exists() else path.parent / "test.npz") as f:
         arrays = [f[k] for k in f.files]
@@ -97,7 +137,7 @@ def _feeds(path: Path, interp) -> dict[int, np.ndarray]:
     for d, a in zip(interp.get_input_details(), arrays):
         want = tuple(d["shape"])
         if not own.exists():
-            a = a[:1]
+            a = a[sample:sample + 1]
         if a.shape != want and a.ndim == 4:
             a = a.transpose(0, 2, 3, 1)
         if a.shape != want and a.ndim == 3:
@@ -111,7 +151,14 @@ def _feeds(path: Path, interp) -> dict[int, np.ndarray]:
     return feeds
 
 
-def run(src: Path, out: Path, dump: bool) -> None:
+def _samples(path: Path) -> int:
+    if path.with_suffix(".npz").exists():
+        return 1
+    with np.load(path.parent / "test.npz") as f:
+        return len(f[f.files[0]])
+
+
+def run(src: Path, out: Path, dump: bool, dump_sample: int = 0) -> None:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     saved: dict[str, np.ndarray] = {}
@@ -124,11 +171,15 @@ def run(src: Path, out: Path, dump: bool) -> None:
                 kw["experimental_preserve_all_tensors"] = dump
             it = Interpreter(model_path=str(path), **kw)
             it.allocate_tensors()
-            for idx, a in _feeds(path, it).items():
-                it.set_tensor(idx, a)
-            it.invoke()
-            for d in it.get_output_details():
-                saved[f"{path.stem}|{kind}|out|{d['name']}"] = it.get_tensor(d["index"])
+            outs: dict[str, list[np.ndarray]] = {}
+            for i in [j for j in range(_samples(path)) if j != dump_sample] + [dump_sample]:  # dumped one last
+                for idx, a in _feeds(path, it, i).items():
+                    it.set_tensor(idx, a)
+                it.invoke()
+                for d in it.get_output_details():
+                    outs.setdefault(d["name"], [None] * _samples(path))[i] = it.get_tensor(d["index"])
+            for name, arrays in outs.items():
+                saved[f"{path.stem}|{kind}|out|{name}"] = np.concatenate(arrays)
             if kind == "builtin" and dump:
                 ops = [{"name": o["op_name"], "outputs": [int(t) for t in o["outputs"]]} for o in it._get_ops_details()]
                 saved[f"{path.stem}|ops"] = np.array(json.dumps(ops))
@@ -151,12 +202,13 @@ def _rel(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def compare(pa: Path, pb: Path) -> None:
     a, b = np.load(pa), np.load(pb)
-    print("| model | kernels | output | max abs | max rel (of max abs) |\n| --- | --- | --- | --- | --- |")
+    print("| model | kernels | output | max abs | max rel (of max abs) | worst sample |\n| --- | --- | --- | --- | --- | --- |")
     for k in a.files:
         if "|out|" in k:
             m, kind, _, name = k.split("|", 3)
             d, r = _rel(a[k], b[k])
-            print(f"| {m} | {kind} | {name} | {d:.3g} | {r:.3g} |")
+            per = np.abs(a[k].astype(np.float64) - b[k]).reshape(len(a[k]), -1).max(axis=1)
+            print(f"| {m} | {kind} | {name} | {d:.3g} | {r:.3g} | {int(np.argmax(per)) if d else '-'} |")
     for k in a.files:
         if not k.endswith("|ops"):
             continue
@@ -186,9 +238,10 @@ def compare(pa: Path, pb: Path) -> None:
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     if cmd == "build":
-        build(Path(args[0]))
+        build(Path(args[0]), "--dynamic" in args)
     elif cmd == "run":
-        run(Path(args[0]), Path(args[1]), "--dump" in args)
+        run(Path(args[0]), Path(args[1]), "--dump" in args,
+            int(args[args.index("--sample") + 1]) if "--sample" in args else 0)
     elif cmd == "compare":
         compare(Path(args[0]), Path(args[1]))
     else:
