@@ -1,0 +1,494 @@
+"""Fleet simulator: how fast does the fleet collector take in telemetry, against a bare subscriber?
+
+N simulated devices (``_fleet_devices.py``: real MQTT 5 connections, aiomqtt, one asyncio loop)
+publish agent-shaped telemetry (``seq``, ``id``, ``ts``, model, inference, drift, health, outbox) at
+QoS 1, ``--rate`` messages a second each, through their own outboxes. On the same broker, in their
+own processes (``_fleet_roles.py``), listen:
+
+* the **bare subscriber**: a paho client that only counts (the baseline: what the broker and
+  Python deliver to one subscriber on this machine);
+* the **collector(s)**: ``edgeops.fleet.collector.Collector`` writing to the store (``--db sqlite``: a
+  sqlite file; ``--db postgresql``: a PostgreSQL started for the run, or a ``postgresql://`` URL),
+  ``--collectors 2`` sharing the stream through ``$share/<group>/...``.
+
+The run: connect the devices; ``--duration`` seconds of steady telemetry; then a broker outage
+of ``--backlog`` intervals (the local mosquitto is stopped; with ``--broker`` the devices go off
+instead) during which every device keeps queueing, so each comes back with ``--backlog`` messages
+(the 20x burst); the backlog drains while live telemetry goes on; then the clocks stop and
+everything is checked: every (device, seq) the devices made must be in the store exactly once.
+
+Reported, for the bare subscriber and the collector(s), each as a ratio collector / bare:
+
+* steady ingest (msg/s) and lag p50/p95: device ``ts`` to arrival (bare) or to commit (collector);
+* burst: seconds from the broker's return until the last backlog message arrived / was committed,
+  the rate over that drain, and the lag of the live messages made during it.
+
+    python benchmarks/fleet_sim.py --devices 1000 --rate 1 [--duration 30] [--backlog 20]
+                                   [--db sqlite|postgresql|postgresql://...] [--collectors 1|2]
+                                   [--broker mqtt://host:port] [--json]
+
+Progress goes to stderr, a table (or ``--json``) to stdout. Exit 1 when a message is missing or
+stored twice. It is CPU-heavy: the devices, mosquitto, the subscribers and the database share the
+machine, which is part of what it measures; run it on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from _fleet_devices import SimFleet  # noqa: E402
+
+# What the local mosquitto is given so that a burst is queued, not dropped (its defaults: 1000 queued
+# and 20 in flight per client). A deployment needs the same on its broker: see docs/fleet.md.
+BROKER_LIMITS = ("max_queued_messages 1000000", "max_inflight_messages 1000")
+
+
+def log(text: str) -> None:
+    print(f"[fleet_sim {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return round(s[lo] + (s[hi] - s[lo]) * (k - lo), 1)
+
+
+class Role:
+    """One subscriber process (``_fleet_roles.py``): its progress line, its record file."""
+
+    def __init__(self, name: str, args: list[str], workdir: str):
+        self.name = name
+        self.out = os.path.join(workdir, f"{name}.json")
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "_fleet_roles.py"), *args, "--out", self.out],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                     env=env)
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self.unique = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            word, _, rest = line.strip().partition(" ")
+            if word == "ready":
+                self.ready.set()
+            elif word == "progress":
+                self.unique = int(rest)
+            elif word == "done":
+                self.done.set()
+        self.done.set()
+
+    def wait_ready(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while not self.ready.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"the {self.name} did not start; its log ({self.log_path}) ends with:\n"
+                                   f"{self.tail()}")
+
+    def finish(self, timeout: float = 60.0) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.done.wait(timeout)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+        try:
+            with open(self.out) as f:
+                return json.load(f)
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"the {self.name} left no record ({exc}); its log ends with:\n{self.tail()}") from exc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self, n: int = 15) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "\n".join(f.read().splitlines()[-n:]) or "(empty)"
+        except OSError:
+            return "(no log)"
+
+
+class Broker:
+    """The broker of the run: a local mosquitto we can stop and start (the outage), or a given URL."""
+
+    def __init__(self, url: str | None, workdir: str):
+        self.local = None
+        if url is None:
+            from edgeops.agent.localbroker import LocalBroker
+
+            self.local = LocalBroker(workdir=os.path.join(workdir, "mosquitto"), extra_config=BROKER_LIMITS).start()
+            url = self.local.url
+        from edgeops.agent.transport import parse_url
+
+        self.url = url
+        self.host, self.port, tls = parse_url(url)
+        if tls:
+            raise SystemExit("the simulator speaks plain MQTT; give an mqtt:// broker")
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.stop()
+
+
+def open_database(db: str, workdir: str) -> tuple[str, Any]:
+    """The store URL for ``--db`` and what stops the database afterwards (or None)."""
+    if db == "sqlite":
+        return os.path.join(workdir, "fleet.db"), None
+    if db.startswith(("postgresql://", "postgres://")) or db.endswith(".db"):
+        return db, None
+    if db == "postgresql":
+        from edgeops.fleet.pgtest import LocalPostgres
+
+        pg = LocalPostgres(os.path.join(workdir, "pg")).start()
+        return pg.url, pg.stop
+    raise SystemExit(f"--db takes sqlite, postgresql or a postgresql:// URL, not {db!r}")
+
+
+async def simulate(opts: argparse.Namespace, broker: Broker, roles: list[Role]) -> dict[str, Any]:
+    """Connect the devices, run steady, outage, drain and tail; the timeline and the devices' counters."""
+    fleet = SimFleet(opts.devices, opts.rate, opts.fleet, broker.host, broker.port, seed=opts.seed)
+    period = 1.0 / opts.rate
+    tl: dict[str, Any] = {}
+    try:
+        tl["connect_s"] = round(await fleet.start(log), 2)
+        log(f"{opts.devices} devices connected in {tl['connect_s']} s; steady telemetry for {opts.duration:g} s "
+            f"({opts.devices * opts.rate:g} msg/s offered)")
+        tl["begin"] = now_ms()
+        fleet.begin()
+        await _watch(opts.duration, fleet, roles)
+        if opts.backlog:
+            tl["outage"] = now_ms()
+            tl["made_before_outage"] = fleet.made
+            log(f"broker outage for {opts.backlog} intervals ({opts.backlog * period:g} s): the devices queue")
+            if broker.local is not None:
+                await asyncio.to_thread(broker.local.stop)
+            else:
+                fleet.down()
+            await _watch(opts.backlog * period, fleet, roles)
+            if broker.local is not None:
+                await asyncio.to_thread(broker.local.restart)
+            else:
+                fleet.up()
+            tl["back"] = now_ms()
+            made = tl["made_at_back"] = fleet.made
+            log(f"broker back: {fleet.pending} messages queued on the devices; draining while live telemetry goes on")
+            end = time.monotonic() + opts.drain_timeout
+            while time.monotonic() < end and least_received(roles) < made:
+                await _watch(0.5, fleet, roles, quiet=True)
+            log(f"drained (all {made} messages made before the return arrived) {(now_ms() - tl['back']) / 1000:.1f} s "
+                f"after the return")
+        await _watch(opts.tail, fleet, roles)
+        fleet.stop_clocks()
+        tl["clocks_stopped"] = now_ms()
+        made = tl["made"] = fleet.made
+        await fleet.drained(opts.drain_timeout)
+        end = time.monotonic() + opts.drain_timeout
+        while time.monotonic() < end and least_received(roles) < made:
+            await asyncio.sleep(0.2)
+        tl["end"] = now_ms()
+        tl["device_acked"] = fleet.acked
+        tl["device_pending"] = fleet.pending
+        tl["device_reconnects"] = fleet.reconnects
+        tl["expected"] = {d.name: d.seq for d in fleet.devices}
+    finally:
+        await fleet.close()
+    return tl
+
+
+def least_received(roles: list[Role]) -> int:
+    """The fewest messages any receiver has: the bare subscriber's, or all collectors' together (they split a
+    shared stream)."""
+    counts = [r.unique for r in roles if r.name == "bare"]
+    collectors = [r.unique for r in roles if r.name.startswith("collector")]
+    return min(counts + ([sum(collectors)] if collectors else []))
+
+
+async def _watch(seconds: float, fleet: SimFleet, roles: list[Role], quiet: bool = False) -> None:
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, 5.0))
+        if not quiet or left > 5.0:
+            got = ", ".join(f"{r.name} {r.unique}" for r in roles)
+            log(f"made {fleet.made}, acked {fleet.acked}, queued {fleet.pending}, connected {fleet.connected}; {got}")
+
+
+# -- analysis ------------------------------------------------------------------------------------
+
+
+def first_copies(rec: dict[str, Any]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(device, seq) -> (ts, t) of its first copy."""
+    firsts: dict[tuple[str, int], tuple[int, int]] = {}
+    for d, s, ts, t in zip(rec["device"], rec["seq"], rec["ts"], rec["t"]):
+        key = (d, s)
+        if key not in firsts or t < firsts[key][1]:
+            firsts[key] = (ts, t)
+    return firsts
+
+
+def measure(firsts: dict[tuple[str, int], tuple[int, int]], tl: dict[str, Any]) -> dict[str, Any]:
+    """Steady ingest and lag; the burst's drain time, rate and the live messages' lag during it."""
+    outage = tl.get("outage", tl["clocks_stopped"] + 1)
+    steady = [(ts, t) for ts, t in firsts.values() if ts < outage]
+    out: dict[str, Any] = {"messages": len(firsts)}
+    if steady:
+        span = (max(t for _, t in steady) - tl["begin"]) / 1000
+        lags = [t - ts for ts, t in steady]
+        out["steady"] = {"messages": len(steady), "msgs_per_s": round(len(steady) / span, 1) if span > 0 else None,
+                         "lag_ms": {"p50": percentile(lags, 50), "p95": percentile(lags, 95), "max": max(lags)}}
+    if "back" in tl:
+        back = tl["back"]
+        backlog = [(ts, t) for ts, t in firsts.values() if outage <= ts < back]
+        if backlog:
+            drained = max(t for _, t in backlog)
+            drain_s = (drained - back) / 1000
+            taken = sum(1 for _, t in firsts.values() if back <= t <= drained)
+            live = [t - ts for ts, t in firsts.values() if back <= ts <= drained]
+            after = [t - ts for ts, t in firsts.values() if ts > drained]
+            out["burst"] = {"backlog_messages": len(backlog), "drain_s": round(drain_s, 2),
+                            "msgs_per_s": round(taken / drain_s, 1) if drain_s > 0 else None,
+                            "live_lag_ms": {"p50": percentile(live, 50), "p95": percentile(live, 95)},
+                            "lag_after_ms": {"p50": percentile(after, 50), "p95": percentile(after, 95)}}
+    return out
+
+
+def check(expected: dict[str, int], got: dict[str, list[int]]) -> dict[str, int]:
+    """Every (device, seq) the devices made against what a receiver has: missing, duplicates, extra."""
+    missing = duplicates = extra = 0
+    for device, last in expected.items():
+        seqs = got.get(device, [])
+        unique = set(seqs)
+        duplicates += len(seqs) - len(unique)
+        missing += sum(1 for s in range(1, last + 1) if s not in unique)
+        extra += sum(1 for s in unique if not 1 <= s <= last)
+    extra += sum(len(v) for k, v in got.items() if k not in expected)
+    return {"missing": missing, "duplicates": duplicates, "unexpected": extra}
+
+
+def verify_store(db: str, fleet: str, expected: dict[str, int]) -> dict[str, Any]:
+    """Read every device's telemetry back from the store: each (device, seq) exactly once?"""
+    from edgeops.fleet.store import open_store
+
+    store = open_store(db)
+    try:
+        got: dict[str, list[int]] = {}
+        rows = 0
+        for device, last in expected.items():
+            stored = store.telemetry(fleet, device, 0, None, last * 2 + 10)
+            rows += len(stored)
+            got[device] = [int(r["seq"]) for r in stored]
+        devices = len(store.devices(fleet))
+    finally:
+        store.close()
+    return {"rows": rows, "devices": devices, **check(expected, got)}
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def analyse(opts: argparse.Namespace, tl: dict[str, Any], records: dict[str, dict[str, Any]],
+            db: str | None) -> dict[str, Any]:
+    expected = tl["expected"]
+    report: dict[str, Any] = {
+        "devices": opts.devices, "rate_hz": opts.rate, "duration_s": opts.duration, "backlog": opts.backlog,
+        "db": opts.db if db else None, "collectors": opts.collectors if db else 0, "broker": tl["broker"],
+        "local_broker": tl["local_broker"], "connect_s": tl["connect_s"],
+        "made": tl["made"], "device_reconnects": tl["device_reconnects"], "device_unacked": tl["device_pending"],
+        "offered_msgs_per_s": opts.devices * opts.rate,
+    }
+    subs: dict[str, Any] = {}
+    groups = {"bare": [records["bare"]]}
+    collectors = [r for name, r in records.items() if name.startswith("collector")]
+    if collectors:
+        groups["collector"] = collectors
+    for kind, recs in groups.items():
+        merged = {k: [x for r in recs for x in r[k]] for k in ("device", "seq", "ts", "t")}
+        got: dict[str, list[int]] = {}
+        for d, s in zip(merged["device"], merged["seq"]):
+            got.setdefault(d, []).append(s)
+        subs[kind] = {**measure(first_copies(merged), tl), "copies": len(merged["seq"]), **check(expected, got)}
+    if collectors:
+        subs["collector"]["per_collector"] = [{k: r.get(k) for k in ("stored", "duplicates", "batches", "stats")}
+                                              for r in collectors]
+        subs["collector"]["store"] = verify_store(db, opts.fleet, expected) if db else None
+    report.update(subs)
+    if collectors:
+        b, c = subs["bare"], subs["collector"]
+        report["ratio"] = {
+            "steady_msgs_per_s": ratio(c.get("steady", {}).get("msgs_per_s"), b.get("steady", {}).get("msgs_per_s")),
+            "burst_msgs_per_s": ratio(c.get("burst", {}).get("msgs_per_s"), b.get("burst", {}).get("msgs_per_s")),
+            "burst_drain_s": ratio(c.get("burst", {}).get("drain_s"), b.get("burst", {}).get("drain_s")),
+        }
+        store = c["store"]
+        report["ok"] = store["missing"] == 0 and store["duplicates"] == 0 and store["unexpected"] == 0
+    else:
+        report["ok"] = subs["bare"]["missing"] == 0
+    return report
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def show(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def g(d: dict[str, Any] | None, *path: str) -> Any:
+        for p in path:
+            d = (d or {}).get(p)
+        return d
+
+    kinds = [k for k in ("bare", "collector") if k in report]
+    title = (f"{report['devices']} devices x {report['rate_hz']:g} Hz ({report['offered_msgs_per_s']:g} msg/s offered), "
+             f"{report['duration_s']:g} s steady + {report['backlog']}x backlog burst; "
+             f"{report['collectors']} collector(s) on {report['db'] or '-'}")
+    t = Table(title=title)
+    t.add_column("")
+    for k in kinds:
+        t.add_column("bare subscriber" if k == "bare" else "collector(s)", justify="right")
+    if "collector" in report:
+        t.add_column("collector / bare", justify="right")
+    rows = [("steady msg/s", ("steady", "msgs_per_s"), "steady_msgs_per_s"),
+            ("steady lag p50 ms", ("steady", "lag_ms", "p50"), None),
+            ("steady lag p95 ms", ("steady", "lag_ms", "p95"), None),
+            ("backlog messages", ("burst", "backlog_messages"), None),
+            ("burst drain s", ("burst", "drain_s"), "burst_drain_s"),
+            ("burst msg/s", ("burst", "msgs_per_s"), "burst_msgs_per_s"),
+            ("live lag in burst p50 ms", ("burst", "live_lag_ms", "p50"), None),
+            ("live lag in burst p95 ms", ("burst", "live_lag_ms", "p95"), None),
+            ("copies received", ("copies",), None),
+            ("missing", ("missing",), None),
+            ("duplicates", ("duplicates",), None)]
+    for label, path, rkey in rows:
+        cells = [str(g(report.get(k), *path)) for k in kinds]
+        if "collector" in report:
+            cells.append(str(g(report.get("ratio"), rkey)) if rkey else "")
+        t.add_row(label, *cells)
+    console = Console()
+    console.print(t)
+    store = g(report, "collector", "store")
+    if store:
+        console.print(f"store: {store['rows']} telemetry rows for {store['devices']} devices; missing "
+                      f"{store['missing']}, duplicates {store['duplicates']}, unexpected {store['unexpected']}")
+    console.print("ok" if report["ok"] else "FAILED: messages missing or stored twice")
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devices", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=1.0, help="telemetry messages a second per device")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of steady telemetry")
+    ap.add_argument("--backlog", type=int, default=20, help="outage length in intervals (0: no outage)")
+    ap.add_argument("--db", default="sqlite", help="sqlite, postgresql (started for the run) or a postgresql:// URL")
+    ap.add_argument("--collectors", type=int, choices=[0, 1, 2], default=1, help="0: the bare subscriber only")
+    ap.add_argument("--broker", default=None, help="use this broker (the outage then takes the devices off)")
+    ap.add_argument("--fleet", default=f"sim{os.getpid()}")
+    ap.add_argument("--tail", type=float, default=5.0, help="seconds of live telemetry after the drain")
+    ap.add_argument("--drain-timeout", type=float, default=180.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", default=None, help="keep the broker, database and records here")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    opts = ap.parse_args(argv)
+    if opts.devices < 1 or opts.rate <= 0 or opts.duration <= 0 or opts.backlog < 0:
+        ap.error("--devices, --rate and --duration must be positive, --backlog not negative")
+    if opts.collectors == 2 and opts.db == "sqlite":
+        ap.error("two collectors share the stream through PostgreSQL: give --db postgresql")
+    return opts
+
+
+def _raise_fd_limit(devices: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 2 * devices + 256))  # mosquitto inherits it: one socket per device on each side
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def run(opts: argparse.Namespace) -> dict[str, Any]:
+    _raise_fd_limit(opts.devices)
+    workdir = opts.workdir or tempfile.mkdtemp(prefix="edgeops-fleet-sim-")
+    os.makedirs(workdir, exist_ok=True)
+    broker = Broker(opts.broker, workdir)
+    stop_db = None
+    roles: list[Role] = []
+    try:
+        db = None
+        if opts.collectors:
+            db, stop_db = open_database(opts.db, workdir)
+            from edgeops.fleet.store import open_store
+
+            open_store(db).close()  # the schema, before two collectors race to create it
+        base = ["--broker", broker.url, "--fleet", opts.fleet]
+        roles.append(Role("bare", ["bare", *base, "--client-id", f"{opts.fleet}-bare"], workdir))
+        for i in range(opts.collectors):
+            group = ["--group", f"{opts.fleet}-collectors"] if opts.collectors > 1 else []
+            roles.append(Role(f"collector{i + 1}", ["collector", *base, "--db", db, *group,
+                                                    "--client-id", f"{opts.fleet}-collector{i + 1}"], workdir))
+        for r in roles:
+            r.wait_ready(60)
+        log(f"broker {broker.url}{' (local mosquitto)' if broker.local else ''}; subscribers ready: "
+            f"{', '.join(r.name for r in roles)}{f'; store {db}' if db else ''}")
+        tl = asyncio.run(simulate(opts, broker, roles))
+        tl["broker"], tl["local_broker"] = broker.url, broker.local is not None
+        records = {r.name: r.finish() for r in roles}
+        return analyse(opts, tl, records, db)
+    finally:
+        for r in roles:
+            r.kill()
+        broker.close()
+        if stop_db is not None:
+            stop_db()
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse(argv)
+    report = run(opts)
+    if opts.json:
+        print(json.dumps(report, indent=2))
+    else:
+        show(report)
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
