@@ -171,10 +171,14 @@ def open_database(db: str, workdir: str) -> tuple[str, Any]:
     if db.startswith(("postgresql://", "postgres://")) or db.endswith(".db"):
         return db, None
     if db == "postgresql":
-        from edgeops.fleet.pgtest import LocalPostgres
+        from edgeops.fleet.localpg import LocalPostgres
 
-        pg = LocalPostgres(os.path.join(workdir, "pg")).start()
-        return pg.url, pg.stop
+        pg = LocalPostgres().start()  # its own folder under /tmp, which postgres can reach
+        try:
+            return pg.create_database("fleet_sim"), pg.stop
+        except BaseException:
+            pg.stop()
+            raise
     raise SystemExit(f"--db takes sqlite, postgresql or a postgresql:// URL, not {db!r}")
 
 
