@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import uuid
@@ -24,6 +25,10 @@ import aiomqtt
 from aiomqtt import ProtocolVersion, Will
 
 EDGES = 10  # drift histogram bins per input, like a reference profile's
+# paho logs every dropped socket at error level through aiomqtt; an outage drops a thousand of them at once,
+# and the device counters already say what happened
+_QUIET = logging.getLogger("fleet_sim.devices")
+_QUIET.setLevel(logging.CRITICAL)
 
 
 def _now_ms() -> int:
@@ -216,7 +221,7 @@ class SimFleet:
         will = Will(d.status_topic, d.status("offline"), qos=1, retain=True)
         async with self._connect_gate:
             client = aiomqtt.Client(self.host, self.port, identifier=d.name, protocol=ProtocolVersion.V5, will=will,
-                                    keepalive=60, timeout=30)
+                                    keepalive=60, timeout=30, logger=_QUIET)
             await client.__aenter__()
         gone = client._disconnected  # noqa: SLF001 - a publish awaiting its PUBACK must end when the link drops
         try:
