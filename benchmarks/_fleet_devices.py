@@ -60,6 +60,7 @@ class Device:
         self.base_ms = self.rng.uniform(0.4, 3.0)
         self.temp = self.rng.uniform(40.0, 60.0)
         self.total = 0
+        self.bytes = 0  # telemetry bytes made
 
     def status(self, state: str) -> bytes:
         return _dumps({"state": state, "ts": _now_ms(), "device": self.name, "fleet": self.fleet,
@@ -93,7 +94,9 @@ class Device:
             "runtime": {"backend": "onnxruntime", "providers": ["CPUExecutionProvider"]},
             "outbox": {"pending": len(self.outbox), "dropped": 0}, "interval_s": self.period_s,
         }
-        self.outbox.append(_dumps(body))
+        payload = _dumps(body)
+        self.bytes += len(payload)
+        self.outbox.append(payload)
         self.wake.set()
 
 
@@ -122,6 +125,10 @@ class SimFleet:
     @property
     def made(self) -> int:
         return sum(d.seq for d in self.devices)
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(d.bytes for d in self.devices)
 
     @property
     def acked(self) -> int:

@@ -78,7 +78,7 @@ def bare(args: argparse.Namespace, seen: Seen, ready: threading.Event) -> tuple[
     topic = f"edgeops/{args.fleet}/+/telemetry"
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.client_id or f"fleet-sim-bare-{args.fleet}",
                          protocol=mqtt.MQTTv5)
-    client.reconnect_delay_set(1, 2)
+    client.reconnect_delay_set(min_delay=0.1, max_delay=5)  # type: ignore[arg-type]  # as the collector does
     info = {"connects": 0}
 
     def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:

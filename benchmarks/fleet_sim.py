@@ -227,6 +227,7 @@ async def simulate(opts: argparse.Namespace, broker: Broker, roles: list[Role]) 
         tl["device_acked"] = fleet.acked
         tl["device_pending"] = fleet.pending
         tl["device_reconnects"] = fleet.reconnects
+        tl["payload_bytes_mean"] = round(fleet.payload_bytes / made) if made else None
         tl["expected"] = {d.name: d.seq for d in fleet.devices}
     finally:
         await fleet.close()
@@ -334,7 +335,8 @@ def analyse(opts: argparse.Namespace, tl: dict[str, Any], records: dict[str, dic
         "devices": opts.devices, "rate_hz": opts.rate, "duration_s": opts.duration, "backlog": opts.backlog,
         "db": opts.db if db else None, "collectors": opts.collectors if db else 0, "broker": tl["broker"],
         "local_broker": tl["local_broker"], "connect_s": tl["connect_s"],
-        "made": tl["made"], "device_reconnects": tl["device_reconnects"], "device_unacked": tl["device_pending"],
+        "made": tl["made"], "payload_bytes_mean": tl["payload_bytes_mean"],
+        "device_reconnects": tl["device_reconnects"], "device_unacked": tl["device_pending"],
         "offered_msgs_per_s": opts.devices * opts.rate,
     }
     subs: dict[str, Any] = {}

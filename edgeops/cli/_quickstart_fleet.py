@@ -54,9 +54,10 @@ def fleet_tour(ex: Path, err: Any, broker_url: str | None, seconds: float = 4.0)
                 err.print(f"[bold]3. agents[/bold] {' and '.join(DEVICES)} with digits_mlp.onnx for {seconds:g} s, "
                           "telemetry every 1 s, the held-out digits replayed at 50 Hz")
                 sent = _run_agents(Agent, ex, url, stores, seconds)
-            err.print("[bold]4. store[/bold] what the collector stored, read back from it")
-            return {"broker": url, "local_broker": local is not None, "db": db, "url": server.url,
-                    **_read_back(db, sent)}
+            err.print("[bold]4. store[/bold] what the collector stored, read back from it and from the page's API")
+            stored = _read_back(db, sent)
+            return {"broker": url, "local_broker": local is not None, "db": db, "url": server.url, **stored,
+                    "api_devices": _api_devices(server.url)}
         finally:
             server.stop()
     finally:
@@ -123,6 +124,18 @@ def _read_back(db: str, sent: dict[str, int], timeout: float = 5.0) -> dict[str,
     return {"sent": sent, "stored": stored, "devices": devices, "first_rows": first}
 
 
+def _api_devices(base: str) -> list[str] | str:
+    """The device ids ``GET /api/devices`` answers with, or why it did not."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base.rstrip('/')}/api/devices", timeout=5) as resp:
+            return sorted(d["id"] for d in json.loads(resp.read()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"the page's API did not answer: {exc}"
+
+
 def _row(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r.get(k) for k in ("device", "seq", "ts", "received", "model_version", "count", "rate_per_s", "p95_ms",
                                   "max_psi", "temperature_c")}
@@ -130,6 +143,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 
 def show(out: Any, r: dict[str, Any]) -> None:
     """The tour's result: the page's URL, the devices and the first telemetry rows."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
@@ -139,13 +153,13 @@ def show(out: Any, r: dict[str, Any]) -> None:
     total = sum(r["stored"].values())
     out.print(f"fleet: {total} telemetry messages from {len(r['stored'])} agents stored in {r['db']} "
               f"(sent: {', '.join(f'{d} {n}' for d, n in r['sent'].items())}); the page was at {r['url']}", markup=False)
-    devices = Table(title="devices", title_justify="left")
+    devices = Table(title="devices", title_justify="left", box=box.SIMPLE)
     for col in ("device", "state", "model", "version", "last seq"):
         devices.add_column(col)
     for d in r["devices"]:
         devices.add_row(str(d["id"]), str(d["state"]), str(d["model_name"]), str(d["model_version"]), str(d["last_seq"]))
     out.print(devices)
-    rows = Table(title="first telemetry rows", title_justify="left")
+    rows = Table(title="first telemetry rows", title_justify="left", box=box.SIMPLE)
     for col in ("device", "seq", "count", "rate/s", "p95 ms", "max PSI", "lag ms"):
         rows.add_column(col, justify="left" if col == "device" else "right")
     for x in r["first_rows"]:
