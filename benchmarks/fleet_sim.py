@@ -401,7 +401,7 @@ def show(report: dict[str, Any]) -> None:
             ("live lag in burst p95 ms", ("burst", "live_lag_ms", "p95"), None),
             ("copies received", ("copies",), None),
             ("missing", ("missing",), None),
-            ("duplicates", ("duplicates",), None)]
+            ("copies received twice", ("duplicates",), None)]
     for label, path, rkey in rows:
         cells = [str(g(report.get(k), *path)) for k in kinds]
         if "collector" in report:

@@ -49,6 +49,8 @@ def fleet_tour(ex: Path, err: Any, broker_url: str | None, seconds: float = 4.0)
         server = _server(FleetServer, url, db)
         server.start()
         try:
+            if not server.wait_ready(10):  # subscribed: from now on the broker keeps the fleet's messages for it
+                return {"skipped": f"the collector could not subscribe at {url} ({server.collector.last_error})"}
             err.print(f"[bold]2. fleet server[/bold] the collector on {db}, the page at {server.url}")
             with tempfile.TemporaryDirectory(prefix="edgeops-quickstart-fleet-") as stores:
                 err.print(f"[bold]3. agents[/bold] {' and '.join(DEVICES)} with digits_mlp.onnx for {seconds:g} s, "
@@ -104,19 +106,21 @@ def _run_agents(agent_cls: Any, ex: Path, url: str, stores: str, seconds: float)
 
 
 def _read_back(db: str, sent: dict[str, int], timeout: float = 5.0) -> dict[str, Any]:
-    """The devices and each one's first telemetry rows from the store, once it holds every message sent."""
+    """The devices and each one's first telemetry rows from the store, once it holds every message sent and
+    the agents' goodbye."""
     from ..fleet.store import open_store
 
     store = open_store(db)
     try:
         end = time.monotonic() + timeout
-        while True:
+        while True:  # the last messages and the agents' retained "offline" are on their way
             rows = {d: store.telemetry(FLEET, d) for d in sent}
-            if all(len(rows[d]) >= n for d, n in sent.items()) or time.monotonic() > end:
+            devices = [{k: dev.get(k) for k in ("id", "state", "model_name", "model_version", "last_seen", "last_seq")}
+                       for dev in store.devices(FLEET)]
+            offline = len(devices) == len(sent) and all(d["state"] == "offline" for d in devices)
+            if (all(len(rows[d]) >= n for d, n in sent.items()) and offline) or time.monotonic() > end:
                 break
             time.sleep(0.1)
-        devices = [{k: dev.get(k) for k in ("id", "state", "model_name", "model_version", "last_seen", "last_seq")}
-                   for dev in store.devices(FLEET)]
         first = [_row(r) for d in sorted(rows) for r in rows[d][:3]]
         stored = {d: len(rows[d]) for d in rows}
     finally:
@@ -167,8 +171,10 @@ def show(out: Any, r: dict[str, Any]) -> None:
         rows.add_row(str(x["device"]), str(x["seq"]), str(x["count"]), _num(x["rate_per_s"]), _num(x["p95_ms"]),
                      _num(x["max_psi"]), str(lag))
     out.print(rows)
-    out.print(f"run it yourself: edgeops fleet serve --broker {r['broker']} --fleet {FLEET} --db fleet.db "
-              f"--http 127.0.0.1:8080, then open http://127.0.0.1:8080/", markup=False)
+    broker = "mqtt://localhost:1883" if r["local_broker"] else r["broker"]
+    out.print(f"your own: edgeops fleet serve --broker {broker} --fleet {FLEET} --db fleet.db --http 127.0.0.1:8080 "
+              "(agents with --fleet quickstart), then open http://127.0.0.1:8080/; docs/fleet.md scales it out",
+              markup=False)
 
 
 def _num(v: Any) -> str:
