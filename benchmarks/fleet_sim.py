@@ -11,9 +11,11 @@ own processes (``_fleet_roles.py``), listen:
   sqlite file; ``--db postgresql``: a PostgreSQL started for the run, or a ``postgresql://`` URL),
   ``--collectors 2`` sharing the stream through ``$share/<group>/...``.
 
-The run: connect the devices; ``--duration`` seconds of steady telemetry; then an outage of
-``--backlog`` intervals during which every device keeps queueing, so each comes back with
-``--backlog`` messages (the 20x burst); the backlog drains while live telemetry goes on; then the
+The run: connect the devices; ``--duration`` seconds of steady telemetry; then the subscribers'
+outage: every subscriber process is paused (SIGSTOP) for ``--pause`` seconds while the devices go
+on, so the broker queues for their persistent sessions, and resumed at once; then the devices'
+outage of ``--backlog`` intervals, during which every device keeps queueing, so each comes back
+with ``--backlog`` messages (the 20x burst) that drain while live telemetry goes on; then the
 clocks stop and everything is checked: every (device, seq) the devices made must be in the store
 exactly once. ``--outage broker`` stops and restarts the local mosquitto (its persistence keeps the
 subscribers' sessions); ``--outage network`` takes the devices off a broker that stays up. The
@@ -25,11 +27,14 @@ shows it).
 Reported, for the bare subscriber and the collector(s), each as a ratio collector / bare:
 
 * steady ingest (msg/s) and lag p50/p95: device ``ts`` to arrival (bare) or to commit (collector);
-* burst: seconds from the broker's return until the last backlog message arrived / was committed,
-  the rate over that drain, and the lag of the live messages made during it.
+* catch-up after the pause: how long until the queued messages were in, and the rate of that
+  drain: the ingest capacity, since the broker already holds the messages;
+* burst after the devices' outage: seconds from the return until the last backlog message
+  arrived / was committed, the rate over that drain (bounded by how fast the devices, all in this
+  one process, send their backlogs) and the lag of the live messages made during it.
 
     python benchmarks/fleet_sim.py --devices 1000 --rate 1 [--duration 30] [--backlog 20]
-                                   [--db sqlite|postgresql|postgresql://...] [--collectors 1|2]
+                                   [--pause 20] [--db sqlite|postgresql|postgresql://...] [--collectors 1|2]
                                    [--outage auto|broker|network] [--broker mqtt://host:port] [--json]
 
 Progress goes to stderr, a table (or ``--json``) to stdout. Exit 1 when a message is missing or
@@ -44,6 +49,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -199,9 +205,10 @@ async def simulate(opts: argparse.Namespace, broker: Broker, roles: list[Role]) 
         tl["begin"] = now_ms()
         fleet.begin()
         await _watch(opts.duration, fleet, roles)
+        if opts.pause:
+            await _pause_subscribers(opts.pause, fleet, roles, tl, opts.drain_timeout)
         if opts.backlog:
             tl["outage"] = now_ms()
-            tl["made_before_outage"] = fleet.made
             restart = opts.outage == "broker"
             log(f"{'broker outage' if restart else 'network outage (the devices lose the broker)'} for "
                 f"{opts.backlog} intervals ({opts.backlog * period:g} s): the devices queue")
@@ -215,13 +222,8 @@ async def simulate(opts: argparse.Namespace, broker: Broker, roles: list[Role]) 
             else:
                 fleet.up()
             tl["back"] = now_ms()
-            made = tl["made_at_back"] = fleet.made
             log(f"broker back: {fleet.pending} messages queued on the devices; draining while live telemetry goes on")
-            end = time.monotonic() + opts.drain_timeout
-            while time.monotonic() < end and least_received(roles) < made:
-                await _watch(0.5, fleet, roles, quiet=True)
-            log(f"drained (all {made} messages made before the return arrived) {(now_ms() - tl['back']) / 1000:.1f} s "
-                f"after the return")
+            await _until_received(fleet.made, fleet, roles, opts.drain_timeout, tl["back"])
         await _watch(opts.tail, fleet, roles)
         fleet.stop_clocks()
         tl["clocks_stopped"] = now_ms()
@@ -239,6 +241,32 @@ async def simulate(opts: argparse.Namespace, broker: Broker, roles: list[Role]) 
     finally:
         await fleet.close()
     return tl
+
+
+async def _pause_subscribers(seconds: float, fleet: SimFleet, roles: list[Role], tl: dict[str, Any],
+                             timeout: float) -> None:
+    """The subscribers' outage: every subscriber process stopped (SIGSTOP) while the devices go on, so the broker
+    queues for their sessions; then all resumed at once. How fast each drains that queue is its ingest capacity,
+    not bounded by the devices."""
+    tl["pause"] = now_ms()
+    log(f"subscriber outage: the bare subscriber and the collector(s) paused (SIGSTOP) for {seconds:g} s; the broker "
+        "queues for their sessions")
+    for r in roles:
+        os.kill(r.proc.pid, signal.SIGSTOP)
+    try:
+        await _watch(seconds, fleet, roles)
+    finally:
+        for r in roles:
+            os.kill(r.proc.pid, signal.SIGCONT)
+    tl["resume"] = now_ms()
+    await _until_received(fleet.made, fleet, roles, timeout, tl["resume"])
+
+
+async def _until_received(made: int, fleet: SimFleet, roles: list[Role], timeout: float, since: int) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and least_received(roles) < made:
+        await _watch(0.5, fleet, roles, quiet=True)
+    log(f"caught up: all {made} messages made so far arrived, {(now_ms() - since) / 1000:.1f} s after the return")
 
 
 def least_received(roles: list[Role]) -> int:
@@ -275,29 +303,35 @@ def first_copies(rec: dict[str, Any]) -> dict[tuple[str, int], tuple[int, int]]:
 
 
 def measure(firsts: dict[tuple[str, int], tuple[int, int]], tl: dict[str, Any]) -> dict[str, Any]:
-    """Steady ingest and lag; the burst's drain time, rate and the live messages' lag during it."""
-    outage = tl.get("outage", tl["clocks_stopped"] + 1)
-    steady = [(ts, t) for ts, t in firsts.values() if ts < outage]
+    """Steady ingest and lag; for each outage, the drain of what queued meanwhile (time, rate, lag)."""
+    first_break = min(tl.get("pause", tl["end"]), tl.get("outage", tl["end"]))
+    steady = [(ts, t) for ts, t in firsts.values() if ts < first_break]
     out: dict[str, Any] = {"messages": len(firsts)}
     if steady:
         span = (max(t for _, t in steady) - tl["begin"]) / 1000
         lags = [t - ts for ts, t in steady]
         out["steady"] = {"messages": len(steady), "msgs_per_s": round(len(steady) / span, 1) if span > 0 else None,
                          "lag_ms": {"p50": percentile(lags, 50), "p95": percentile(lags, 95), "max": max(lags)}}
-    if "back" in tl:
-        back = tl["back"]
-        backlog = [(ts, t) for ts, t in firsts.values() if outage <= ts < back]
-        if backlog:
-            drained = max(t for _, t in backlog)
-            drain_s = (drained - back) / 1000
-            taken = sum(1 for _, t in firsts.values() if back <= t <= drained)
-            live = [t - ts for ts, t in firsts.values() if back <= ts <= drained]
-            after = [t - ts for ts, t in firsts.values() if ts > drained]
-            out["burst"] = {"backlog_messages": len(backlog), "drain_s": round(drain_s, 2),
-                            "msgs_per_s": round(taken / drain_s, 1) if drain_s > 0 else None,
-                            "live_lag_ms": {"p50": percentile(live, 50), "p95": percentile(live, 95)},
-                            "lag_after_ms": {"p50": percentile(after, 50), "p95": percentile(after, 95)}}
+    if "resume" in tl:  # queued at the broker while the subscribers were paused
+        out["catch_up"] = drain(firsts, tl["pause"], tl["resume"])
+    if "back" in tl:  # queued on the devices while they were cut off
+        out["burst"] = drain(firsts, tl["outage"], tl["back"])
     return out
+
+
+def drain(firsts: dict[tuple[str, int], tuple[int, int]], since: int, back: int) -> dict[str, Any] | None:
+    """Messages made in [since, back) arrived late: how long after ``back`` the last one arrived, the rate
+    over that drain (everything that arrived in it, live messages too), and the lag of the live ones."""
+    backlog = [t for ts, t in firsts.values() if since <= ts < back]
+    if not backlog:
+        return None
+    drained = max(backlog)
+    drain_s = (drained - back) / 1000
+    taken = sum(1 for _, t in firsts.values() if back <= t <= drained)
+    live = [t - ts for ts, t in firsts.values() if back <= ts <= drained]
+    return {"backlog_messages": len(backlog), "drain_s": round(drain_s, 2),
+            "msgs_per_s": round(taken / drain_s, 1) if drain_s > 0 else None,
+            "live_lag_ms": {"p50": percentile(live, 50), "p95": percentile(live, 95)}}
 
 
 def check(expected: dict[str, int], got: dict[str, list[int]]) -> dict[str, int]:
@@ -331,6 +365,12 @@ def verify_store(db: str, fleet: str, expected: dict[str, int]) -> dict[str, Any
     return {"rows": rows, "devices": devices, **check(expected, got)}
 
 
+def g(d: dict[str, Any] | None, *path: str) -> Any:
+    for p in path:
+        d = (d or {}).get(p)
+    return d
+
+
 def ratio(a: Any, b: Any) -> float | None:
     return round(a / b, 3) if a and b else None
 
@@ -339,7 +379,8 @@ def analyse(opts: argparse.Namespace, tl: dict[str, Any], records: dict[str, dic
             db: str | None) -> dict[str, Any]:
     expected = tl["expected"]
     report: dict[str, Any] = {
-        "devices": opts.devices, "rate_hz": opts.rate, "duration_s": opts.duration, "backlog": opts.backlog,
+        "devices": opts.devices, "rate_hz": opts.rate, "duration_s": opts.duration, "pause_s": opts.pause,
+        "backlog": opts.backlog,
         "db": opts.db if db else None, "collectors": opts.collectors if db else 0, "broker": tl["broker"],
         "local_broker": tl["local_broker"], "outage": opts.outage if opts.backlog else None,
         "connect_s": tl["connect_s"],
@@ -366,9 +407,11 @@ def analyse(opts: argparse.Namespace, tl: dict[str, Any], records: dict[str, dic
     if collectors:
         b, c = subs["bare"], subs["collector"]
         report["ratio"] = {
-            "steady_msgs_per_s": ratio(c.get("steady", {}).get("msgs_per_s"), b.get("steady", {}).get("msgs_per_s")),
-            "burst_msgs_per_s": ratio(c.get("burst", {}).get("msgs_per_s"), b.get("burst", {}).get("msgs_per_s")),
-            "burst_drain_s": ratio(c.get("burst", {}).get("drain_s"), b.get("burst", {}).get("drain_s")),
+            "steady_msgs_per_s": ratio(g(c, "steady", "msgs_per_s"), g(b, "steady", "msgs_per_s")),
+            "catch_up_msgs_per_s": ratio(g(c, "catch_up", "msgs_per_s"), g(b, "catch_up", "msgs_per_s")),
+            "catch_up_drain_s": ratio(g(c, "catch_up", "drain_s"), g(b, "catch_up", "drain_s")),
+            "burst_msgs_per_s": ratio(g(c, "burst", "msgs_per_s"), g(b, "burst", "msgs_per_s")),
+            "burst_drain_s": ratio(g(c, "burst", "drain_s"), g(b, "burst", "drain_s")),
         }
         store = c["store"]
         report["ok"] = store["missing"] == 0 and store["duplicates"] == 0 and store["unexpected"] == 0
@@ -384,14 +427,10 @@ def show(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    def g(d: dict[str, Any] | None, *path: str) -> Any:
-        for p in path:
-            d = (d or {}).get(p)
-        return d
-
     kinds = [k for k in ("bare", "collector") if k in report]
     title = (f"{report['devices']} devices x {report['rate_hz']:g} Hz ({report['offered_msgs_per_s']:g} msg/s offered), "
-             f"{report['duration_s']:g} s steady + {report['backlog']}x backlog burst ({report['outage']} outage); "
+             f"{report['duration_s']:g} s steady, subscribers paused {report['pause_s']:g} s, "
+             f"{report['backlog']}x backlog burst ({report['outage']} outage); "
              f"{report['collectors']} collector(s) on {report['db'] or '-'}")
     t = Table(title=title)
     t.add_column("")
@@ -402,11 +441,15 @@ def show(report: dict[str, Any]) -> None:
     rows = [("steady msg/s", ("steady", "msgs_per_s"), "steady_msgs_per_s"),
             ("steady lag p50 ms", ("steady", "lag_ms", "p50"), None),
             ("steady lag p95 ms", ("steady", "lag_ms", "p95"), None),
+            ("queued while paused", ("catch_up", "backlog_messages"), None),
+            ("catch-up drain s", ("catch_up", "drain_s"), "catch_up_drain_s"),
+            ("catch-up msg/s", ("catch_up", "msgs_per_s"), "catch_up_msgs_per_s"),
+            ("catch-up live lag p95 ms", ("catch_up", "live_lag_ms", "p95"), None),
             ("backlog messages", ("burst", "backlog_messages"), None),
             ("burst drain s", ("burst", "drain_s"), "burst_drain_s"),
             ("burst msg/s", ("burst", "msgs_per_s"), "burst_msgs_per_s"),
-            ("live lag in burst p50 ms", ("burst", "live_lag_ms", "p50"), None),
-            ("live lag in burst p95 ms", ("burst", "live_lag_ms", "p95"), None),
+            ("burst live lag p50 ms", ("burst", "live_lag_ms", "p50"), None),
+            ("burst live lag p95 ms", ("burst", "live_lag_ms", "p95"), None),
             ("copies received", ("copies",), None),
             ("missing", ("missing",), None),
             ("copies received twice", ("duplicates",), None)]
@@ -433,7 +476,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--rate", type=float, default=1.0, help="telemetry messages a second per device")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of steady telemetry")
-    ap.add_argument("--backlog", type=int, default=20, help="outage length in intervals (0: no outage)")
+    ap.add_argument("--pause", type=float, default=None,
+                    help="seconds the subscribers are paused (SIGSTOP) after the steady phase, so the broker queues "
+                         "for them: their catch-up rate is their ingest capacity (default: the outage's length, at "
+                         "most 20 s, under the collector's keepalive; 0: no pause)")
+    ap.add_argument("--backlog", type=int, default=20, help="device outage length in intervals (0: no outage)")
     ap.add_argument("--db", default="sqlite", help="sqlite, postgresql (started for the run) or a postgresql:// URL")
     ap.add_argument("--collectors", type=int, choices=[0, 1, 2], default=1, help="0: the bare subscriber only")
     ap.add_argument("--broker", default=None, help="use this broker (the outage then takes the devices off)")
@@ -447,6 +494,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="keep the broker, database and records here")
     ap.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    ap.add_argument("--save", default=None, help="also write the JSON report to this file")
     opts = ap.parse_args(argv)
     if opts.devices < 1 or opts.rate <= 0 or opts.duration <= 0 or opts.backlog < 0:
         ap.error("--devices, --rate and --duration must be positive, --backlog not negative")
@@ -454,6 +502,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("two collectors share the stream through PostgreSQL: give --db postgresql")
     if opts.outage == "broker" and opts.broker:
         ap.error("--outage broker stops the simulator's own mosquitto; with --broker the outage is the network's")
+    if opts.pause is None:
+        opts.pause = min(20.0, opts.backlog / opts.rate)
+    if not 0 <= opts.pause <= 25:
+        ap.error("--pause takes 0 to 25 s (a paused subscriber misses its keepalive after that)")
     if opts.outage == "auto":
         opts.outage = "network" if opts.broker or opts.collectors > 1 else "broker"
     return opts
@@ -505,6 +557,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
     report = run(opts)
+    if opts.save:
+        with open(opts.save, "w") as f:
+            json.dump(report, f, indent=2)
     if opts.json:
         print(json.dumps(report, indent=2))
     else:
