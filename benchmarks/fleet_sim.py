@@ -49,6 +49,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -305,10 +306,11 @@ def first_copies(rec: dict[str, Any]) -> dict[tuple[str, int], tuple[int, int]]:
 def measure(firsts: dict[tuple[str, int], tuple[int, int]], tl: dict[str, Any]) -> dict[str, Any]:
     """Steady ingest and lag; for each outage, the drain of what queued meanwhile (time, rate, lag)."""
     first_break = min(tl.get("pause", tl["end"]), tl.get("outage", tl["end"]))
-    steady = [(ts, t) for ts, t in firsts.values() if ts < first_break]
+    # what arrived before the first outage (the few still on their way then would carry the outage in their lag)
+    steady = [(ts, t) for ts, t in firsts.values() if ts < first_break and t <= first_break]
     out: dict[str, Any] = {"messages": len(firsts)}
     if steady:
-        span = (max(t for _, t in steady) - tl["begin"]) / 1000
+        span = (first_break - tl["begin"]) / 1000
         lags = [t - ts for ts, t in steady]
         out["steady"] = {"messages": len(steady), "msgs_per_s": round(len(steady) / span, 1) if span > 0 else None,
                          "lag_ms": {"p50": percentile(lags, 50), "p95": percentile(lags, 95), "max": max(lags)}}
@@ -525,6 +527,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     broker = Broker(opts.broker, workdir)
     stop_db = None
     roles: list[Role] = []
+    cleanup: list[str] = []
     try:
         db = None
         if opts.collectors:
@@ -545,13 +548,20 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         tl = asyncio.run(simulate(opts, broker, roles))
         tl["broker"], tl["local_broker"] = broker.url, broker.local is not None
         records = {r.name: r.finish() for r in roles}
-        return analyse(opts, tl, records, db)
+        report = analyse(opts, tl, records, db)
+        if report["ok"] and not opts.workdir:
+            cleanup.append(workdir)  # kept when something is missing: the subscribers' logs are there
+        else:
+            log(f"the broker's, database's and subscribers' files are in {workdir}")
+        return report
     finally:
         for r in roles:
             r.kill()
         broker.close()
         if stop_db is not None:
             stop_db()
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
