@@ -515,7 +515,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _raise_fd_limit(devices: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, max(soft, 2 * devices + 256))  # mosquitto inherits it: one socket per device on each side
+    want = min(hard, max(soft, devices + 1024))  # one socket per device here, and in mosquitto, which inherits it
     if want > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
