@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import resource
@@ -198,7 +199,18 @@ async def simulate(opts: argparse.Namespace, broker: Broker, roles: list[Role]) 
     """Connect the devices, run steady, outage, drain and tail; the timeline and the devices' counters."""
     fleet = SimFleet(opts.devices, opts.rate, opts.fleet, broker.host, broker.port, seed=opts.seed)
     period = 1.0 / opts.rate
-    tl: dict[str, Any] = {}
+    tl: dict[str, Any] = {"closed_socket_callbacks": 0}
+    loop = asyncio.get_running_loop()
+
+    def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # aiomqtt asks the loop to watch a socket paho has just closed (a reconnect storm): EBADF, harmless
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno == errno.EBADF:
+            tl["closed_socket_callbacks"] += 1
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet)
     try:
         tl["connect_s"] = round(await fleet.start(log), 2)
         log(f"{opts.devices} devices connected in {tl['connect_s']} s; steady telemetry for {opts.duration:g} s "
