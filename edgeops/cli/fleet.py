@@ -155,6 +155,11 @@ def serve(broker: str, fleet: str, db: str, http: str, rules: str | None, webhoo
     finally:
         err.print("edgeops fleet serve: stopping (writing what is queued)")
         server.stop()
+        if server.collector is not None:
+            st = server.collector.stats()
+            err.print("edgeops fleet serve: " + ", ".join(f"{k} {st[k]}" for k in (
+                "received", "redelivered", "stored", "duplicates", "malformed", "rejected", "batches")) +
+                f", lag p50/p95 {st['lag_ms']['p50']}/{st['lag_ms']['p95']} ms")
 
 
 def _safe_db(db: str) -> str:
