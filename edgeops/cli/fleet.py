@@ -66,6 +66,7 @@ def status(broker: str | None, db: str | None, fleet: str, wait_s: float, as_jso
     else:
         from ..fleet.status import collect
 
+        assert broker is not None
         rows = collect(broker, fleet, wait_s=wait_s, **_connection(tls)).snapshot()
     if as_json:
         emit_json({"fleet": fleet, "devices": rows})

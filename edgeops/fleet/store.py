@@ -149,6 +149,10 @@ def _str(v: Any, limit: int = 1000) -> str | None:
     return v[:limit] if isinstance(v, str) else None
 
 
+def _obj(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
 def _dig(d: Any, *keys: str) -> Any:
     for k in keys:
         if not isinstance(d, dict):
@@ -209,7 +213,7 @@ def _parse(msgs: list[Incoming]) -> _Parsed:
             if state not in ("online", "offline"):
                 out.malformed += 1
                 continue
-            model = message.get("model") if isinstance(message.get("model"), dict) else {}
+            model = _obj(message.get("model"))
             out.status.append((fleet, device, m.received_ms, state, _int(message.get("ts")), m.received_ms,
                                _str(model.get("name")), _str(model.get("version")), _str(model.get("sha256")),
                                _labels(message)))
@@ -235,7 +239,7 @@ def _parse(msgs: list[Incoming]) -> _Parsed:
             out.events.append((mid, fleet, device, seq, ts, m.received_ms, _str(message.get("kind"), 200),
                                _str(message.get("level"), 50), text))
             continue
-        model = message.get("model") if isinstance(message.get("model"), dict) else {}
+        model = _obj(message.get("model"))
         lat = _dig(message, "inference", "latency_ms")
         out.telemetry.append((
             mid, fleet, device, seq, ts, m.received_ms, _str(model.get("name")), _str(model.get("version")),
