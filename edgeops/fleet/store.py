@@ -288,8 +288,10 @@ class _Pool:
                     self._all.append(conn)
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 self._discard(conn)
+                if getattr(exc, "transient", False):  # the server went away: its other connections are gone too
+                    self._drain_idle()
                 raise
             if self.closed:
                 self._discard(conn)
@@ -297,6 +299,13 @@ class _Pool:
                 self._idle.put(conn)
         finally:
             self._slots.release()
+
+    def _drain_idle(self) -> None:
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return
 
     def _discard(self, conn: Any) -> None:
         with self._lock:
@@ -490,10 +499,16 @@ class Store:
     # -- reads
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        with self._read() as cur:
-            cur.execute(self._sql(sql), params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
+        for attempt in (1, 2):  # a pooled connection the server closed meanwhile fails once: read again
+            try:
+                with self._read() as cur:
+                    cur.execute(self._sql(sql), params)
+                    names = [d[0] for d in cur.description]
+                    return [dict(zip(names, r)) for r in cur.fetchall()]
+            except StoreError as exc:
+                if attempt == 2 or not exc.transient:
+                    raise
+        raise AssertionError("unreachable")
 
     def _device_row(self, row: dict[str, Any]) -> dict[str, Any]:
         row["labels"] = json.loads(row["labels"]) if row.get("labels") else {}

@@ -172,3 +172,62 @@ def test_committed_but_not_acknowledged_comes_again_and_is_stored_once(broker, s
     finally:
         c.stop()
     assert [r["seq"] for r in store.telemetry("demo", "pi-01")] == list(range(1, 11))
+
+
+def test_the_collector_comes_back_after_a_broker_restart(broker, store):
+    c = Collector(store, broker.url, "demo", client_id="c-restart").start(wait_s=10)
+    try:
+        pub = Publisher(broker.url)
+        for seq in range(1, 11):
+            pub.send("edgeops/demo/pi-01/telemetry", message("pi-01", seq))
+        pub.close()
+        assert wait_until(lambda: c.stats()["stored"] == 10, 10)
+        broker.restart(down_s=0.5)  # same port, persistence on: the collector's session survives
+        assert wait_until(lambda: c.stats()["connects"] >= 2 and c.connected, 20), c.stats()
+        pub = Publisher(broker.url)
+        for seq in range(11, 21):
+            pub.send("edgeops/demo/pi-01/telemetry", message("pi-01", seq))
+        pub.close()
+        assert wait_until(lambda: c.stats()["stored"] == 20, 10), c.stats()
+    finally:
+        c.stop()
+    assert [r["seq"] for r in store.telemetry("demo", "pi-01")] == list(range(1, 21))
+
+
+def test_postgresql_connections_cut_mid_stream_lose_nothing(broker, pg_url):
+    import threading
+
+    import psycopg
+
+    from edgeops.fleet.store import open_store
+
+    store = open_store(pg_url)
+    c = Collector(store, broker.url, "demo", client_id="c-cut", batch_ms=20).start(wait_s=10)
+    pub = Publisher(broker.url)
+    stop = threading.Event()
+
+    def cut():  # the database drops the collector's connections, again and again
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            while not stop.wait(0.05):
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+    cutter = threading.Thread(target=cut)
+    cutter.start()
+    try:
+        for seq in range(1, 201):
+            pub.send("edgeops/demo/pi-01/telemetry", message("pi-01", seq))
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        cutter.join()
+        pub.close()
+    try:  # a commit whose answer was cut is written again: stored then, a duplicate now
+        assert wait_until(lambda: len(store.telemetry("demo", "pi-01")) == 200, 30), c.stats()
+        assert wait_until(lambda: c.stats()["stored"] + c.stats()["duplicates"] >= 200, 10), c.stats()
+    finally:
+        c.stop()
+        store.close()
+    assert c.stats()["store_errors"] > 0  # the cuts did hit writes
+    with open_store(pg_url) as s:
+        assert [r["seq"] for r in s.telemetry("demo", "pi-01")] == list(range(1, 201))
