@@ -66,6 +66,7 @@ def status(broker: str | None, db: str | None, fleet: str, wait_s: float, as_jso
     else:
         from ..fleet.status import collect
 
+        assert broker is not None
         rows = collect(broker, fleet, wait_s=wait_s, **_connection(tls)).snapshot()
     if as_json:
         emit_json({"fleet": fleet, "devices": rows})
@@ -155,6 +156,11 @@ def serve(broker: str, fleet: str, db: str, http: str, rules: str | None, webhoo
     finally:
         err.print("edgeops fleet serve: stopping (writing what is queued)")
         server.stop()
+        if server.collector is not None:
+            st = server.collector.stats()
+            err.print("edgeops fleet serve: " + ", ".join(f"{k} {st[k]}" for k in (
+                "received", "redelivered", "stored", "duplicates", "malformed", "rejected", "batches")) +
+                f", lag p50/p95 {st['lag_ms']['p50']}/{st['lag_ms']['p95']} ms")
 
 
 def _safe_db(db: str) -> str:

@@ -112,7 +112,7 @@ class Collector:
         self._subscribed = threading.Event()
         self._writer: threading.Thread | None = None
         self._client: Any = None
-        self._counts = {"received": 0, "stored": 0, "duplicates": 0, "malformed": 0, "rejected": 0, "batches": 0,
+        self._counts = {"received": 0, "redelivered": 0, "stored": 0, "duplicates": 0, "malformed": 0, "rejected": 0, "batches": 0,
                         "store_errors": 0, "connects": 0}
         self._lags: deque[int] = deque(maxlen=10000)
         self.last_error: str | None = None
@@ -220,6 +220,7 @@ class Collector:
 
         with self._lock:
             self._counts["received"] += 1
+            self._counts["redelivered"] += bool(message.dup)  # sent before, not acknowledged (a restart)
             connection = self._connection
         item = _Item(Incoming(message.topic, bytes(message.payload), int(time.time() * 1000)), int(message.mid),
                      int(message.qos), connection)
@@ -319,7 +320,7 @@ class Collector:
     # -- numbers ------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """received, stored, duplicates, malformed, rejected, batches, store_errors, connects, queued and
+        """received, redelivered (the broker's DUP flag), stored, duplicates, malformed, rejected, batches, store_errors, connects, queued and
         ``lag_ms`` {p50, p95} (device ts -> commit, stored telemetry only)."""
         with self._lock:
             out: dict[str, Any] = dict(self._counts)

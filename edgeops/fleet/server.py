@@ -29,6 +29,7 @@ Deployment sizes (the deployment guide has the details):
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import threading
@@ -156,7 +157,7 @@ class FleetServer:
         from .store import open_store
 
         o = self.options
-        tls = {"username": o.username, "password": o.password, "ca": o.ca, "cert": o.cert, "key": o.key}
+        tls: dict[str, Any] = {"username": o.username, "password": o.password, "ca": o.ca, "cert": o.cert, "key": o.key}
         try:
             self.store = open_store(o.db)
             self.collector = Collector(self.store, o.broker, o.fleet, group=o.group, client_id=o.client_id,
@@ -180,8 +181,8 @@ class FleetServer:
             if o.rules or o.webhook:
                 raise UsageError("--rules and --webhook need edgeops.fleet.alerts, which this install lacks")
             return
-        from .alerts import make_alert_loop
-
+        # filled by another module of the package (edgeops.fleet.alerts): imported by name, only when there
+        make_alert_loop = importlib.import_module("edgeops.fleet.alerts").make_alert_loop
         loop, close = make_alert_loop(self.store, o.fleet, o.rules, o.broker, o.webhook,
                                       client_id=f"{self.collector.client_id}-alerts", **tls)
         self.alerts = loop
@@ -190,8 +191,7 @@ class FleetServer:
 
     def _start_http(self, host: str, port: int) -> None:
         if importlib.util.find_spec("edgeops.fleet.web") is not None:
-            from .web import make_http_server
-
+            make_http_server = importlib.import_module("edgeops.fleet.web").make_http_server
             httpd = make_http_server(self.store, self.fleet, host, port,
                                      alerts_source=getattr(self.alerts, "engine", self.alerts))
         else:

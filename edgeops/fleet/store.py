@@ -149,6 +149,10 @@ def _str(v: Any, limit: int = 1000) -> str | None:
     return v[:limit] if isinstance(v, str) else None
 
 
+def _obj(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
 def _dig(d: Any, *keys: str) -> Any:
     for k in keys:
         if not isinstance(d, dict):
@@ -209,7 +213,7 @@ def _parse(msgs: list[Incoming]) -> _Parsed:
             if state not in ("online", "offline"):
                 out.malformed += 1
                 continue
-            model = message.get("model") if isinstance(message.get("model"), dict) else {}
+            model = _obj(message.get("model"))
             out.status.append((fleet, device, m.received_ms, state, _int(message.get("ts")), m.received_ms,
                                _str(model.get("name")), _str(model.get("version")), _str(model.get("sha256")),
                                _labels(message)))
@@ -235,7 +239,7 @@ def _parse(msgs: list[Incoming]) -> _Parsed:
             out.events.append((mid, fleet, device, seq, ts, m.received_ms, _str(message.get("kind"), 200),
                                _str(message.get("level"), 50), text))
             continue
-        model = message.get("model") if isinstance(message.get("model"), dict) else {}
+        model = _obj(message.get("model"))
         lat = _dig(message, "inference", "latency_ms")
         out.telemetry.append((
             mid, fleet, device, seq, ts, m.received_ms, _str(model.get("name")), _str(model.get("version")),
@@ -284,8 +288,10 @@ class _Pool:
                     self._all.append(conn)
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 self._discard(conn)
+                if getattr(exc, "transient", False):  # the server went away: its other connections are gone too
+                    self._drain_idle()
                 raise
             if self.closed:
                 self._discard(conn)
@@ -293,6 +299,13 @@ class _Pool:
                 self._idle.put(conn)
         finally:
             self._slots.release()
+
+    def _drain_idle(self) -> None:
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return
 
     def _discard(self, conn: Any) -> None:
         with self._lock:
@@ -486,10 +499,16 @@ class Store:
     # -- reads
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        with self._read() as cur:
-            cur.execute(self._sql(sql), params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
+        for attempt in (1, 2):  # a pooled connection the server closed meanwhile fails once: read again
+            try:
+                with self._read() as cur:
+                    cur.execute(self._sql(sql), params)
+                    names = [d[0] for d in cur.description]
+                    return [dict(zip(names, r)) for r in cur.fetchall()]
+            except StoreError as exc:
+                if attempt == 2 or not exc.transient:
+                    raise
+        raise AssertionError("unreachable")
 
     def _device_row(self, row: dict[str, Any]) -> dict[str, Any]:
         row["labels"] = json.loads(row["labels"]) if row.get("labels") else {}
