@@ -1,0 +1,201 @@
+"""The fleet page in a real browser (playwright driving Chromium) over a real collector fed by real agents.
+
+Two ``edgeops agent run`` processes publish telemetry every 0.5 s to a real mosquitto; the collector
+stores it in sqlite; the page polls the API. Killing one agent (SIGKILL: the broker publishes its last
+will) must turn its row red within the offline rule's time; the device page's chart must hold exactly
+the points the store has; on a phone-sized viewport the device list must fit without scrolling sideways.
+
+Set ``EDGEOPS_SCREENSHOTS=/some/dir`` to keep the screenshots (fleetweb-*.png) for a look.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fleet.webutil import Served
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "examples" / "models"
+CHROMIUM = "/usr/bin/chromium"
+FLEET = "webtest"
+INTERVAL_S = 0.5
+OFFLINE_AFTER_S = 4.0  # the offline rule of this test: no telemetry for 4 s (8 intervals), or the last will
+POLL_S = 2.0  # how often the device list polls (app.js POLL_MS.devices)
+
+pytestmark = pytest.mark.slow
+
+
+def _need_browser():
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("onnxruntime", reason="the agents serve an ONNX model")
+
+
+def start_agent(tmp_path: Path, broker_url: str, device: str) -> subprocess.Popen:
+    config = tmp_path / f"{device}.toml"
+    config.write_text(f"""
+[broker]
+url = "{broker_url}"
+keepalive = 2
+[device]
+fleet = "{FLEET}"
+id = "{device}"
+[telemetry]
+interval_s = {INTERVAL_S}
+[store]
+dir = "{tmp_path / ('store-' + device)}"
+[model]
+path = "{MODELS / 'digits_mlp.onnx'}"
+name = "digits"
+version = "1.0"
+[workload]
+data = "{MODELS / 'digits_mlp_test.npz'}"
+rate_hz = 20
+""")
+    log = open(tmp_path / f"{device}.log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "edgeops", "agent", "run", "--config", str(config), "--duration", "90"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def wait_until(predicate, timeout: float, what: str, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def keep(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"fleetweb-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 1000
+    if os.environ.get("EDGEOPS_SCREENSHOTS"):
+        shutil.copy(path, Path(os.environ["EDGEOPS_SCREENSHOTS"]) / path.name)
+
+
+def test_the_page_follows_a_live_fleet(broker, tmp_path):
+    _need_browser()
+    from edgeops.fleet.collector import Collector
+    from edgeops.fleet.store import open_store
+    from playwright.sync_api import sync_playwright
+
+    store = open_store(str(tmp_path / "fleet.db"))
+    collector = Collector(store, broker.url, FLEET, batch_ms=50)
+    collector.start()
+    web = Served(store, FLEET, offline_after_s=OFFLINE_AFTER_S)
+    agents = {d: start_agent(tmp_path, broker.url, d) for d in ("pi-01", "pi-02")}
+    try:
+        def both_reporting():
+            rows = {d["id"]: d for d in web.json("/api/devices")[1]}
+            return all(rows.get(d, {}).get("state") == "online" and len(store.telemetry(FLEET, d)) >= 3 for d in agents)
+
+        try:
+            wait_until(both_reporting, 40, "both agents online with 3 messages stored")
+        except AssertionError:
+            logs = {d: (tmp_path / f"{d}.log").read_text(errors="replace")[-2000:] for d in agents}
+            raise AssertionError(f"agents did not report: {logs}") from None
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                _offline_turns_red(browser, web, agents, tmp_path)
+                _chart_has_the_stored_points(browser, web, store, tmp_path)
+                _fits_a_phone(browser, web, tmp_path)
+            finally:
+                browser.close()
+    finally:
+        for proc in agents.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in agents.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        web.close()
+        collector.stop()
+        store.close()
+
+
+def _offline_turns_red(browser, web, agents, tmp_path):
+    page = browser.new_page(viewport={"width": 1200, "height": 700})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(web.url + "/")
+    for device in agents:
+        page.wait_for_selector(f'tr[data-device="{device}"][data-state="online"]', timeout=10_000)
+    row = page.locator('tr[data-device="pi-02"] td').first
+    assert row.evaluate("td => getComputedStyle(td).backgroundColor") in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)")
+
+    agents["pi-02"].send_signal(signal.SIGKILL)  # no clean goodbye: the broker publishes the last will
+    killed = time.monotonic()
+    page.wait_for_selector('tr[data-device="pi-02"][data-state="offline"]', timeout=(OFFLINE_AFTER_S + POLL_S + 6) * 1000)
+    took = time.monotonic() - killed
+    assert took <= OFFLINE_AFTER_S + POLL_S + 2, f"red after {took:.1f} s, the rule says {OFFLINE_AFTER_S} s"
+    assert row.evaluate("td => getComputedStyle(td).backgroundColor") == "rgb(253, 236, 234)"  # the offline red
+    badge = page.locator('tr[data-device="pi-02"] .badge')
+    assert badge.inner_text() == "offline" and badge.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(198, 40, 40)"
+    assert page.locator('tr[data-device="pi-01"]').get_attribute("data-state") == "online"
+    assert "2 devices · 1 online · 1 offline" in page.locator("#counts").inner_text()
+    keep(page, tmp_path, "index")
+    assert errors == []
+    page.close()
+
+
+def _chart_points(page, metric):
+    line = page.locator(f'polyline[data-metric="{metric}"]')
+    ts, values = line.get_attribute("data-ts"), line.get_attribute("data-values")
+    return [(int(t), float(v)) for t, v in zip(ts.split(","), values.split(","))] if ts else []
+
+
+def _chart_has_the_stored_points(browser, web, store, tmp_path):
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    opened = int(time.time() * 1000)
+    page.goto(web.url + "/device/pi-01?window=15m")
+    page.wait_for_selector('polyline[data-metric="p95_ms"][data-ts]', timeout=10_000)
+    for metric, column in [("p95_ms", "p95_ms"), ("rate_per_s", "rate_per_s"), ("errors", "errors")]:
+        shown = _chart_points(page, metric)
+        assert len(shown) >= 3, f"{metric}: only {len(shown)} points"
+        # the store keeps growing while we look: compare everything up to the newest point the chart shows
+        stored = [(r["ts"], float(r[column])) for r in store.telemetry(FLEET, "pi-01", since_ms=opened - 15 * 60_000)
+                  if r[column] is not None and r["ts"] <= shown[-1][0]]
+        assert shown == stored, metric
+        dots = page.locator(f'svg[data-metric="{metric}"] circle.pt')
+        assert dots.count() == len(shown) and int(dots.last.get_attribute("data-ts")) == shown[-1][0]
+    keep(page, tmp_path, "device")
+
+    page.select_option("#window", "24h")
+    page.wait_for_function("() => location.search.includes('window=24h')")
+    page.wait_for_function("n => document.querySelector('polyline[data-metric=\"p95_ms\"]')"
+                           ".getAttribute('data-ts').split(',').length >= n", arg=len(_chart_points(page, "p95_ms")))
+    assert errors == []
+    page.close()
+
+
+def _fits_a_phone(browser, web, tmp_path):
+    page = browser.new_page(viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True,
+                            has_touch=True)
+    page.goto(web.url + "/")
+    page.wait_for_selector('tr[data-device="pi-01"]', timeout=10_000)
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "the list scrolls sideways on a phone"
+    for box in page.locator("tr[data-device]").evaluate_all("rows => rows.map(r => r.getBoundingClientRect().right)"):
+        assert box <= width
+    assert page.locator("thead").first.evaluate("h => h.getBoundingClientRect().height") <= 1, "cards, not a table"
+    keep(page, tmp_path, "phone")
+    page.close()
