@@ -5,6 +5,7 @@ Routes (all ``GET``; times are UTC milliseconds)::
     /api/devices[?fleet=F]                            one object per device: state, model, age, p95, ...
     /api/devices/<id>/telemetry?since=MS[&until=MS][&limit=N]
                                                       the stored messages as sent, oldest first
+                                                      (since <= ts < until; since defaults to 0)
     /api/devices/<id>/series?since=MS[&until=MS][&points=N]
                                                       the numbers the charts plot (one row per message,
                                                       or per time bucket when there are more than N)

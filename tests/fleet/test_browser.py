@@ -34,10 +34,12 @@ pytestmark = pytest.mark.slow
 
 
 def _need_browser():
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    """playwright's ``sync_playwright``, or a skip that says what is missing."""
+    api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     pytest.importorskip("onnxruntime", reason="the agents serve an ONNX model")
+    return api.sync_playwright
 
 
 def start_agent(tmp_path: Path, broker_url: str, device: str) -> subprocess.Popen:
@@ -86,10 +88,9 @@ def keep(page, tmp_path: Path, name: str) -> None:
 
 
 def test_the_page_follows_a_live_fleet(broker, tmp_path):
-    _need_browser()
+    sync_playwright = _need_browser()
     from edgeops.fleet.collector import Collector
     from edgeops.fleet.store import open_store
-    from playwright.sync_api import sync_playwright
 
     store = open_store(str(tmp_path / "fleet.db"))
     collector = Collector(store, broker.url, FLEET, batch_ms=50)

@@ -87,7 +87,7 @@ def test_telemetry_is_the_messages_as_sent_oldest_first(sqlite_store, serve):
     status, got = web.json("/api/devices/pi-01/telemetry?since=0")
     assert status == 200 and got == sent["pi-01"]
     assert [m["seq"] for m in got] == [1, 2, 3, 4] and all(m["id"] for m in got)
-    since, until = sent["pi-01"][1]["ts"], sent["pi-01"][2]["ts"]
+    since, until = sent["pi-01"][1]["ts"], sent["pi-01"][3]["ts"]  # since <= ts < until
     assert web.json(f"/api/devices/pi-01/telemetry?since={since}&until={until}")[1] == sent["pi-01"][1:3]
     assert web.json(f"/api/devices/pi-01/telemetry?since={now + 1}")[1] == []
     assert web.json("/api/devices/pi-01/telemetry?since=0&limit=2")[1] == sent["pi-01"][:2]
