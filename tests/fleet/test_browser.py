@@ -2,8 +2,9 @@
 
 Two ``edgeops agent run`` processes publish telemetry every 0.5 s to a real mosquitto; the collector
 stores it in sqlite; the page polls the API. Killing one agent (SIGKILL: the broker publishes its last
-will) must turn its row red within the offline rule's time; the device page's chart must hold exactly
-the points the store has; on a phone-sized viewport the device list must fit without scrolling sideways.
+will) must turn its row red within the offline rule's time, and so must freezing the other (SIGSTOP: no
+will, no telemetry, red by the telemetry's age); the device page's charts must hold exactly the points
+the store has; on a phone-sized viewport the device list must fit without scrolling sideways.
 
 Set ``EDGEOPS_SCREENSHOTS=/some/dir`` to keep the screenshots (fleetweb-*.png) for a look.
 """
@@ -42,12 +43,12 @@ def _need_browser():
     return api.sync_playwright
 
 
-def start_agent(tmp_path: Path, broker_url: str, device: str) -> subprocess.Popen:
+def start_agent(tmp_path: Path, broker_url: str, device: str, keepalive: int) -> subprocess.Popen:
     config = tmp_path / f"{device}.toml"
     config.write_text(f"""
 [broker]
 url = "{broker_url}"
-keepalive = 2
+keepalive = {keepalive}
 [device]
 fleet = "{FLEET}"
 id = "{device}"
@@ -96,7 +97,9 @@ def test_the_page_follows_a_live_fleet(broker, tmp_path):
     collector = Collector(store, broker.url, FLEET, batch_ms=50)
     collector.start()
     web = Served(store, FLEET, offline_after_s=OFFLINE_AFTER_S)
-    agents = {d: start_agent(tmp_path, broker.url, d) for d in ("pi-01", "pi-02")}
+    # pi-02's broker notices a dead connection within 3 s (its last will); pi-01's only after 90 s, so when
+    # pi-01 freezes it is the telemetry's age that turns it red
+    agents = {d: start_agent(tmp_path, broker.url, d, k) for d, k in (("pi-01", 60), ("pi-02", 2))}
     try:
         def both_reporting():
             rows = {d["id"]: d for d in web.json("/api/devices")[1]}
@@ -114,11 +117,13 @@ def test_the_page_follows_a_live_fleet(broker, tmp_path):
                 _offline_turns_red(browser, web, agents, tmp_path)
                 _chart_has_the_stored_points(browser, web, store, tmp_path)
                 _fits_a_phone(browser, web, tmp_path)
+                _silence_turns_red(browser, web, agents)
             finally:
                 browser.close()
     finally:
         for proc in agents.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
                 proc.terminate()
         for proc in agents.values():
             try:
@@ -169,15 +174,18 @@ def _chart_has_the_stored_points(browser, web, store, tmp_path):
     opened = int(time.time() * 1000)
     page.goto(web.url + "/device/pi-01?window=15m")
     page.wait_for_selector('polyline[data-metric="p95_ms"][data-ts]', timeout=10_000)
-    for metric, column in [("p95_ms", "p95_ms"), ("rate_per_s", "rate_per_s"), ("errors", "errors")]:
+    newest = _chart_points(page, "p95_ms")[-1][0]
+    for metric in ("p95_ms", "rate_per_s", "errors", "max_psi", "temperature_c", "cpu_percent"):
         shown = _chart_points(page, metric)
-        assert len(shown) >= 3, f"{metric}: only {len(shown)} points"
+        # temperature is null where the machine has no thermal sensor: then both sides are empty
+        assert len(shown) >= 3 or metric == "temperature_c", f"{metric}: only {len(shown)} points"
         # the store keeps growing while we look: compare everything up to the newest point the chart shows
-        stored = [(r["ts"], float(r[column])) for r in store.telemetry(FLEET, "pi-01", since_ms=opened - 15 * 60_000)
-                  if r[column] is not None and r["ts"] <= shown[-1][0]]
+        stored = [(r["ts"], float(r[metric])) for r in store.telemetry(FLEET, "pi-01", since_ms=opened - 15 * 60_000)
+                  if r[metric] is not None and r["ts"] <= newest]
         assert shown == stored, metric
         dots = page.locator(f'svg[data-metric="{metric}"] circle.pt')
-        assert dots.count() == len(shown) and int(dots.last.get_attribute("data-ts")) == shown[-1][0]
+        assert dots.count() == len(shown)
+        assert [(int(d.get_attribute("data-ts")), float(d.get_attribute("data-value"))) for d in dots.all()] == shown
     keep(page, tmp_path, "device")
 
     page.select_option("#window", "24h")
@@ -199,4 +207,19 @@ def _fits_a_phone(browser, web, tmp_path):
         assert box <= width
     assert page.locator("thead").first.evaluate("h => h.getBoundingClientRect().height") <= 1, "cards, not a table"
     keep(page, tmp_path, "phone")
+    page.close()
+
+
+def _silence_turns_red(browser, web, agents):
+    """A frozen agent keeps its connection (no last will for 90 s) but sends nothing: the age rule."""
+    page = browser.new_page(viewport={"width": 1200, "height": 700})
+    page.goto(web.url + "/")
+    page.wait_for_selector('tr[data-device="pi-01"][data-state="online"]', timeout=10_000)
+    agents["pi-01"].send_signal(signal.SIGSTOP)
+    frozen = time.monotonic()
+    page.wait_for_selector('tr[data-device="pi-01"][data-state="offline"]', timeout=(OFFLINE_AFTER_S + POLL_S + 6) * 1000)
+    took = time.monotonic() - frozen
+    assert took <= OFFLINE_AFTER_S + POLL_S + 2, f"red after {took:.1f} s, the rule says {OFFLINE_AFTER_S} s"
+    row = {d["id"]: d for d in web.json("/api/devices")[1]}["pi-01"]
+    assert row["status"] == "online" and row["telemetry_age_s"] > OFFLINE_AFTER_S, "red by age, not by a last will"
     page.close()

@@ -9,7 +9,7 @@
   var WINDOWS = [["15m", 15 * 60e3, "15 min"], ["1h", 3600e3, "1 h"], ["24h", 86400e3, "24 h"], ["7d", 7 * 86400e3, "7 d"]];
   var CHARTS = [
     ["p95_ms", "p95 latency", "ms"], ["rate_per_s", "rate", "/s"], ["errors", "errors", "per message"],
-    ["max_psi", "max PSI (drift)", ""], ["temperature_c", "temperature", "°C"]
+    ["max_psi", "max PSI (drift)", ""], ["temperature_c", "temperature", "°C"], ["cpu_percent", "CPU", "%"]
   ];
   var SVGNS = "http://www.w3.org/2000/svg";
 
@@ -137,7 +137,8 @@
     pts.forEach(function (p) { lo = Math.min(lo, p[metric]); hi = Math.max(hi, p[metric]); });
     if (!pts.length) { lo = 0; hi = 1; }
     if (lo > 0 && lo < hi * 0.5) lo = 0;
-    if (hi === lo) { hi = lo + (Math.abs(lo) || 1) * 0.1; lo = lo - (hi - lo); }
+    if (hi === lo && lo === 0) hi = 1;
+    else if (hi === lo) { hi = lo + Math.abs(lo) * 0.1; lo = lo - (hi - lo); }
     var x = function (ts) { return L + (W - L - R) * (ts - since) / Math.max(until - since, 1); };
     var y = function (v) { return T + (H - T - B) * (1 - (v - lo) / (hi - lo)); };
     [lo, (lo + hi) / 2, hi].forEach(function (v) {
