@@ -14,8 +14,9 @@ Routes (all ``GET``; times are UTC milliseconds)::
     /  /device/<id>  /alerts                          the HTML pages (static/, no CDN, SVG charts)
 
 A device is ``offline`` when its retained status says so (the broker's last will) or when its newest
-telemetry is older than the offline threshold: the offline rule's when an alert engine is given,
-else three of the device's own ``interval_s``. Bad parameters answer 400 and unknown devices 404,
+telemetry is older than the offline threshold: ``offline_after_s`` when given, else that of the
+``offline`` rules of the alert engine (``alerts_source``) that watch the device, else three of the
+device's own ``interval_s``. Bad parameters answer 400 and unknown devices 404,
 both as ``{"error": ...}``; an unexpected error is logged here and answers 500 without a traceback.
 The store is only read, through its public methods, so any :class:`~edgeops.fleet.store.Store` works.
 """
@@ -27,6 +28,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 OFFLINE_INTERVALS = 3  # telemetry older than this many intervals: offline (without an offline rule)
 DEFAULT_INTERVAL_S = 10.0  # the agent's default, for a device that never said its interval
 MAX_LIMIT = 100_000
+DRIFT_WINDOW_MS = 3_600_000  # /api/fleet: drift of the last hour's histograms ...
+DRIFT_REFRESH_S = 30.0  # ... merged again at most this often (it reads every device's telemetry)
 SERIES_FIELDS = ("p95_ms", "rate_per_s", "errors", "count", "max_psi", "temperature_c", "cpu_percent")
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
@@ -63,27 +67,33 @@ def now_ms() -> int:
 # -- reading the store ----------------------------------------------------------------------------------
 
 
-def offline_threshold_s(alerts_source: Any) -> float | None:
-    """The offline rule's threshold in seconds from an alert engine, or None (then 3 intervals apply).
+def offline_rules(alerts_source: Any) -> list[Any]:
+    """The ``offline`` rules of an alert engine: an :class:`~edgeops.fleet.alerts.AlertLoop` (its
+    ``engine``), an :class:`~edgeops.fleet.alerts.AlertEngine` (its ``rules``) or a list of rules,
+    :class:`~edgeops.fleet.alert_rules.Rule` objects or dicts (``kind``, ``threshold`` or ``after``)."""
+    source = getattr(alerts_source, "engine", alerts_source)
+    rules = getattr(source, "rules", source)
+    if not isinstance(rules, (list, tuple)):
+        return []
+    return [r for r in rules if _get(r, "kind") == "offline"]
 
-    Accepts an object with ``offline_after_s`` (a number or a method), or with ``rules``, a list of
-    rules (objects or dicts) where the one of kind/name ``offline`` carries ``threshold``/``above``
-    and optionally ``for_s``."""
-    if alerts_source is None:
-        return None
-    value = getattr(alerts_source, "offline_after_s", None)
-    if callable(value):
-        value = value()
-    if isinstance(value, (int, float)):
-        return float(value)
-    for rule in getattr(alerts_source, "rules", None) or ():
-        get = rule.get if isinstance(rule, dict) else lambda k, r=rule: getattr(r, k, None)
-        if "offline" not in (str(get("kind") or ""), str(get("name") or "")):
+
+def _get(rule: Any, key: str) -> Any:
+    return rule.get(key) if isinstance(rule, dict) else getattr(rule, key, None)
+
+
+def offline_threshold_s(rules: list[Any], labels: dict[str, Any] | None) -> float | None:
+    """Seconds without telemetry after which the offline rules that watch a device with these labels
+    fire (threshold plus ``for``; the smallest of several), or None when no offline rule watches it."""
+    found: list[float] = []
+    for rule in rules:
+        selects = getattr(rule, "selects", None)
+        if callable(selects) and not selects(labels or {}):
             continue
-        threshold = get("threshold") if get("threshold") is not None else get("above")
-        if isinstance(threshold, (int, float)):
-            return float(threshold) + float(get("for_s") or 0)
-    return None
+        threshold = _get(rule, "threshold") if _get(rule, "threshold") is not None else _get(rule, "after")
+        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+            found.append(float(threshold) + float(_get(rule, "for_ms") or 0) / 1000.0)
+    return min(found) if found else None
 
 
 def _num(value: Any) -> float | None:
@@ -104,7 +114,8 @@ def _payload(row: dict[str, Any]) -> dict[str, Any]:
 
 def device_summary(device: dict[str, Any], latest: dict[str, Any] | None, firing: list[str], now: int,
                    offline_after_s: float | None) -> dict[str, Any]:
-    """One row of ``/api/devices`` from the store's device row and its newest telemetry row."""
+    """One row of ``/api/devices`` from the store's device row and its newest telemetry row;
+    ``offline_after_s`` None: three of the device's own intervals."""
     latest = latest or {}
     payload = _payload(latest) if latest else {}
     last_seen = device.get("last_seen") or latest.get("received")
@@ -142,12 +153,14 @@ class FleetAPI:
         self.store, self.fleet = store, fleet
         self.alerts_source, self.fleet_drift = alerts_source, fleet_drift
         self._offline_after_s = offline_after_s
+        self._drift_cache: tuple[float, Any] | None = None
+        self._drift_lock = threading.Lock()
 
-    @property
-    def offline_after_s(self) -> float | None:
+    def offline_after_s(self, labels: dict[str, Any] | None) -> float | None:
+        """The offline threshold of a device: the one given, else its offline rules', else None."""
         if self._offline_after_s is not None:
             return self._offline_after_s
-        return offline_threshold_s(self.alerts_source)
+        return offline_threshold_s(offline_rules(self.alerts_source), labels)
 
     def _firing(self, fleet: str) -> dict[str, list[str]]:
         firing: dict[str, list[str]] = {}
@@ -159,8 +172,8 @@ class FleetAPI:
         fleet = fleet or self.fleet
         latest = self.store.latest_telemetry(fleet)
         firing = self._firing(fleet)
-        now, threshold = now_ms(), self.offline_after_s
-        rows = [device_summary(d, latest.get(d["id"]), firing.get(d["id"], []), now, threshold)
+        now = now_ms()
+        rows = [device_summary(d, latest.get(d["id"]), firing.get(d["id"], []), now, self.offline_after_s(d.get("labels")))
                 for d in self.store.devices(fleet)]
         return sorted(rows, key=lambda r: str(r["id"]))
 
@@ -169,7 +182,8 @@ class FleetAPI:
         if row is None:
             raise HTTPError(404, f"no device {device!r} in fleet {self.fleet!r}")
         latest = self.store.latest_telemetry(self.fleet).get(device)
-        return device_summary(row, latest, self._firing(self.fleet).get(device, []), now_ms(), self.offline_after_s)
+        return device_summary(row, latest, self._firing(self.fleet).get(device, []), now_ms(),
+                              self.offline_after_s(row.get("labels")))
 
     def _rows(self, device: str, since: int, until: int | None, limit: int) -> list[dict[str, Any]]:
         self.device(device)  # 404 first
@@ -213,23 +227,47 @@ class FleetAPI:
             raise HTTPError(400, f"state must be firing or resolved, not {state!r}")
         rows = self.store.alerts(self.fleet, state=state)
         keys = ("fleet", "rule", "device", "state", "since", "resolved_at", "value", "threshold", "message", "updated")
-        out = [{k: a.get(k) for k in keys} for a in rows]
+        out = [_finite({k: a.get(k) for k in keys}) for a in rows]
         return sorted(out, key=lambda a: (a["state"] != "firing", -(a["since"] or 0)))
+
+    def drift(self) -> Any:
+        """Fleet-level drift (PSI of the merged histograms, for the fleet and per label), computed at most
+        every ``DRIFT_REFRESH_S``: ``fleet_drift(store, fleet)`` when given, else
+        :func:`edgeops.fleet.fleetdrift.fleet_drift` over the last ``DRIFT_WINDOW_MS``."""
+        with self._drift_lock:
+            if self._drift_cache is not None and time.monotonic() - self._drift_cache[0] < DRIFT_REFRESH_S:
+                return self._drift_cache[1]
+            try:
+                if self.fleet_drift is not None:
+                    drift = self.fleet_drift(self.store, self.fleet)
+                else:
+                    from .fleetdrift import fleet_drift
+
+                    drift = fleet_drift(self.store, self.fleet, DRIFT_WINDOW_MS)
+            except Exception as e:  # fleet drift is an extra: the counts still answer
+                log.exception("fleet drift failed")
+                drift = {"error": f"{type(e).__name__}: {e}"}
+            self._drift_cache = (time.monotonic(), drift)
+            return drift
 
     def fleet_summary(self) -> dict[str, Any]:
         devices = self.devices()
         firing = self.store.alerts(self.fleet, state="firing")
-        drift = None
-        if self.fleet_drift is not None:
-            try:
-                drift = self.fleet_drift(self.store, self.fleet)
-            except Exception as e:  # fleet drift is an extra: the counts still answer
-                log.exception("fleet drift failed")
-                drift = {"error": f"{type(e).__name__}: {e}"}
-        return {"fleet": self.fleet, "now": now_ms(), "offline_after_s": self.offline_after_s,
+        return {"fleet": self.fleet, "now": now_ms(),
                 "counts": {"devices": len(devices), "online": sum(d["state"] == "online" for d in devices),
                            "offline": sum(d["state"] == "offline" for d in devices), "firing_alerts": len(firing)},
-                "drift": drift}
+                "drift": _finite(self.drift())}
+
+
+def _finite(data: Any) -> Any:
+    """``data`` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
 
 
 # -- HTTP ------------------------------------------------------------------------------------------------
@@ -270,8 +308,10 @@ def render_page(page: str, fleet: str, device: str = "") -> bytes:
 def make_http_server(store: Any, fleet: str, host: str = "127.0.0.1", port: int = 8080, *,
                      alerts_source: Any = None, fleet_drift: Callable[..., Any] | None = None,
                      offline_after_s: float | None = None) -> ThreadingHTTPServer:
-    """A started-on-``serve_forever()`` HTTP server for the page and API (port 0 picks a free port:
-    read ``server.server_address``). ``fleet_drift(store, fleet)`` fills ``/api/fleet``'s ``drift``."""
+    """The HTTP server of the page and API; run it with ``serve_forever()`` (port 0 picks a free port:
+    read ``server.server_address``). ``alerts_source``: the alert engine (or loop, or its rules) whose
+    offline rules say when a device is offline; ``fleet_drift(store, fleet)`` replaces the default
+    fleet-level drift of ``/api/fleet``; ``offline_after_s`` overrides both offline thresholds."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     api = FleetAPI(store, fleet, alerts_source=alerts_source, fleet_drift=fleet_drift,

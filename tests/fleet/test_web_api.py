@@ -66,17 +66,25 @@ def test_devices_list_their_state_model_and_latest_numbers(sqlite_store, serve):
     assert rows["pi-03"]["model"]["version"] == "2" and rows["pi-03"]["offline_after_s"] == 3.0
 
 
-def test_the_offline_rule_of_the_alerts_sets_the_threshold(sqlite_store, serve):
+def test_the_offline_rules_of_the_alert_engine_set_the_threshold(sqlite_store, serve):
+    from edgeops.fleet.alert_rules import parse_rules
+    from edgeops.fleet.alerts import AlertEngine
+
     now = now_ms()
     fill(sqlite_store, now)
-
-    class Rules:  # an alert engine's rules: offline after 120 s
-        rules = [{"name": "offline", "kind": "offline", "threshold": 120.0}]
-
-    rows = {d["id"]: d for d in serve(sqlite_store, alerts_source=Rules()).json("/api/devices")[1]}
+    rules = parse_rules({"rules": {"offline": {"kind": "offline", "after": "2m"},
+                                   "berlin_offline": {"kind": "offline", "after": "20s", "for": "10s",
+                                                      "labels": {"site": "berlin"}},
+                                   "hot": {"kind": "temperature", "above": 70}}})
+    engine = AlertEngine(sqlite_store, FLEET, rules)
+    rows = {d["id"]: d for d in serve(sqlite_store, alerts_source=engine).json("/api/devices")[1]}
     assert rows["pi-03"]["state"] == "online" and rows["pi-03"]["offline_after_s"] == 120.0
-    assert rows["pi-02"]["state"] == "offline"  # the last will still wins
-    strict = {d["id"]: d for d in serve(sqlite_store, offline_after_s=0.5).json("/api/devices")[1]}
+    assert rows["pi-01"]["offline_after_s"] == 30.0, "the berlin rule (20 s + 10 s) watches pi-01"
+    assert rows["pi-02"]["state"] == "offline", "the last will still wins"
+    no_offline_rule = parse_rules({"rules": {"hot": {"kind": "temperature", "above": 70}}})
+    rows = {d["id"]: d for d in serve(sqlite_store, alerts_source=no_offline_rule).json("/api/devices")[1]}
+    assert rows["pi-03"]["state"] == "offline" and rows["pi-03"]["offline_after_s"] == 3.0, "3 intervals"
+    strict = {d["id"]: d for d in serve(sqlite_store, alerts_source=engine, offline_after_s=0.5).json("/api/devices")[1]}
     assert {k: v["state"] for k, v in strict.items()} == {"pi-01": "offline", "pi-02": "offline", "pi-03": "offline"}
 
 
@@ -159,17 +167,27 @@ def test_alerts_list_firing_first_and_filter_by_state(sqlite_store, serve):
 
 
 def test_fleet_counts_and_drift(sqlite_store, serve):
-    fill(sqlite_store, now_ms())
+    now = now_ms()
+    fill(sqlite_store, now)
+    # drift: berlin's window all in the first bin, munich's spread like the reference
+    write(sqlite_store, FLEET, [telemetry("b1", FLEET, 1, now - 1000, labels={"site": "berlin"}, counts=[400, 0, 0, 0]),
+                                telemetry("m1", FLEET, 1, now - 1000, labels={"site": "munich"}, counts=[100, 100, 100, 100])])
+    got = serve(sqlite_store).json("/api/fleet")[1]
+    assert got["counts"] == {"devices": 5, "online": 3, "offline": 2, "firing_alerts": 0}
+    drift = got["drift"]
+    assert drift["devices"] == 2 and drift["by_label"]["site=munich"]["max_psi"] == pytest.approx(0, abs=1e-6)
+    assert drift["by_label"]["site=berlin"]["max_psi"] > drift["fleet"]["max_psi"] > 0.2
+
     calls = []
 
-    def drift(store, fleet):
+    def custom(store, fleet):
         calls.append(fleet)
-        return {"fleet": {"max_psi": 0.07}, "by_label": {"site": {"berlin": 0.07}}}
+        return {"fleet": {"max_psi": 0.07}}
 
-    got = serve(sqlite_store, fleet_drift=drift).json("/api/fleet")[1]
-    assert got["counts"] == {"devices": 3, "online": 1, "offline": 2, "firing_alerts": 0}
-    assert got["drift"]["fleet"]["max_psi"] == 0.07 and calls == [FLEET]
-    assert serve(sqlite_store).json("/api/fleet")[1]["drift"] is None
+    web = serve(sqlite_store, fleet_drift=custom)
+    assert web.json("/api/fleet")[1]["drift"] == {"fleet": {"max_psi": 0.07}} and calls == [FLEET]
+    web.json("/api/fleet")
+    assert calls == [FLEET], "merged again only after DRIFT_REFRESH_S"
 
 
 def test_pages_are_self_contained_and_escape_what_they_show(sqlite_store, serve):

@@ -17,7 +17,8 @@ def now_ms() -> int:
 
 def telemetry(device: str, fleet: str, seq: int, ts: int, *, p95: float = 1.0, rate: float = 2.0, count: int = 20,
               errors: int = 0, psi: float | None = 0.05, temp: float | None = 50.0, cpu: float = 10.0,
-              interval_s: float = 10.0, version: str = "3", labels: dict[str, str] | None = None) -> dict[str, Any]:
+              interval_s: float = 10.0, version: str = "3", labels: dict[str, str] | None = None,
+              counts: list[float] | None = None) -> dict[str, Any]:
     """A telemetry message shaped like the agent's (edgeops/agent/telemetry.py)."""
     msg: dict[str, Any] = {
         "ts": ts, "device": device, "fleet": fleet, "seq": seq, "id": uuid.uuid4().hex,
@@ -31,6 +32,8 @@ def telemetry(device: str, fleet: str, seq: int, ts: int, *, p95: float = 1.0, r
     }
     if labels:
         msg["labels"] = labels
+    if counts is not None:  # the window's histogram of one input against a flat reference
+        msg["drift"]["inputs"] = {"x": {"ref": "r1", "reference": [0.25] * len(counts), "counts": counts}}
     return msg
 
 

@@ -108,18 +108,30 @@
     return el("table", { id: "devices", "class": "devices" }, [el("thead", {}, [head]), el("tbody", {}, rows)]);
   }
 
+  function driftLine(d) {
+    if (!d || d.error || !d.fleet) return d && d.error ? "fleet drift: " + d.error : "";
+    var how = (d.window_ms ? ", last " + Math.round(d.window_ms / 60000) + " min" : "") +
+              (typeof d.devices === "number" ? ", " + d.devices + " devices" : "");
+    var parts = ["fleet drift (max PSI" + how + "): " + fmt(d.fleet.max_psi, 3)];
+    Object.keys(d.by_label || {}).forEach(function (k) { parts.push(k + " " + fmt(d.by_label[k].max_psi, 3)); });
+    return parts.join(" · ");
+  }
+
   function pageDevices(main) {
     main.textContent = "";
     var counts = el("p", { id: "counts", "class": "counts" });
+    var drift = el("p", { id: "drift", "class": "counts" });
     var holder = el("div", { id: "table" });
     main.appendChild(el("h1", { text: "Devices" }));
     main.appendChild(counts);
+    main.appendChild(drift);
     main.appendChild(holder);
     poll(function () {
       return Promise.all([getJSON("/api/devices"), getJSON("/api/fleet")]).then(function (r) {
         var devices = r[0], c = r[1].counts;
         counts.textContent = c.devices + " devices · " + c.online + " online · " + c.offline + " offline · " +
           c.firing_alerts + " firing alerts";
+        drift.textContent = driftLine(r[1].drift);
         replace(holder, devices.length ? deviceTable(devices) : el("p", { "class": "muted", text: "No device has reported yet." }));
       });
     }, POLL_MS.devices);
