@@ -53,7 +53,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -92,6 +92,7 @@ class WriteResult:
     stored: int = 0
     duplicates: int = 0
     malformed: int = 0
+    ts: list[int] = field(default_factory=list)  # the device ts of each telemetry message stored (the lag)
 
 
 def open_store(db: str) -> Store:
@@ -338,7 +339,8 @@ class Store:
     def _ddl(self) -> dict[int, list[str]]:
         raise NotImplementedError
 
-    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert ``rows``, skipping ids already stored; returns the ``ts`` of each row inserted."""
         raise NotImplementedError
 
     def _payload(self, value: Any) -> Any:
@@ -381,11 +383,11 @@ class Store:
         with self._write() as cur:
             self._before_insert(cur, p)
             if p.telemetry:
-                n = self._insert_rows(cur, "telemetry", _TCOLS, p.telemetry)
-                result.stored += n
-                result.duplicates += len(p.telemetry) - n
+                result.ts = self._insert_rows(cur, "telemetry", _TCOLS, p.telemetry)
+                result.stored += len(result.ts)
+                result.duplicates += len(p.telemetry) - len(result.ts)
             if p.events:
-                n = self._insert_rows(cur, "events", _ECOLS, p.events)
+                n = len(self._insert_rows(cur, "events", _ECOLS, p.events))
                 result.stored += n
                 result.duplicates += len(p.events) - n
             for (fleet, device), d in p.devices.items():
@@ -657,12 +659,15 @@ class SqliteStore(Store):
                     "CREATE INDEX telemetry_ts ON telemetry (ts)",
                     *_common_ddl("TEXT", "REAL", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT")]}
 
-    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
-        conn = cur.connection
-        before = conn.total_changes
-        cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                        "ON CONFLICT DO NOTHING", rows)
-        return conn.total_changes - before
+    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT DO NOTHING"
+        ts = cols.index("ts")
+        inserted = []
+        for row in rows:
+            cur.execute(sql, row)
+            if cur.rowcount == 1:
+                inserted.append(row[ts])
+        return inserted
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------------
@@ -789,14 +794,14 @@ class PostgresStore(Store):
             with self._known_lock:
                 self._known |= months
 
-    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
         one = "(" + ", ".join("CAST(%s AS jsonb)" if c == "payload" else "%s" for c in cols) + ")"
-        inserted = 0
+        inserted: list[int] = []
         for i in range(0, len(rows), 1000):  # 1000 rows x 21 columns stays under the 65535 parameters
             chunk = rows[i:i + 1000]
             cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES {', '.join([one] * len(chunk))} "
-                        "ON CONFLICT DO NOTHING RETURNING 1", [v for row in chunk for v in row])
-            inserted += len(cur.fetchall())
+                        "ON CONFLICT DO NOTHING RETURNING ts", [v for row in chunk for v in row])
+            inserted += [r[0] for r in cur.fetchall()]
         return inserted
 
     def write_batch(self, msgs: list[Incoming]) -> WriteResult:
