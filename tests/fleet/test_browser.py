@@ -94,8 +94,7 @@ def test_the_page_follows_a_live_fleet(broker, tmp_path):
     from edgeops.fleet.store import open_store
 
     store = open_store(str(tmp_path / "fleet.db"))
-    collector = Collector(store, broker.url, FLEET, batch_ms=50)
-    collector.start()
+    collector = Collector(store, broker.url, FLEET, batch_ms=50).start(wait_s=10)
     web = Served(store, FLEET, offline_after_s=OFFLINE_AFTER_S)
     # pi-02's broker notices a dead connection within 3 s (its last will); pi-01's only after 90 s, so when
     # pi-01 freezes it is the telemetry's age that turns it red

@@ -37,6 +37,8 @@
     return v.toFixed(digits === undefined ? 1 : digits);
   }
 
+  function unit(v, digits, u) { return v === null || v === undefined ? "—" : fmt(v, digits) + " " + u; }
+
   function age(s) {
     if (s === null || s === undefined) return "never";
     if (s < 90) return Math.round(s) + " s";
@@ -211,8 +213,8 @@
         info.textContent = "";
         [["model", [d.model.name, d.model.version].filter(Boolean).join(" ") || "—"],
          ["last seen", when(d.last_seen) + " (" + age(d.telemetry_age_s) + " ago)"],
-         ["p95", fmt(d.p95_ms, 2) + " ms"], ["error rate", d.error_rate === null ? "—" : (100 * d.error_rate).toFixed(1) + " %"],
-         ["max PSI", fmt(d.max_psi, 3)], ["temperature", fmt(d.temperature_c, 1) + " °C"],
+         ["p95", unit(d.p95_ms, 2, "ms")], ["error rate", d.error_rate === null ? "—" : (100 * d.error_rate).toFixed(1) + " %"],
+         ["max PSI", fmt(d.max_psi, 3)], ["temperature", unit(d.temperature_c, 1, "°C")], ["CPU", unit(d.cpu_percent, 0, "%")],
          ["labels", Object.keys(d.labels || {}).map(function (k) { return k + "=" + d.labels[k]; }).join(" ") || "—"],
          ["active alerts", d.active_alerts.join(", ") || "none"]].forEach(function (kv) {
           info.appendChild(el("dt", { text: kv[0] }));
