@@ -4,7 +4,8 @@ Two ``edgeops agent run`` processes publish telemetry every 0.5 s to a real mosq
 stores it in sqlite; the page polls the API. Killing one agent (SIGKILL: the broker publishes its last
 will) must turn its row red within the offline rule's time, and so must freezing the other (SIGSTOP: no
 will, no telemetry, red by the telemetry's age); the device page's charts must hold exactly the points
-the store has; on a phone-sized viewport the device list must fit without scrolling sideways.
+the store has; the offline rule's alert must be on the alerts page; on a phone-sized viewport the
+device list must fit without scrolling sideways. The offline threshold is the alert engine's rule.
 
 Set ``EDGEOPS_SCREENSHOTS=/some/dir`` to keep the screenshots (fleetweb-*.png) for a look.
 """
@@ -16,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +31,7 @@ CHROMIUM = "/usr/bin/chromium"
 FLEET = "webtest"
 INTERVAL_S = 0.5
 OFFLINE_AFTER_S = 4.0  # the offline rule of this test: no telemetry for 4 s (8 intervals), or the last will
+RULES = {"rules": {"offline": {"kind": "offline", "after": f"{OFFLINE_AFTER_S:g}s", "severity": "critical"}}}
 POLL_S = 2.0  # how often the device list polls (app.js POLL_MS.devices)
 
 pytestmark = pytest.mark.slow
@@ -90,12 +93,19 @@ def keep(page, tmp_path: Path, name: str) -> None:
 
 def test_the_page_follows_a_live_fleet(broker, tmp_path):
     sync_playwright = _need_browser()
+    from edgeops.fleet.alert_rules import parse_rules
+    from edgeops.fleet.alerts import AlertEngine
     from edgeops.fleet.collector import Collector
     from edgeops.fleet.store import open_store
 
     store = open_store(str(tmp_path / "fleet.db"))
     collector = Collector(store, broker.url, FLEET, batch_ms=50).start(wait_s=10)
-    web = Served(store, FLEET, offline_after_s=OFFLINE_AFTER_S)
+    engine = AlertEngine(store, FLEET, parse_rules(RULES, source="test rules"))
+    stop = threading.Event()
+    alerting = threading.Thread(target=lambda: [engine.evaluate() for _ in iter(lambda: stop.wait(0.5), True)],
+                                daemon=True)
+    alerting.start()
+    web = Served(store, FLEET, alerts_source=engine)
     # pi-02's broker notices a dead connection within 3 s (its last will); pi-01's only after 90 s, so when
     # pi-01 freezes it is the telemetry's age that turns it red
     agents = {d: start_agent(tmp_path, broker.url, d, k) for d, k in (("pi-01", 60), ("pi-02", 2))}
@@ -114,6 +124,7 @@ def test_the_page_follows_a_live_fleet(broker, tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             try:
                 _offline_turns_red(browser, web, agents, tmp_path)
+                _the_alert_fires(browser, web, tmp_path)
                 _chart_has_the_stored_points(browser, web, store, tmp_path)
                 _fits_a_phone(browser, web, tmp_path)
                 _silence_turns_red(browser, web, agents)
@@ -130,6 +141,8 @@ def test_the_page_follows_a_live_fleet(broker, tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        stop.set()
+        alerting.join(5)
         web.close()
         collector.stop()
         store.close()
@@ -157,6 +170,21 @@ def _offline_turns_red(browser, web, agents, tmp_path):
     assert "2 devices · 1 online · 1 offline" in page.locator("#counts").inner_text()
     keep(page, tmp_path, "index")
     assert errors == []
+    page.close()
+
+
+def _the_alert_fires(browser, web, tmp_path):
+    """The offline rule fires for pi-02: the alerts page lists it first, and its row on / names it."""
+    page = browser.new_page(viewport={"width": 1200, "height": 500})
+    page.goto(web.url + "/alerts")
+    page.wait_for_selector('tr[data-rule="offline"][data-device="pi-02"][data-state="firing"]', timeout=10_000)
+    assert page.locator("tbody tr").first.get_attribute("data-device") == "pi-02"
+    assert page.locator('tr[data-device="pi-02"] .badge').inner_text() == "firing"
+    keep(page, tmp_path, "alerts")
+    page.goto(web.url + "/")
+    page.wait_for_selector('tr[data-device="pi-02"] td[data-col="alerts"] .alerts', timeout=10_000)
+    assert page.locator('tr[data-device="pi-02"] td[data-col="alerts"]').inner_text() == "offline"
+    assert page.locator('tr[data-device="pi-01"] td[data-col="alerts"]').inner_text() == "—"
     page.close()
 
 
@@ -221,4 +249,5 @@ def _silence_turns_red(browser, web, agents):
     assert took <= OFFLINE_AFTER_S + POLL_S + 2, f"red after {took:.1f} s, the rule says {OFFLINE_AFTER_S} s"
     row = {d["id"]: d for d in web.json("/api/devices")[1]}["pi-01"]
     assert row["status"] == "online" and row["telemetry_age_s"] > OFFLINE_AFTER_S, "red by age, not by a last will"
+    assert row["offline_after_s"] == OFFLINE_AFTER_S, "the threshold is the offline rule's"
     page.close()

@@ -5,8 +5,10 @@
 
   var body = document.body;
   var PAGE = body.dataset.page, FLEET = body.dataset.fleet, DEVICE = body.dataset.device;
-  var POLL_MS = { devices: 2000, device: 5000, alerts: 5000 };
-  var WINDOWS = [["15m", 15 * 60e3, "15 min"], ["1h", 3600e3, "1 h"], ["24h", 86400e3, "24 h"], ["7d", 7 * 86400e3, "7 d"]];
+  var POLL_MS = { devices: 2000, alerts: 5000 };
+  // [key, length ms, label, how often the device page reads it again (a long window is a heavy read)]
+  var WINDOWS = [["15m", 15 * 60e3, "15 min", 5e3], ["1h", 3600e3, "1 h", 10e3], ["24h", 86400e3, "24 h", 60e3],
+                 ["7d", 7 * 86400e3, "7 d", 300e3]];
   var CHARTS = [
     ["p95_ms", "p95 latency", "ms"], ["rate_per_s", "rate", "/s"], ["errors", "errors", "per message"],
     ["max_psi", "max PSI (drift)", ""], ["temperature_c", "temperature", "°C"], ["cpu_percent", "CPU", "%"]
@@ -227,14 +229,15 @@
       });
     }
 
-    var timer = poll(refresh, POLL_MS.device);
+    function every() { return WINDOWS.filter(function (o) { return o[0] === chosen; })[0][3]; }
+    var timer = poll(refresh, every());
     select.addEventListener("change", function () {
       chosen = select.value;
       var url = new URL(location.href);
       url.searchParams.set("window", chosen);
       history.replaceState(null, "", url.toString());
       clearInterval(timer);
-      timer = poll(refresh, POLL_MS.device);
+      timer = poll(refresh, every());
     });
   }
 
