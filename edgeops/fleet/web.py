@@ -3,6 +3,7 @@
 Routes (all ``GET``; times are UTC milliseconds)::
 
     /api/devices[?fleet=F]                            one object per device: state, model, age, p95, ...
+    /api/devices/<id>                                 that object for one device
     /api/devices/<id>/telemetry?since=MS[&until=MS][&limit=N]
                                                       the stored messages as sent, oldest first
                                                       (since <= ts < until; since defaults to 0)
@@ -10,8 +11,15 @@ Routes (all ``GET``; times are UTC milliseconds)::
                                                       the numbers the charts plot (one row per message,
                                                       or per time bucket when there are more than N)
     /api/alerts[?state=firing|resolved]               alerts, firing first
-    /api/fleet                                        counts and fleet-level drift
+    /api/fleet                                        counts and fleet-level drift (PSI, fleet and per label)
     /  /device/<id>  /alerts                          the HTML pages (static/, no CDN, SVG charts)
+    /static/<file>                                    the page's script and stylesheet
+
+The pages are one HTML shell (``static/page.html``) and ``static/app.js``, which polls the API (the
+device list every 2 s) and draws the charts as SVG polylines whose ``data-ts``/``data-values`` (and
+one ``circle`` per point with ``data-ts``/``data-value``) are the numbers plotted; the stylesheet
+turns the tables into cards below 700 px. They are served with a Content-Security-Policy that allows
+only this server's own script and style.
 
 A device is ``offline`` when its retained status says so (the broker's last will) or when its newest
 telemetry is older than the offline threshold: ``offline_after_s`` when given, else that of the
