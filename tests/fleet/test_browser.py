@@ -1,11 +1,12 @@
 """The fleet page in a real browser (playwright driving Chromium) over a real collector fed by real agents.
 
-Two ``edgeops agent run`` processes publish telemetry every 0.5 s to a real mosquitto; the collector
-stores it in sqlite; the page polls the API. Killing one agent (SIGKILL: the broker publishes its last
+Two ``edgeops agent run`` processes publish telemetry every 0.5 s to a real mosquitto; ``FleetServer``
+(what ``edgeops fleet serve`` runs: the collector into sqlite, the alert loop with an offline rule of
+4 s, the page) serves the page, which polls the API. Killing one agent (SIGKILL: the broker publishes its last
 will) must turn its row red within the offline rule's time, and so must freezing the other (SIGSTOP: no
 will, no telemetry, red by the telemetry's age); the device page's charts must hold exactly the points
 the store has; the offline rule's alert must be on the alerts page; on a phone-sized viewport the
-device list must fit without scrolling sideways. The offline threshold is the alert engine's rule.
+device list must fit without scrolling sideways.
 
 Set ``EDGEOPS_SCREENSHOTS=/some/dir`` to keep the screenshots (fleetweb-*.png) for a look.
 """
@@ -17,13 +18,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.fleet.webutil import Served
+from tests.fleet.webutil import Site
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "examples" / "models"
@@ -31,7 +31,12 @@ CHROMIUM = "/usr/bin/chromium"
 FLEET = "webtest"
 INTERVAL_S = 0.5
 OFFLINE_AFTER_S = 4.0  # the offline rule of this test: no telemetry for 4 s (8 intervals), or the last will
-RULES = {"rules": {"offline": {"kind": "offline", "after": f"{OFFLINE_AFTER_S:g}s", "severity": "critical"}}}
+RULES = f"""
+[rules.offline]
+kind = "offline"
+after = "{OFFLINE_AFTER_S:g}s"
+severity = "critical"
+"""
 POLL_S = 2.0  # how often the device list polls (app.js POLL_MS.devices)
 
 pytestmark = pytest.mark.slow
@@ -93,23 +98,21 @@ def keep(page, tmp_path: Path, name: str) -> None:
 
 def test_the_page_follows_a_live_fleet(broker, tmp_path):
     sync_playwright = _need_browser()
-    from edgeops.fleet.alert_rules import parse_rules
-    from edgeops.fleet.alerts import AlertEngine
-    from edgeops.fleet.collector import Collector
-    from edgeops.fleet.store import open_store
+    from edgeops.fleet.server import FleetServer, ServerOptions
 
-    store = open_store(str(tmp_path / "fleet.db"))
-    collector = Collector(store, broker.url, FLEET, batch_ms=50).start(wait_s=10)
-    engine = AlertEngine(store, FLEET, parse_rules(RULES, source="test rules"))
-    stop = threading.Event()
-    alerting = threading.Thread(target=lambda: [engine.evaluate() for _ in iter(lambda: stop.wait(0.5), True)],
-                                daemon=True)
-    alerting.start()
-    web = Served(store, FLEET, alerts_source=engine)
-    # pi-02's broker notices a dead connection within 3 s (its last will); pi-01's only after 90 s, so when
-    # pi-01 freezes it is the telemetry's age that turns it red
-    agents = {d: start_agent(tmp_path, broker.url, d, k) for d, k in (("pi-01", 60), ("pi-02", 2))}
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    server = FleetServer(ServerOptions(broker=broker.url, fleet=FLEET, db=str(tmp_path / "fleet.db"),
+                                       http="127.0.0.1:0", rules=str(rules), batch_ms=50, alerts_every_s=0.5)).start()
+    store, web = server.store, Site(server.url)
+    agents: dict[str, subprocess.Popen] = {}
     try:
+        assert server.wait_ready(10), "the collector did not subscribe"
+        assert web.json("/healthz")[0] == 200
+        # pi-02's broker notices a dead connection within 3 s (its last will); pi-01's only after 90 s, so
+        # when pi-01 freezes it is the telemetry's age that turns it red
+        agents.update({d: start_agent(tmp_path, broker.url, d, k) for d, k in (("pi-01", 60), ("pi-02", 2))})
+
         def both_reporting():
             rows = {d["id"]: d for d in web.json("/api/devices")[1]}
             return all(rows.get(d, {}).get("state") == "online" and len(store.telemetry(FLEET, d)) >= 3 for d in agents)
@@ -141,11 +144,7 @@ def test_the_page_follows_a_live_fleet(broker, tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        stop.set()
-        alerting.join(5)
-        web.close()
-        collector.stop()
-        store.close()
+        server.stop()
 
 
 def _offline_turns_red(browser, web, agents, tmp_path):

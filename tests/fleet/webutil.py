@@ -54,16 +54,11 @@ def write_status(store: Any, fleet: str, device: str, state: str, ts: int | None
                                                                     "model": {"name": "digits", "version": "3"}}, ts)])
 
 
-class Served:
-    """``make_http_server`` serving in a daemon thread; ``get(path)`` -> (status, headers, body bytes)."""
+class Site:
+    """An HTTP client of the page's server at ``url``: ``get(path)`` -> (status, headers, body), ``json(path)``."""
 
-    def __init__(self, store: Any, fleet: str, **kwargs: Any):
-        from edgeops.fleet.web import make_http_server
-
-        self.server = make_http_server(store, fleet, "127.0.0.1", 0, **kwargs)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+    def __init__(self, url: str):
+        self.url = url
 
     def get(self, path: str, method: str = "GET") -> tuple[int, Any, bytes]:
         req = urllib.request.Request(self.url + path, method=method)
@@ -76,6 +71,19 @@ class Served:
     def json(self, path: str) -> tuple[int, Any]:
         status, _, body = self.get(path)
         return status, json.loads(body)
+
+
+
+class Served(Site):
+    """``make_http_server`` serving in a daemon thread."""
+
+    def __init__(self, store: Any, fleet: str, **kwargs: Any):
+        from edgeops.fleet.web import make_http_server
+
+        self.server = make_http_server(store, fleet, "127.0.0.1", 0, **kwargs)
+        super().__init__(f"http://127.0.0.1:{self.server.server_address[1]}")
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         self.server.shutdown()
