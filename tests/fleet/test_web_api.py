@@ -1,4 +1,5 @@
-"""The fleet page's JSON API (``edgeops.fleet.web``) over a real store: what each route answers, and its errors."""
+"""The fleet page's JSON API (``edgeops.fleet.web``) over a real store (``store``: sqlite and PostgreSQL):
+what each route answers, and its errors."""
 
 from __future__ import annotations
 
@@ -9,15 +10,6 @@ import pytest
 from tests.fleet.webutil import Served, now_ms, telemetry, write, write_status
 
 FLEET = "demo"
-
-
-@pytest.fixture
-def sqlite_store(tmp_path):
-    from edgeops.fleet.store import open_store
-
-    store = open_store(str(tmp_path / "fleet.db"))
-    yield store
-    store.close()
 
 
 @pytest.fixture
@@ -47,10 +39,10 @@ def fill(store, now):
     return sent
 
 
-def test_devices_list_their_state_model_and_latest_numbers(sqlite_store, serve):
+def test_devices_list_their_state_model_and_latest_numbers(store, serve):
     now = now_ms()
-    sent = fill(sqlite_store, now)
-    status, devices = serve(sqlite_store).json("/api/devices")
+    sent = fill(store, now)
+    status, devices = serve(store).json("/api/devices")
     assert status == 200
     rows = {d["id"]: d for d in devices}
     assert sorted(rows) == ["pi-01", "pi-02", "pi-03"]
@@ -66,32 +58,32 @@ def test_devices_list_their_state_model_and_latest_numbers(sqlite_store, serve):
     assert rows["pi-03"]["model"]["version"] == "2" and rows["pi-03"]["offline_after_s"] == 3.0
 
 
-def test_the_offline_rules_of_the_alert_engine_set_the_threshold(sqlite_store, serve):
+def test_the_offline_rules_of_the_alert_engine_set_the_threshold(store, serve):
     from edgeops.fleet.alert_rules import parse_rules
     from edgeops.fleet.alerts import AlertEngine
 
     now = now_ms()
-    fill(sqlite_store, now)
+    fill(store, now)
     rules = parse_rules({"rules": {"offline": {"kind": "offline", "after": "2m"},
                                    "berlin_offline": {"kind": "offline", "after": "20s", "for": "10s",
                                                       "labels": {"site": "berlin"}},
                                    "hot": {"kind": "temperature", "above": 70}}})
-    engine = AlertEngine(sqlite_store, FLEET, rules)
-    rows = {d["id"]: d for d in serve(sqlite_store, alerts_source=engine).json("/api/devices")[1]}
+    engine = AlertEngine(store, FLEET, rules)
+    rows = {d["id"]: d for d in serve(store, alerts_source=engine).json("/api/devices")[1]}
     assert rows["pi-03"]["state"] == "online" and rows["pi-03"]["offline_after_s"] == 120.0
     assert rows["pi-01"]["offline_after_s"] == 30.0, "the berlin rule (20 s + 10 s) watches pi-01"
     assert rows["pi-02"]["state"] == "offline", "the last will still wins"
     no_offline_rule = parse_rules({"rules": {"hot": {"kind": "temperature", "above": 70}}})
-    rows = {d["id"]: d for d in serve(sqlite_store, alerts_source=no_offline_rule).json("/api/devices")[1]}
+    rows = {d["id"]: d for d in serve(store, alerts_source=no_offline_rule).json("/api/devices")[1]}
     assert rows["pi-03"]["state"] == "offline" and rows["pi-03"]["offline_after_s"] == 3.0, "3 intervals"
-    strict = {d["id"]: d for d in serve(sqlite_store, alerts_source=engine, offline_after_s=0.5).json("/api/devices")[1]}
+    strict = {d["id"]: d for d in serve(store, alerts_source=engine, offline_after_s=0.5).json("/api/devices")[1]}
     assert {k: v["state"] for k, v in strict.items()} == {"pi-01": "offline", "pi-02": "offline", "pi-03": "offline"}
 
 
-def test_telemetry_is_the_messages_as_sent_oldest_first(sqlite_store, serve):
+def test_telemetry_is_the_messages_as_sent_oldest_first(store, serve):
     now = now_ms()
-    sent = fill(sqlite_store, now)
-    web = serve(sqlite_store)
+    sent = fill(store, now)
+    web = serve(store)
     status, got = web.json("/api/devices/pi-01/telemetry?since=0")
     assert status == 200 and got == sent["pi-01"]
     assert [m["seq"] for m in got] == [1, 2, 3, 4] and all(m["id"] for m in got)
@@ -101,11 +93,11 @@ def test_telemetry_is_the_messages_as_sent_oldest_first(sqlite_store, serve):
     assert web.json("/api/devices/pi-01/telemetry?since=0&limit=2")[1] == sent["pi-01"][:2]
 
 
-def test_series_are_the_stored_numbers_and_downsample_past_the_points(sqlite_store, serve):
+def test_series_are_the_stored_numbers_and_downsample_past_the_points(store, serve):
     now = now_ms()
     msgs = [telemetry("pi-09", FLEET, i, now - (100 - i) * 100, p95=float(i % 13)) for i in range(100)]
-    write(sqlite_store, FLEET, msgs)
-    web = serve(sqlite_store)
+    write(store, FLEET, msgs)
+    web = serve(store)
     raw = web.json("/api/devices/pi-09/series?since=0")[1]
     assert raw["downsampled"] is False
     assert [(p["ts"], p["seq"], p["p95_ms"]) for p in raw["points"]] == [(m["ts"], m["seq"], float(m["seq"] % 13))
@@ -128,35 +120,35 @@ def test_series_are_the_stored_numbers_and_downsample_past_the_points(sqlite_sto
     ("/api/nothing", 404, "no API route"),
 ], ids=["since-word", "since-negative", "until-before-since", "limit-zero", "points-one", "alert-state", "unknown-device",
         "unknown-device-row", "unknown-route"])
-def test_bad_requests_get_a_json_error(sqlite_store, serve, path, status, words):
-    fill(sqlite_store, now_ms())
-    got, headers, body = serve(sqlite_store).get(path)
+def test_bad_requests_get_a_json_error(store, serve, path, status, words):
+    fill(store, now_ms())
+    got, headers, body = serve(store).get(path)
     assert got == status and headers["Content-Type"] == "application/json"
     assert words in json.loads(body)["error"]
 
 
-def test_a_failing_store_is_a_500_without_a_traceback(sqlite_store, serve):
-    fill(sqlite_store, now_ms())
-    web = serve(sqlite_store)
-    sqlite_store.close()  # every read now raises inside the store
+def test_a_failing_store_is_a_500_without_a_traceback(store, serve):
+    fill(store, now_ms())
+    web = serve(store)
+    store.close()  # every read now raises inside the store
     status, headers, body = web.get("/api/devices")
     assert status == 500 and "Traceback" not in body.decode() and "internal error" in json.loads(body)["error"]
 
 
-def test_writes_are_refused(sqlite_store, serve):
-    status, headers, body = serve(sqlite_store).get("/api/devices", method="POST")
+def test_writes_are_refused(store, serve):
+    status, headers, body = serve(store).get("/api/devices", method="POST")
     assert status == 405 and headers["Allow"] == "GET" and "read-only" in json.loads(body)["error"]
 
 
-def test_alerts_list_firing_first_and_filter_by_state(sqlite_store, serve):
+def test_alerts_list_firing_first_and_filter_by_state(store, serve):
     now = now_ms()
-    fill(sqlite_store, now)
+    fill(store, now)
     base = {"fleet": FLEET, "value": 0.3, "threshold": 0.2, "message": "m", "updated": now}
-    sqlite_store.upsert_alert({**base, "rule": "offline", "device": "pi-02", "state": "resolved", "since": now - 5000,
+    store.upsert_alert({**base, "rule": "offline", "device": "pi-02", "state": "resolved", "since": now - 5000,
                                "resolved_at": now - 1000})
-    sqlite_store.upsert_alert({**base, "rule": "drift", "device": "pi-01", "state": "firing", "since": now - 9000})
-    sqlite_store.upsert_alert({**base, "rule": "fleet_drift", "device": "", "state": "firing", "since": now - 3000})
-    web = serve(sqlite_store)
+    store.upsert_alert({**base, "rule": "drift", "device": "pi-01", "state": "firing", "since": now - 9000})
+    store.upsert_alert({**base, "rule": "fleet_drift", "device": "", "state": "firing", "since": now - 3000})
+    web = serve(store)
     alerts = web.json("/api/alerts")[1]
     assert [(a["rule"], a["state"]) for a in alerts] == [("fleet_drift", "firing"), ("drift", "firing"),
                                                          ("offline", "resolved")]
@@ -166,13 +158,13 @@ def test_alerts_list_firing_first_and_filter_by_state(sqlite_store, serve):
     assert rows["pi-01"]["active_alerts"] == ["drift"] and rows["pi-02"]["active_alerts"] == []
 
 
-def test_fleet_counts_and_drift(sqlite_store, serve):
+def test_fleet_counts_and_drift(store, serve):
     now = now_ms()
-    fill(sqlite_store, now)
+    fill(store, now)
     # drift: berlin's window all in the first bin, munich's spread like the reference
-    write(sqlite_store, FLEET, [telemetry("b1", FLEET, 1, now - 1000, labels={"site": "berlin"}, counts=[400, 0, 0, 0]),
+    write(store, FLEET, [telemetry("b1", FLEET, 1, now - 1000, labels={"site": "berlin"}, counts=[400, 0, 0, 0]),
                                 telemetry("m1", FLEET, 1, now - 1000, labels={"site": "munich"}, counts=[100, 100, 100, 100])])
-    got = serve(sqlite_store).json("/api/fleet")[1]
+    got = serve(store).json("/api/fleet")[1]
     assert got["counts"] == {"devices": 5, "online": 3, "offline": 2, "firing_alerts": 0}
     drift = got["drift"]
     assert drift["devices"] == 2 and drift["by_label"]["site=munich"]["max_psi"] == pytest.approx(0, abs=1e-6)
@@ -184,18 +176,18 @@ def test_fleet_counts_and_drift(sqlite_store, serve):
         calls.append(fleet)
         return {"fleet": {"max_psi": 0.07}}
 
-    web = serve(sqlite_store, fleet_drift=custom)
+    web = serve(store, fleet_drift=custom)
     assert web.json("/api/fleet")[1]["drift"] == {"fleet": {"max_psi": 0.07}} and calls == [FLEET]
     web.json("/api/fleet")
     assert calls == [FLEET], "merged again only after DRIFT_REFRESH_S"
 
 
-def test_pages_are_self_contained_and_escape_what_they_show(sqlite_store, serve):
+def test_pages_are_self_contained_and_escape_what_they_show(store, serve):
     now = now_ms()
-    fill(sqlite_store, now)
+    fill(store, now)
     odd = '<img src=x onerror="alert(1)">'
-    write(sqlite_store, FLEET, [telemetry(odd, FLEET, 1, now)])
-    web = serve(sqlite_store)
+    write(store, FLEET, [telemetry(odd, FLEET, 1, now)])
+    web = serve(store)
     for path in ("/", "/alerts", "/device/pi-01"):
         status, headers, body = web.get(path)
         text = body.decode()
