@@ -228,11 +228,18 @@ def _fits_a_phone(browser, web, tmp_path):
     page.goto(web.url + "/")
     page.wait_for_selector('tr[data-device="pi-01"]', timeout=10_000)
     width = page.evaluate("window.innerWidth")
+    assert width == 375
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "the list scrolls sideways on a phone"
     for box in page.locator("tr[data-device]").evaluate_all("rows => rows.map(r => r.getBoundingClientRect().right)"):
         assert box <= width
     assert page.locator("thead").first.evaluate("h => h.getBoundingClientRect().height") <= 1, "cards, not a table"
     keep(page, tmp_path, "phone")
+    for path, ready, name in [("/device/pi-01", 'polyline[data-metric="p95_ms"]', "phone-device"),
+                              ("/alerts", "tr[data-rule]", "phone-alerts")]:
+        page.goto(web.url + path)
+        page.wait_for_selector(ready, timeout=10_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} scrolls sideways on a phone"
+        keep(page, tmp_path, name)
     page.close()
 
 
