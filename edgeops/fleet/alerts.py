@@ -283,7 +283,7 @@ class AlertEngine:
     # -- readings ---------------------------------------------------------------------------------
 
     def _rows(self, device: str, since: int, until: int) -> list[dict[str, Any]]:
-        rows = self.store.telemetry(self.fleet, device, since_ms=since, until_ms=until)
+        rows = self.store.telemetry(self.fleet, device, since_ms=since, until_ms=until + 1)  # until_ms is exclusive
         return [r for r in rows if since <= _ts(r) <= until]
 
     def _reading(self, rule: Rule, device: dict[str, Any], latest: dict[str, Any] | None,

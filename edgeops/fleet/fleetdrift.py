@@ -112,7 +112,7 @@ def fleet_drift(store: Any, fleet: str, window_ms: int, *, now_ms: int | None = 
         if not all(str(device_labels.get(k)) in vs for k, vs in wanted.items()):
             continue
         mine: Histograms = {}
-        for row in store.telemetry(fleet, device["id"], since_ms=now - window_ms, until_ms=now):
+        for row in store.telemetry(fleet, device["id"], since_ms=now - window_ms, until_ms=now + 1):
             ts = row.get("ts")
             if isinstance(ts, (int, float)) and not now - window_ms <= ts <= now:
                 continue
