@@ -107,3 +107,24 @@ def test_the_fleet_psi_rule_fires_per_site_and_for_the_fleet(store):
     assert out[0].topic == "edgeops/demo/alerts/site/site=berlin" and out[1].topic == "edgeops/demo/alerts/fleet/_fleet"
     assert {(a["rule"], a["device"]) for a in store.alerts("demo", state="firing")} == {("site", "site=berlin"),
                                                                                          ("fleet", "")}
+
+
+def test_recent_rows_reads_only_what_is_new_and_everything_now_and_then(store):
+    from edgeops.fleet.fleetdrift import RecentRows
+
+    recent = RecentRows(store, "demo", 10 * MIN, lambda row: row["seq"], overlap_ms=30 * SEC, full_every_ms=5 * MIN)
+    now = T0 + HOUR
+    store.write_batch([telemetry("pi-01", k, now - (10 - k) * MIN) for k in range(1, 10)])
+    device = lambda: store.device("demo", "pi-01")  # noqa: E731 - its last_seen moves with each write
+    assert [seq for _, seq in recent.rows(device(), now)] == list(range(1, 10))
+    reads = recent.reads
+    assert [seq for _, seq in recent.rows(device(), now + 5 * SEC)] == list(range(1, 10))
+    assert recent.reads == reads  # nothing new arrived: not read again
+    store.write_batch([telemetry("pi-01", 10, now + 8 * SEC)])
+    assert [seq for _, seq in recent.rows(device(), now + 10 * SEC)][-2:] == [9, 10]
+    assert recent.reads == reads + 1
+    store.write_batch([telemetry("pi-01", 11, now - 2 * MIN, received=now + 20 * SEC)])  # a replayed backlog
+    seqs = [seq for _, seq in recent.rows(device(), now + 20 * SEC)]
+    assert 11 not in seqs  # older than the overlap: not in an incremental read ...
+    assert 11 in [seq for _, seq in recent.rows(device(), now + 6 * MIN)]  # ... but in the next whole read
+    assert [seq for _, seq in recent.rows(device(), now + 9 * MIN)] == [9, 10]  # the window moved on
