@@ -243,7 +243,7 @@ class AlertEngine:
         verb = "above" if state == "firing" else "back at or below"
         text = f"{what}{rule.name} ({KINDS[rule.kind].doc}) {shown}, {verb} {limit}"
         if rule.kind == "offline" and state == "firing" and value is not None:
-            text = f"{what}{rule.name}: offline, no telemetry for {value:.0f} s"
+            text = f"{what}{rule.name}: offline, last telemetry {value:.0f} s ago"
         return Transition(self.fleet, rule.name, rule.kind, subject, state, rule.severity, since, now,
                           None if value is None else round(float(value), 6), rule.threshold, text, dict(labels or {}))
 
