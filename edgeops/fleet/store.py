@@ -53,7 +53,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -92,6 +92,7 @@ class WriteResult:
     stored: int = 0
     duplicates: int = 0
     malformed: int = 0
+    ts: list[int] = field(default_factory=list)  # the device ts of each telemetry message stored (the lag)
 
 
 def open_store(db: str) -> Store:
@@ -146,6 +147,10 @@ def _float(v: Any) -> float | None:
 
 def _str(v: Any, limit: int = 1000) -> str | None:
     return v[:limit] if isinstance(v, str) else None
+
+
+def _obj(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
 
 
 def _dig(d: Any, *keys: str) -> Any:
@@ -208,7 +213,7 @@ def _parse(msgs: list[Incoming]) -> _Parsed:
             if state not in ("online", "offline"):
                 out.malformed += 1
                 continue
-            model = message.get("model") if isinstance(message.get("model"), dict) else {}
+            model = _obj(message.get("model"))
             out.status.append((fleet, device, m.received_ms, state, _int(message.get("ts")), m.received_ms,
                                _str(model.get("name")), _str(model.get("version")), _str(model.get("sha256")),
                                _labels(message)))
@@ -234,7 +239,7 @@ def _parse(msgs: list[Incoming]) -> _Parsed:
             out.events.append((mid, fleet, device, seq, ts, m.received_ms, _str(message.get("kind"), 200),
                                _str(message.get("level"), 50), text))
             continue
-        model = message.get("model") if isinstance(message.get("model"), dict) else {}
+        model = _obj(message.get("model"))
         lat = _dig(message, "inference", "latency_ms")
         out.telemetry.append((
             mid, fleet, device, seq, ts, m.received_ms, _str(model.get("name")), _str(model.get("version")),
@@ -283,8 +288,10 @@ class _Pool:
                     self._all.append(conn)
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 self._discard(conn)
+                if getattr(exc, "transient", False):  # the server went away: its other connections are gone too
+                    self._drain_idle()
                 raise
             if self.closed:
                 self._discard(conn)
@@ -292,6 +299,13 @@ class _Pool:
                 self._idle.put(conn)
         finally:
             self._slots.release()
+
+    def _drain_idle(self) -> None:
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return
 
     def _discard(self, conn: Any) -> None:
         with self._lock:
@@ -338,7 +352,8 @@ class Store:
     def _ddl(self) -> dict[int, list[str]]:
         raise NotImplementedError
 
-    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert ``rows``, skipping ids already stored; returns the ``ts`` of each row inserted."""
         raise NotImplementedError
 
     def _payload(self, value: Any) -> Any:
@@ -381,11 +396,11 @@ class Store:
         with self._write() as cur:
             self._before_insert(cur, p)
             if p.telemetry:
-                n = self._insert_rows(cur, "telemetry", _TCOLS, p.telemetry)
-                result.stored += n
-                result.duplicates += len(p.telemetry) - n
+                result.ts = self._insert_rows(cur, "telemetry", _TCOLS, p.telemetry)
+                result.stored += len(result.ts)
+                result.duplicates += len(p.telemetry) - len(result.ts)
             if p.events:
-                n = self._insert_rows(cur, "events", _ECOLS, p.events)
+                n = len(self._insert_rows(cur, "events", _ECOLS, p.events))
                 result.stored += n
                 result.duplicates += len(p.events) - n
             for (fleet, device), d in p.devices.items():
@@ -484,10 +499,16 @@ class Store:
     # -- reads
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        with self._read() as cur:
-            cur.execute(self._sql(sql), params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
+        for attempt in (1, 2):  # a pooled connection the server closed meanwhile fails once: read again
+            try:
+                with self._read() as cur:
+                    cur.execute(self._sql(sql), params)
+                    names = [d[0] for d in cur.description]
+                    return [dict(zip(names, r)) for r in cur.fetchall()]
+            except StoreError as exc:
+                if attempt == 2 or not exc.transient:
+                    raise
+        raise AssertionError("unreachable")
 
     def _device_row(self, row: dict[str, Any]) -> dict[str, Any]:
         row["labels"] = json.loads(row["labels"]) if row.get("labels") else {}
@@ -657,12 +678,15 @@ class SqliteStore(Store):
                     "CREATE INDEX telemetry_ts ON telemetry (ts)",
                     *_common_ddl("TEXT", "REAL", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT")]}
 
-    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
-        conn = cur.connection
-        before = conn.total_changes
-        cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                        "ON CONFLICT DO NOTHING", rows)
-        return conn.total_changes - before
+    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT DO NOTHING"
+        ts = cols.index("ts")
+        inserted = []
+        for row in rows:
+            cur.execute(sql, row)
+            if cur.rowcount == 1:
+                inserted.append(row[ts])
+        return inserted
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------------------
@@ -789,14 +813,14 @@ class PostgresStore(Store):
             with self._known_lock:
                 self._known |= months
 
-    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+    def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
         one = "(" + ", ".join("CAST(%s AS jsonb)" if c == "payload" else "%s" for c in cols) + ")"
-        inserted = 0
+        inserted: list[int] = []
         for i in range(0, len(rows), 1000):  # 1000 rows x 21 columns stays under the 65535 parameters
             chunk = rows[i:i + 1000]
             cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES {', '.join([one] * len(chunk))} "
-                        "ON CONFLICT DO NOTHING RETURNING 1", [v for row in chunk for v in row])
-            inserted += len(cur.fetchall())
+                        "ON CONFLICT DO NOTHING RETURNING ts", [v for row in chunk for v in row])
+            inserted += [r[0] for r in cur.fetchall()]
         return inserted
 
     def write_batch(self, msgs: list[Incoming]) -> WriteResult:
