@@ -300,5 +300,5 @@ def _toml() -> Any:
     try:
         import tomli
     except ImportError as exc:
-        raise UsageError("reading alert rules on Python 3.10 needs tomli: pip install tomli") from exc
+        raise UsageError("reading alert rules on Python 3.10 needs tomli: pip install 'edgeops[fleet]'") from exc
     return tomli
