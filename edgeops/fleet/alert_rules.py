@@ -35,8 +35,9 @@ reads them from :data:`KINDS`, which is also the reference below)::
     fleet_psi       above (0.2)               max PSI of the merged histograms of the fleet, or    window, by
                                               of each value of label `by` (e.g. by = "site")
 
-``window`` is how far back a rule looks (default 10 minutes; a device whose newest telemetry is
-older has no value, so the rule neither fires nor resolves it: the offline rules cover silence).
+``window`` is how far back a rule looks (default 10 minutes, 15 for ``fleet_psi``; a device whose
+newest telemetry is older has no value, so the rule neither fires nor resolves it: the offline rules
+cover silence). ``fleet_psi`` merges the histograms again every 30 s, so its ``for`` counts in those steps.
 Anything else (an unknown key or kind, a threshold of the wrong type, clear above the threshold)
 is a :class:`~edgeops.errors.UsageError` naming the file, the rule and the key.
 """
@@ -300,5 +301,5 @@ def _toml() -> Any:
     try:
         import tomli
     except ImportError as exc:
-        raise UsageError("reading alert rules on Python 3.10 needs tomli: pip install tomli") from exc
+        raise UsageError("reading alert rules on Python 3.10 needs tomli: pip install 'edgeops[fleet]'") from exc
     return tomli

@@ -41,6 +41,7 @@ import logging
 import math
 import statistics
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,16 +49,17 @@ from typing import Any
 from .. import _json
 from .alert_rules import KINDS, Rule, load_rules
 from .alert_sinks import MqttPublisher, Webhook, mqtt_publisher
-from .fleetdrift import fleet_drift, payload_of
+from .fleetdrift import RecentRows, device_histograms, fleet_drift, payload_of
 
 __all__ = ["AlertEngine", "Transition", "Reading", "step", "make_alert_loop", "AlertLoop", "mqtt_publisher",
            "Webhook", "MqttPublisher", "load_rules", "alert_topic"]
 
 log = logging.getLogger(__name__)
 
-BASELINE_REFRESH_MS = 300_000  # a device's 24 h baseline is computed again after this long
-BASELINE_ROWS = 20_000  # rows read for one baseline at once; more: read hour by hour, at most this many each
-FLEET_REFRESH_MS = 60_000  # fleet-level drift is merged again after this long
+BASELINE_REFRESH_MS = 1_800_000  # a device's 24 h baseline is computed again after this long
+BASELINE_PER_HOUR = 120  # rows of each hour of the baseline period that its median reads (the hour's first)
+BASELINES_PER_EVALUATION = 50  # baselines computed in one evaluation at most (a fleet's first takes a few)
+FLEET_REFRESH_MS = 30_000  # fleet-level drift is merged again after this long
 _WINDOWED = ("error_rate", "outbox_dropped")  # kinds that read every row of their window
 _COLUMNS = {  # store column -> where the message holds it
     "p95_ms": ("inference", "latency_ms", "p95"), "max_psi": ("drift", "max_psi"),
@@ -169,7 +171,12 @@ class AlertEngine:
         self.stats = {"evaluations": 0, "fired": 0, "resolved": 0, "publish_errors": 0, "webhook_errors": 0}
         self._loaded = False
         self._baselines: dict[tuple[str, int, int], tuple[int, float | None]] = {}
+        self._baselines_read = 0
         self._fleet_cache: dict[tuple[Any, ...], tuple[int, dict[str, Any]]] = {}
+        windows = [r.window_ms for r in self.rules if r.kind in _WINDOWED]
+        self._recent = RecentRows(store, fleet, max(windows), _counters) if windows else None
+        windows = [r.window_ms for r in self.rules if r.scope == "fleet"]
+        self._drift_rows = RecentRows(store, fleet, max(windows), device_histograms) if windows else None
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -180,8 +187,11 @@ class AlertEngine:
         devices = self.store.devices(self.fleet)
         kinds = {r.kind for r in self.rules}
         latest = self.store.latest_telemetry(self.fleet) if kinds - {"offline", "fleet_psi"} else {}
-        windowed = [r.window_ms for r in self.rules if r.kind in _WINDOWED]
-        recent: dict[str, list[dict[str, Any]]] = {}
+        recent: dict[str, list[tuple[int, tuple[float | None, ...]]]] = {}
+        self._baselines_read = 0
+        for rows in (self._recent, self._drift_rows):
+            if rows is not None:
+                rows.keep(d["id"] for d in devices)
         for rule in self.rules:
             if rule.scope == "fleet":
                 readings = self._fleet_readings(rule, devices, now)
@@ -192,8 +202,8 @@ class AlertEngine:
                     if not rule.selects(labels):
                         continue
                     dev = device["id"]
-                    if rule.kind in _WINDOWED and dev not in recent:
-                        recent[dev] = self._rows(dev, now - max(windowed), now)
+                    if self._recent is not None and rule.kind in _WINDOWED and dev not in recent:
+                        recent[dev] = self._recent.rows(device, now)
                     readings[dev] = (self._reading(rule, device, latest.get(dev), recent.get(dev, []), now), labels)
             for subject, (reading, labels) in readings.items():
                 t = self._advance(rule, subject, reading, now, labels)
@@ -233,7 +243,7 @@ class AlertEngine:
         verb = "above" if state == "firing" else "back at or below"
         text = f"{what}{rule.name} ({KINDS[rule.kind].doc}) {shown}, {verb} {limit}"
         if rule.kind == "offline" and state == "firing" and value is not None:
-            text = f"{what}{rule.name}: offline, no telemetry for {value:.0f} s"
+            text = f"{what}{rule.name}: offline, last telemetry {value:.0f} s ago"
         return Transition(self.fleet, rule.name, rule.kind, subject, state, rule.severity, since, now,
                           None if value is None else round(float(value), 6), rule.threshold, text, dict(labels or {}))
 
@@ -282,12 +292,8 @@ class AlertEngine:
 
     # -- readings ---------------------------------------------------------------------------------
 
-    def _rows(self, device: str, since: int, until: int) -> list[dict[str, Any]]:
-        rows = self.store.telemetry(self.fleet, device, since_ms=since, until_ms=until)
-        return [r for r in rows if since <= _ts(r) <= until]
-
     def _reading(self, rule: Rule, device: dict[str, Any], latest: dict[str, Any] | None,
-                 recent: list[dict[str, Any]], now: int) -> Reading:
+                 recent: list[tuple[int, tuple[float | None, ...]]], now: int) -> Reading:
         kind = rule.kind
         if kind in ("offline", "no_telemetry"):
             seen = device.get("last_seen") or (latest or {}).get("received") or device.get("first_seen")
@@ -297,12 +303,12 @@ class AlertEngine:
             interval = _number(payload_of(latest).get("interval_s")) if latest else None
             return Reading.of(rule, None if age is None or not interval else age / interval)
         if kind in _WINDOWED:
-            rows = [r for r in recent if _ts(r) >= now - rule.window_ms]
+            rows = [values for ts, values in recent if ts >= now - rule.window_ms]  # oldest first
             if kind == "error_rate":
-                count = sum(_column(r, "count") or 0 for r in rows)
-                errors = sum(_column(r, "errors") or 0 for r in rows)
+                count = sum(c or 0 for c, _, _ in rows)
+                errors = sum(e or 0 for _, e, _ in rows)
                 return Reading.of(rule, errors / count if count >= rule.min_count else None)
-            dropped = [d for d in (_column(r, "outbox_dropped") for r in sorted(rows, key=_ts)) if d is not None]
+            dropped = [d for _, _, d in rows if d is not None]
             return Reading.of(rule, sum(max(b - a, 0) for a, b in zip(dropped, dropped[1:])) if dropped else None)
         if latest is None or _ts(latest) < now - rule.window_ms:
             return Reading(None)
@@ -324,11 +330,16 @@ class AlertEngine:
             return Reading(None)
         key = (device, rule.baseline_ms, rule.window_ms)
         cached = self._baselines.get(key)
-        if cached is None or now - cached[0] >= BASELINE_REFRESH_MS:
-            cached = (now, self._baseline(device, now - rule.window_ms - rule.baseline_ms, now - rule.window_ms,
-                                          rule.min_baseline))
+        stale = cached is None or now - cached[0] >= BASELINE_REFRESH_MS or now < cached[0]
+        if stale and self._baselines_read < BASELINES_PER_EVALUATION:  # else: the next evaluations
+            self._baselines_read += 1
+            # the first one of a device is dated back by up to BASELINE_REFRESH_MS, so that
+            # devices seen together are not all read again in the same evaluation
+            when = now - zlib.crc32(device.encode()) % BASELINE_REFRESH_MS if cached is None else now
+            cached = (when, self._baseline(device, now - rule.window_ms - rule.baseline_ms, now - rule.window_ms,
+                                           rule.min_baseline))
             self._baselines[key] = cached
-        baseline = cached[1]
+        baseline = None if cached is None else cached[1]
         if not baseline:
             return Reading(None)
         ratio = p95 / baseline
@@ -337,15 +348,16 @@ class AlertEngine:
         return Reading.of(rule, ratio)
 
     def _baseline(self, device: str, since: int, until: int, least: int) -> float | None:
-        """Median p95 of the device's telemetry with ``since <= ts < until``; None with fewer than ``least`` rows."""
-        rows = self.store.telemetry(self.fleet, device, since_ms=since, until_ms=until, limit=BASELINE_ROWS)
-        if len(rows) >= BASELINE_ROWS:  # more than one read holds: hour by hour, so every hour has its say
-            rows = []
-            for start in range(since, until, 3_600_000):
-                end = min(start + 3_600_000, until)
-                rows += [r for r in self.store.telemetry(self.fleet, device, since_ms=start, until_ms=end,
-                                                         limit=BASELINE_ROWS // 24) if _ts(r) < end]
-        values = [v for v in (_column(r, "p95_ms") for r in rows if since <= _ts(r) < until) if v is not None]
+        """Median p95 of the device's telemetry with ``since <= ts < until``; None with fewer than ``least`` rows.
+
+        Read hour by hour, at most ``BASELINE_PER_HOUR`` rows of each (every row up to one message every
+        30 s), so a device that reports every second costs no more than one that reports every 30 s and
+        every hour of the period has its say."""
+        values = []
+        for start in range(since, until, 3_600_000):
+            end = min(start + 3_600_000, until)
+            rows = self.store.telemetry(self.fleet, device, since_ms=start, until_ms=end, limit=BASELINE_PER_HOUR)
+            values += [v for v in (_column(r, "p95_ms") for r in rows if start <= _ts(r) < end) if v is not None]
         return statistics.median(values) if len(values) >= least else None
 
     def _fleet_readings(self, rule: Rule, devices: list[dict[str, Any]],
@@ -354,7 +366,7 @@ class AlertEngine:
         cached = self._fleet_cache.get(key)
         if cached is None or now - cached[0] >= FLEET_REFRESH_MS:
             drift = fleet_drift(self.store, self.fleet, rule.window_ms, now_ms=now, labels=rule.labels,
-                                by=None if rule.by is None else [rule.by], devices=devices)
+                                by=None if rule.by is None else [rule.by], devices=devices, recent=self._drift_rows)
             cached = (now, drift)
             self._fleet_cache[key] = cached
         drift = cached[1]
@@ -423,6 +435,11 @@ def _column(row: dict[str, Any], column: str) -> float | None:
             node = node.get(part) if isinstance(node, dict) else None
         value = _number(node)
     return value
+
+
+def _counters(row: dict[str, Any]) -> tuple[float | None, ...]:
+    """What the windowed kinds read of a row: (count, errors, outbox dropped)."""
+    return _column(row, "count"), _column(row, "errors"), _column(row, "outbox_dropped")
 
 
 def _throttled(row: dict[str, Any], flags: tuple[str, ...]) -> float:
