@@ -15,6 +15,7 @@ import pytest
 from edgeops.agent.localbroker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # about 12 s
 
 
 def test_twenty_devices_through_an_outage_are_stored_exactly_once(tmp_path):
