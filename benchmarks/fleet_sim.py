@@ -159,18 +159,18 @@ class Broker:
     """The broker of the run: a local mosquitto we can stop and start (the outage), or a given URL."""
 
     def __init__(self, url: str | None, workdir: str):
-        self.local = None
-        if url is None:
-            from edgeops.agent.localbroker import LocalBroker
-
-            self.local = LocalBroker(workdir=os.path.join(workdir, "mosquitto"), extra_config=BROKER_LIMITS).start()
-            url = self.local.url
+        from edgeops.agent.localbroker import LocalBroker
         from edgeops.agent.transport import parse_url
 
-        self.url = url
-        self.host, self.port, tls = parse_url(url)
-        if tls:
-            raise SystemExit("the simulator speaks plain MQTT; give an mqtt:// broker")
+        self.local = None
+        if url is not None:
+            self.url = url
+            self.host, self.port, tls = parse_url(url)
+            if tls:
+                raise SystemExit("the simulator speaks plain MQTT; give an mqtt:// broker")
+        else:  # nothing after the start can fail, so the mosquitto started here is always stopped by close()
+            self.local = LocalBroker(workdir=os.path.join(workdir, "mosquitto"), extra_config=BROKER_LIMITS).start()
+            self.url, self.host, self.port = self.local.url, "127.0.0.1", self.local.port
 
     def close(self) -> None:
         if self.local is not None:
