@@ -54,7 +54,7 @@ from .. import _json
 from .._version import __version__
 from ..errors import EdgeOpsError, UsageError
 from .commands import CommandHandler
-from .config import AgentConfig, check_id, check_interval
+from .config import AgentConfig, check_id, check_interval, check_labels
 from .options import AgentOptions
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class Agent:
         self.fleet = check_id("fleet", opts.fleet)
         self.device = check_id("device", opts.device or socket.gethostname().split(".")[0])
         self.interval_s = check_interval(opts.interval_s)
+        self.labels = check_labels(opts.labels)
         self.base = f"edgeops/{self.fleet}/{self.device}"
         self.home_assistant = opts.home_assistant
         store_dir = opts.store_dir
@@ -307,7 +308,7 @@ class Agent:
 
     def _status(self, state: str, **fields: Any) -> bytes:
         return _json.dumps({"state": state, "ts": _now_ms(), "device": self.device, "fleet": self.fleet,
-                            "model": self.model_info, "edgeops": __version__, **fields},
+                            "model": self.model_info, "labels": self.labels, "edgeops": __version__, **fields},
                            separators=(",", ":")).encode()
 
     # -- threads -------------------------------------------------------------------------------

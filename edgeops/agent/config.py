@@ -7,6 +7,7 @@ password_file = "mqtt.pass"       # or the password from this file (one line), n
 [device]
 fleet = "demo"
 id = "pi-01"                      # default: the hostname
+labels = {ring = "canary", site = "berlin"}   # optional: reported in every telemetry and status message
 [telemetry]
 interval_s = 10
 home_assistant = false            # Home Assistant MQTT discovery
@@ -54,7 +55,7 @@ from ..errors import UsageError
 
 _KEYS = {
     "broker": {"url", "username", "password", "password_file", "ca", "cert", "key", "keepalive"},
-    "device": {"fleet", "id"},
+    "device": {"fleet", "id", "labels"},
     "telemetry": {"interval_s", "home_assistant"},
     "store": {"dir", "max_mb", "max_age_days"},
     "model": {"path", "name", "version"},
@@ -99,6 +100,7 @@ class AgentConfig:
     workload_rate_hz: float = 10.0
     source: str | None = None
     ota: OtaConfig | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,6 +109,28 @@ def check_id(kind: str, value: Any) -> str:
     if not isinstance(value, str) or not _ID.match(value):
         raise UsageError(f"{kind} id {value!r} must be 1-64 characters of letters, digits, '_', '-' or '.'")
     return value
+
+
+def check_labels(value: Any, where: str = "labels") -> dict[str, str]:
+    """Device labels (``{ring = "canary", site = "berlin"}``): at most 32, names like ids, values strings
+    (numbers and booleans are written as strings) of at most 128 characters."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 32:
+        raise UsageError(f"{where} must be a table of at most 32 name = \"value\" pairs, "
+                         f"e.g. {{ring = \"canary\", site = \"berlin\"}}; got {value!r}")
+    labels = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not _ID.match(k):
+            raise UsageError(f"{where}: label name {k!r} must be 1-64 characters of letters, digits, '_', '-' or '.'")
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            v = str(v)
+        if not isinstance(v, str) or len(v) > 128:
+            raise UsageError(f"{where}: label {k} must be a string of at most 128 characters, not {v!r}")
+        labels[k] = v
+    return labels
 
 
 def broker_password(password: str | None, password_file: str | None, *, given: str = "--password",
@@ -179,7 +203,8 @@ def from_dict(data: dict[str, Any], *, base: str = ".", source: str | None = Non
         cert=path(broker.get("cert")), key=path(broker.get("key")), keepalive=int(broker.get("keepalive", 30)),
         max_bytes=int(float(store.get("max_mb", 32)) * 1024 * 1024),
         max_age_s=float(store.get("max_age_days", 7)) * 86400,
-        workload_data=path(work.get("data")), workload_rate_hz=float(work.get("rate_hz", 10)), source=source)
+        workload_data=path(work.get("data")), workload_rate_hz=float(work.get("rate_hz", 10)), source=source,
+        labels=check_labels(device.get("labels"), f"{where}: [device] labels"))
     if cfg.workload_data and not cfg.model_path and cfg.ota is None:
         raise UsageError(f"{where}: [workload] replays data through the model: give [model] path "
                          "(or an [ota] section, whose store provides the model)")

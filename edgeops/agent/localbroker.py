@@ -3,8 +3,9 @@
 :class:`LocalBroker` writes a ``mosquitto.conf`` into a work directory, starts mosquitto on a free
 port and waits until the port accepts connections. It can serve TLS given the PEM files of a CA
 and a server certificate (:class:`ServerTls`; the tests make them with ``trustme``), an ACL file,
-a password file, and keeps its persistence there too, so :meth:`LocalBroker.restart` (an outage on
-the same port) keeps retained messages::
+a password file and further ``mosquitto.conf`` lines (``extra_config``, e.g. raised queue limits),
+and keeps its persistence there too, so :meth:`LocalBroker.restart` (an outage on the same port)
+keeps retained messages and persistent sessions::
 
     with LocalBroker() as broker:
         transport = MqttTransport(broker.url, client_id="pi-01")
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..errors import BackendUnavailableError, EdgeOpsError, UsageError
@@ -69,7 +71,7 @@ class LocalBroker:
 
     def __init__(self, *, port: int | None = None, tls: ServerTls | None = None, require_certificate: bool = False,
                  acl: str | None = None, passwords: dict[str, str] | None = None, allow_anonymous: bool = True,
-                 persistence: bool = True, workdir: str | None = None):
+                 persistence: bool = True, workdir: str | None = None, extra_config: Sequence[str] = ()):
         if require_certificate and tls is None:
             raise UsageError("require_certificate needs tls= (the CA, server certificate and key files)")
         self.tls = tls
@@ -78,6 +80,7 @@ class LocalBroker:
         self.passwords = dict(passwords or {})
         self.allow_anonymous = allow_anonymous
         self.persistence = persistence
+        self.extra_config = list(extra_config)  # mosquitto.conf lines added last, e.g. "max_queued_messages 100000"
         self._fixed_port = port is not None
         self.port: int = port or 0
         self._own_workdir = workdir is None
@@ -220,6 +223,7 @@ class LocalBroker:
             lines.append(f"acl_file {path}")
         if self.passwords:
             lines.append(f"password_file {self._password_file()}")
+        lines += self.extra_config
         return "\n".join(lines) + "\n"
 
     def _password_file(self) -> str:

@@ -42,6 +42,9 @@ class AgentOptions:
     """The fleet: ``edgeops/<fleet>/<device>/`` is every topic's prefix (no '/', '+', '#' or spaces)."""
     device: str | None = None
     """The device id; default: the host name up to its first dot."""
+    labels: dict[str, str] | None = None
+    """Labels of this device (``{"ring": "canary", "site": "berlin"}``), sent in every telemetry and status
+    message: the fleet side groups, filters and rolls out by them."""
 
     # -- what it reports --
     interval_s: float = 10.0
@@ -74,4 +77,4 @@ class AgentOptions:
                    interval_s=cfg.interval_s, model_name=cfg.model_name, model_version=cfg.model_version,
                    home_assistant=cfg.home_assistant, username=cfg.username, password=cfg.password, ca=cfg.ca,
                    cert=cfg.cert, key=cfg.key, keepalive=cfg.keepalive, max_bytes=cfg.max_bytes,
-                   max_age_s=cfg.max_age_s, ota=cfg.ota)
+                   max_age_s=cfg.max_age_s, ota=cfg.ota, labels=dict(cfg.labels) or None)

@@ -5,6 +5,9 @@ Latency and rate describe the window since the previous message (the model's sta
 each time); ``total`` counts since the agent started. Non-finite numbers (no inference in the
 window yet) become null in the JSON.
 
+``labels`` are the device's labels (``[device] labels`` in agent.toml, ``{}`` when none), also in the
+retained status message: the fleet side keeps them per device and groups by them.
+
 ``health.threads`` is {thread: alive} for the agent's threads (telemetry, sender, network, ota, a
 workload) and ``health.thread_restarts`` how often each was started again after it ended.
 ``outbox.dropped`` counts every message lost: dropped by the outbox's bounds (age, size) and
@@ -27,6 +30,7 @@ class TelemetrySource(Protocol):
 
     device: str
     fleet: str
+    labels: dict[str, str]  # the device's labels ([device] labels), in every message
     model: Model | None
     model_info: dict[str, Any]  # name, version, sha256
     drift: DriftMonitor | None
@@ -49,7 +53,7 @@ def build_telemetry(agent: TelemetrySource) -> dict[str, Any]:
         "ts": int(time.time() * 1000), "device": agent.device, "fleet": agent.fleet, "model": dict(agent.model_info),
         "inference": _inference(agent), "guardrails": _guardrails(model), "drift": _drift(agent),
         "health": _health(agent), "runtime": runtime_info(model),
-        "outbox": _outbox(agent), "interval_s": agent.interval_s,
+        "outbox": _outbox(agent), "interval_s": agent.interval_s, "labels": dict(getattr(agent, "labels", {})),
     }
     return message
 

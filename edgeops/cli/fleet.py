@@ -1,4 +1,6 @@
-"""``edgeops fleet status|watch``: the devices of a fleet as they report over MQTT."""
+"""``edgeops fleet status|watch|serve``: the devices of a fleet as they report over MQTT, and the fleet server.
+
+``status --db DB`` reads the fleet server's store instead of listening to the broker."""
 
 from __future__ import annotations
 
@@ -40,17 +42,32 @@ def fleet() -> None:
 
 
 @fleet.command("status")
-@_broker
+@click.option("--broker", default=None, help="mqtt://host:port or mqtts://... (listen to the broker).")
+@click.option("--db", default=None, help="Read the fleet server's store instead: a sqlite file or postgresql://...")
 @_fleet
 @click.option("--wait", "wait_s", type=float, default=3.0, show_default=True,
               help="Seconds to listen (telemetry is not retained; wait at least one interval to see it).")
 @_tls_options
 @click.option("--json", "as_json", is_flag=True)
-def status(broker: str, fleet: str, wait_s: float, as_json: bool, **tls: Any) -> None:
+def status(broker: str | None, db: str | None, fleet: str, wait_s: float, as_json: bool, **tls: Any) -> None:
     """Each device: online or offline, model version, age of its last telemetry and its key numbers."""
-    from ..fleet.status import collect
+    if (broker is None) == (db is None):
+        raise click.UsageError("give --broker (listen to the broker) or --db (read the fleet server's store)")
+    if db is not None:
+        import os
 
-    rows = collect(broker, fleet, wait_s=wait_s, **_connection(tls)).snapshot()
+        from ..fleet.status import from_store
+        from ..fleet.store import open_store
+
+        if "://" not in db and not os.path.exists(db):
+            raise click.UsageError(f"--db {db}: no such file (the store edgeops fleet serve --db writes)")
+        with open_store(db) as store:
+            rows = from_store(store, fleet)
+    else:
+        from ..fleet.status import collect
+
+        assert broker is not None
+        rows = collect(broker, fleet, wait_s=wait_s, **_connection(tls)).snapshot()
     if as_json:
         emit_json({"fleet": fleet, "devices": rows})
         return
@@ -80,6 +97,80 @@ def watch(broker: str, fleet: str, duration: float | None, **tls: Any) -> None:
         pass
     finally:
         t.stop()
+
+
+@fleet.command("serve")
+@_broker
+@_fleet
+@click.option("--db", default="fleet.db", show_default=True,
+              help="The store: a sqlite file (WAL), sqlite:///path or postgresql://user@host:port/db.")
+@click.option("--http", default="127.0.0.1:8080", show_default=True,
+              help="host:port of the page and JSON API (port 0: a free one; '' for none).")
+@click.option("--rules", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Alert rules (TOML) instead of, or added to, the default rules.")
+@click.option("--webhook", default=None, help="POST every alert transition (JSON) to this URL.")
+@click.option("--group", default=None,
+              help="Share the stream with the other collectors of this group (MQTT 5 shared subscription; "
+                   "use PostgreSQL as their shared store and a distinct --client-id each).")
+@click.option("--retention-days", type=float, default=30.0, show_default=True,
+              help="Remove telemetry and events older than this.")
+@click.option("--client-id", default=None,
+              help="The collector's MQTT client id (its persistent session); default: fleet, group and host name.")
+@click.option("--batch-max", type=click.IntRange(1, 100000), default=500, show_default=True,
+              help="Most messages per transaction.")
+@_tls_options
+def serve(broker: str, fleet: str, db: str, http: str, rules: str | None, webhook: str | None, group: str | None,
+          retention_days: float, client_id: str | None, batch_max: int, **tls: Any) -> None:
+    """Collect, store, alert and serve the fleet's page until SIGINT or SIGTERM.
+
+    Every message is acknowledged to the broker only after it is committed to the store, so a crash
+    or restart loses nothing (the broker keeps the collector's session), and a message stored twice
+    is ignored by its id."""
+    import signal
+    import threading
+
+    from ..fleet.server import FleetServer, ServerOptions
+
+    options = ServerOptions(broker=broker, fleet=fleet, db=db, http=http or None, rules=rules, webhook=webhook,
+                            group=group, retention_days=retention_days, client_id=client_id, batch_max=batch_max,
+                            **_connection(tls))
+    server = FleetServer(options)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    err = console(stderr=True)
+    server.start()
+    try:
+        ready = server.wait_ready(10)
+        where = f"{server.store.kind} {_safe_db(db)}"
+        err.print(f"edgeops fleet serve: fleet {fleet}, broker {broker}, store {where}"
+                  f"{', group ' + group if group else ''}, client id {server.collector.client_id}")
+        if not ready:
+            err.print(f"[yellow]not subscribed yet ({server.collector.last_error or 'no answer from the broker'}); "
+                      "retrying in the background[/yellow]")
+        else:
+            err.print("collecting (subscribed)")
+        if server.url:
+            err.print(f"page and API: {server.url}/")
+        done.wait()
+    finally:
+        err.print("edgeops fleet serve: stopping (writing what is queued)")
+        server.stop()
+        if server.collector is not None:
+            st = server.collector.stats()
+            err.print("edgeops fleet serve: " + ", ".join(f"{k} {st[k]}" for k in (
+                "received", "redelivered", "stored", "duplicates", "malformed", "rejected", "batches")) +
+                f", lag p50/p95 {st['lag_ms']['p50']}/{st['lag_ms']['p95']} ms")
+
+
+def _safe_db(db: str) -> str:
+    """The --db without a password."""
+    from urllib.parse import urlsplit
+
+    if "://" not in db:
+        return db
+    u = urlsplit(db)
+    return f"{u.scheme}://{u.username + '@' if u.username else ''}{u.hostname or ''}{':' + str(u.port) if u.port else ''}{u.path}"
 
 
 def _table(fleet: str, rows: list[dict[str, Any]]) -> Any:

@@ -7,6 +7,9 @@ show guardrails catching out-of-range input, convert the CNN to int8 behind
 validation gates, export it to an int8 .tflite without TensorFlow behind the same
 gates, benchmark the files side by side, run the agent and ship an update to it, and
 explain which pixels the models read and whether int8 changed that.
+
+``--fleet`` runs the fleet side's tour instead (``_quickstart_fleet.py``): the fleet server on a
+sqlite store with the local mosquitto, two agents reporting to it, the page's URL and the first rows.
 """
 
 from __future__ import annotations
@@ -39,9 +42,13 @@ def find_examples() -> Path:
 @click.option("--examples", "examples_dir", type=click.Path(file_okay=False), default=None,
               help="Folder of the example models (default: examples/models of the checkout).")
 @click.option("--broker", default=None, help="MQTT broker for the agent step (default: a local mosquitto if installed).")
+@click.option("--fleet", "fleet_tour", is_flag=True,
+              help="Tour the fleet side instead: the fleet server on sqlite, two agents, the page and the stored rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> None:
-    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, int8, benchmark, agent, explain."""
+def quickstart(examples_dir: str | None, broker: str | None, fleet_tour: bool, as_json: bool) -> None:
+    """Run the tour on the digits example: inspect, run, statistics, TFLite, guardrails, int8, benchmark, agent, explain.
+
+    With --fleet: the fleet side's tour (collector, store, page) with two agents, in about half a minute."""
     import edgeops
 
     from ..formats import read_summary
@@ -50,6 +57,15 @@ def quickstart(examples_dir: str | None, broker: str | None, as_json: bool) -> N
     ex = Path(examples_dir) if examples_dir else find_examples()
     err = console(stderr=True)
     out = None if as_json else console()  # each step's result goes out as the step ends, under its heading
+    if fleet_tour:
+        from . import _quickstart_fleet
+
+        result = _quickstart_fleet.fleet_tour(ex, err, broker)
+        if out:
+            _quickstart_fleet.show(out, result)
+        else:
+            emit_json({"examples": str(ex), "fleet": result})
+        return
     x = np.load(ex / "digits_mlp_test.npz")["pixels"]
     labels = np.load(ex / "digits_test_labels.npy")
     report: dict[str, Any] = {"examples": str(ex), "samples": int(len(x))}

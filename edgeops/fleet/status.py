@@ -125,3 +125,22 @@ def collect(url: str, fleet: str, *, wait_s: float = 3.0, view: FleetView | None
     finally:
         t.stop()
     return view
+
+
+def from_store(store: Any, fleet: str, now_ms: int | None = None) -> list[dict[str, Any]]:
+    """The rows of ``edgeops fleet status --db``: what the fleet server stored, shaped like :meth:`DeviceRow.to_dict`
+    (plus ``labels``, ``last_seen`` and ``last_ts``; ``seq_gaps`` and ``telemetry_count`` are the broker view's)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    latest = store.latest_telemetry(fleet)
+    rows = []
+    for d in store.devices(fleet):
+        t = latest.get(d["id"]) or {}
+        model = {k: v for k, v in (("name", d.get("model_name")), ("version", d.get("model_version")),
+                                   ("sha256", d.get("model_sha256"))) if v is not None}
+        rows.append({"device": d["id"], "state": d["state"], "model": model, "labels": d.get("labels") or {},
+                     "telemetry_age_s": None if d.get("last_seen") is None else round((now - d["last_seen"]) / 1000, 1),
+                     "last_seen": d.get("last_seen"), "last_ts": d.get("last_ts"), "seq": d.get("last_seq"),
+                     "rate_per_s": t.get("rate_per_s"), "p95_ms": t.get("p95_ms"), "errors": t.get("errors"),
+                     "max_psi": t.get("max_psi"), "cpu_percent": t.get("cpu_percent"),
+                     "temperature_c": t.get("temperature_c"), "outbox_pending": t.get("outbox_pending")})
+    return rows

@@ -26,6 +26,7 @@ What one update costs, measured on one machine, is in ``benchmarks/NOTES.md``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -117,11 +118,17 @@ class _Window:
     size, which is why small updates are batched.
     """
 
-    __slots__ = ("edges", "reference", "counts", "nonfinite", "pending", "pending_values", "_probes", "_probes_of")
+    __slots__ = ("edges", "reference", "counts", "nonfinite", "pending", "pending_values", "_probes", "_probes_of",
+                 "ref_counts", "ref_id")
 
     def __init__(self, edges: np.ndarray, reference: np.ndarray):
         self.edges = edges
         self.reference = reference
+        # what the fleet side needs to merge windows across devices (edgeops.fleet.fleetdrift): the reference
+        # counts, and an id of edges + counts so only windows over the same histogram are added up
+        integral = bool(np.all(reference == np.round(reference)))
+        self.ref_counts = [int(c) for c in reference] if integral else reference.tolist()
+        self.ref_id = hashlib.sha256(edges.astype("<f8").tobytes() + reference.astype("<f8").tobytes()).hexdigest()[:12]
         self.counts = np.zeros(reference.size, dtype=np.int64)
         self.nonfinite = 0
         self.pending: list[np.ndarray] = []
@@ -271,12 +278,15 @@ class DriftMonitor:
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
         """Drift per input and the largest PSI, JSON-ready; ``reset`` starts a new window.
 
-        ``{"inputs": {name: {"psi", "psi_level", "ks", "wasserstein", "samples", "nonfinite", "counts"}},
-        "max_psi": float | None, "window_samples": updates, "window_s": seconds, "skipped": {name: reason}}``.
+        ``{"inputs": {name: {"psi", "psi_level", "ks", "wasserstein", "samples", "nonfinite", "counts",
+        "reference", "ref"}}, "max_psi": float | None, "window_samples": updates, "window_s": seconds,
+        "skipped": {name: reason}}``.
         ``samples`` counts binned values, ``window_samples`` the :meth:`update` calls that fed a
-        monitored input, ``counts`` the window's histogram over the reference edges (the fleet side
-        can add them up across devices). An input below ``min_samples`` values has ``None``
-        statistics and a ``reason``.
+        monitored input, ``counts`` the window's histogram over the reference edges. ``reference``
+        is the profile's histogram counts over the same bins and ``ref`` a 12-hex id of its edges and
+        counts: the fleet side adds up the ``counts`` of the windows with the same ``ref`` across
+        devices and compares them with ``reference`` (:mod:`edgeops.fleet.fleetdrift`). An input
+        below ``min_samples`` values has ``None`` statistics and a ``reason``.
         """
         now = time.monotonic()
         with self._lock:
@@ -298,7 +308,8 @@ class DriftMonitor:
     def _stats(self, win: _Window, counts: np.ndarray, nonfinite: int) -> dict[str, Any]:
         n = int(counts.sum())
         stats: dict[str, Any] = {"psi": None, "psi_level": None, "ks": None, "wasserstein": None,
-                                 "samples": n, "nonfinite": nonfinite, "counts": counts.tolist()}
+                                 "samples": n, "nonfinite": nonfinite, "counts": counts.tolist(),
+                                 "reference": win.ref_counts, "ref": win.ref_id}
         if n < self.min_samples:
             stats["reason"] = f"not enough data: {n} of {self.min_samples} values"
             return stats

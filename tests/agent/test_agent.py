@@ -220,6 +220,9 @@ def test_config_file_errors_are_clear(tmp_path):
     for text, words in [("[broker]\nurl='mqtt://x'\n[device]\nfleet='demo'\n[telemetry]\nintervl_s=1\n", "intervl_s"),
                         ("[device]\nfleet='demo'\n", "url is required"),
                         ("[broker]\nurl='mqtt://x'\n[device]\nfleet='a/b'\n", "fleet id"),
+                        ("[broker]\nurl='mqtt://x'\n[device]\nfleet='demo'\nlabels={'a b'='x'}\n", "label name"),
+                        ("[broker]\nurl='mqtt://x'\n[device]\nfleet='demo'\nlabels='canary'\n", "labels must be a table"),
+                        ("[broker]\nurl='mqtt://x'\n[device]\nfleet='demo'\nlabels={ring=['a']}\n", "label ring"),
                         ("[broker\n", "not valid TOML")]:
         bad.write_text(text)
         with pytest.raises(UsageError, match=words):
@@ -228,6 +231,23 @@ def test_config_file_errors_are_clear(tmp_path):
     good.write_text(AGENT_TOML.format(url="mqtt://127.0.0.1:1", store="store", model="m.onnx"))
     cfg = load_config(good)
     assert cfg.store_dir == os.path.join(str(tmp_path), "store") and cfg.interval_s == 0.1
+    assert cfg.labels == {}
+
+
+def test_labels_from_the_config_go_out_in_every_telemetry_and_status_message(broker, collector, tmp_path):
+    from edgeops.agent import load_config
+
+    config = tmp_path / "agent.toml"
+    config.write_text(AGENT_TOML.format(url=broker.url, store=tmp_path / "store", model=EXAMPLES / "digits_mlp.onnx")
+                      .replace('id = "pi-01"', 'id = "pi-01"\nlabels = {ring = "canary", site = "berlin", rack = 4}'))
+    cfg = load_config(config)
+    assert cfg.labels == {"ring": "canary", "site": "berlin", "rack": "4"}
+    c = collector("edgeops/demo/#")
+    with Agent.from_config(cfg):
+        assert c.wait_for(lambda ms: len(telemetry(c)) >= 3, 10)
+    assert all(t["labels"] == cfg.labels for t in telemetry(c))
+    status = [json.loads(p) for p in c.payloads("edgeops/demo/pi-01/status")]
+    assert [s["state"] for s in status] == ["online", "offline"] and all(s["labels"] == cfg.labels for s in status)
 
 
 def test_a_bundle_as_the_agents_model_reports_its_name_and_version(tmp_path):

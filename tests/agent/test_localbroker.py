@@ -130,3 +130,42 @@ def test_make_pki_writes_pem_files(tmp_path):
     for path in (pki.ca, pki.server_cert, pki.server_key, pki.ca_key):
         assert open(path).read().startswith("-----BEGIN")
     assert os.stat(pki.server_key).st_mode & 0o077 == 0
+
+
+def queued_for_offline_session(broker: LocalBroker, n: int) -> int:
+    """A persistent session subscribes and goes away; ``n`` QoS 1 messages are published; how many it gets back."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    got: list[bytes] = []
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 60
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="away", protocol=mqtt.MQTTv5)
+    sub.on_message = lambda c, u, m: got.append(m.payload)
+    sub.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    sub.subscribe("q/#", qos=1)
+    for _ in range(20):
+        sub.loop(0.05)
+    sub.disconnect()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub", protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    for i in range(n):
+        pub.publish("q/x", str(i), qos=1).wait_for_publish(3)
+    pub.loop_stop()
+    pub.disconnect()
+    sub.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and len(got) < n:
+        sub.loop(0.05)
+    sub.disconnect()
+    return len(got)
+
+
+def test_extra_config_lines_reach_mosquitto(make_broker):
+    """The fleet simulator raises mosquitto's per-client queue this way; here a tiny one drops what is past it."""
+    assert queued_for_offline_session(make_broker(), 30) == 30
+    small = make_broker(extra_config=["max_queued_messages 5"])
+    assert "max_queued_messages 5" in open(os.path.join(small.workdir, "mosquitto.conf")).read()
+    assert queued_for_offline_session(small, 30) < 30

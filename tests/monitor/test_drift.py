@@ -168,6 +168,18 @@ def test_binning_matches_the_profile_histogram(mlp_profile, pixels):
     assert monitor.snapshot()["inputs"]["pixels"]["counts"] == np.histogram(pixels, edges)[0].tolist()
 
 
+def test_snapshot_carries_the_reference_the_fleet_side_merges_against():
+    monitor = DriftMonitor(uniform_profile(bins=4), min_samples=10)
+    monitor.update({"x": np.array([0.1, 0.1, 0.1, 0.6, 0.6, 0.9, 0.9, 0.9, 0.9, 0.9])})
+    stats = monitor.snapshot()["inputs"]["x"]
+    assert stats["reference"] == [100, 100, 100, 100]
+    assert stats["psi"] == pytest.approx(psi(stats["reference"], stats["counts"]))
+    same = DriftMonitor(uniform_profile(bins=4)).snapshot()["inputs"]["x"]["ref"]
+    other_edges = DriftMonitor({"inputs": {"x": {"histogram": {"edges": [0, 1, 2, 3, 5], "counts": [100] * 4}}}})
+    assert stats["ref"] == same and len(same) == 12
+    assert other_edges.snapshot()["inputs"]["x"]["ref"] != same  # same counts over other bins: not mergeable
+
+
 def test_values_outside_the_reference_go_to_the_end_bins():
     monitor = DriftMonitor(uniform_profile())
     monitor.update({"x": np.full(60, -3.0)})
