@@ -493,10 +493,11 @@ def _pack_field(out: bytearray, msg: str, name: str, kind: str, value: Any) -> N
 
 
 class _Reader:
-    def __init__(self, body: bytes, msg: str):
+    def __init__(self, body: bytes, msg: str, text_errors: str):
         self.body = body
         self.pos = 0
         self.msg = msg
+        self.text_errors = text_errors
 
     def take(self, n: int, name: str) -> bytes:
         if self.pos + n > len(self.body):
@@ -517,7 +518,7 @@ def _unpack_field(r: _Reader, name: str, kind: str) -> Any:
     if kind == "str":
         raw = r.take(r.scalar("u8", name), name)
         try:
-            return raw.decode("utf-8")
+            return raw.decode("utf-8", errors=r.text_errors)
         except UnicodeDecodeError as exc:
             raise WireError(f"{r.msg}.{name} is not UTF-8: {raw!r:.80}") from exc
     if kind == "blob":
@@ -547,12 +548,16 @@ def encode_body(msg: Message) -> bytes:
     return bytes(out)
 
 
-def decode_body(type_code: int, body: bytes) -> Message:
-    """The message of type ``type_code`` in ``body``; every byte must be used."""
+def decode_body(type_code: int, body: bytes, *, text_errors: str = "strict") -> Message:
+    """The message of type ``type_code`` in ``body``; every byte must be used.
+
+    ``text_errors`` is how a string that is not UTF-8 decodes (:meth:`bytes.decode`'s ``errors``): the
+    default refuses it, ``"replace"`` keeps a device's EVENT text however mangled.
+    """
     cls = MESSAGES.get(type_code)
     if cls is None:
         raise WireError(f"unknown message type 0x{type_code:02X}")
-    r = _Reader(body, cls.__name__)
+    r = _Reader(body, cls.__name__, text_errors)
     values = {name: _unpack_field(r, name, kind) for name, kind in cls.LAYOUT}
     if r.pos != len(body):
         raise WireError(f"{cls.__name__} body has {len(body) - r.pos} bytes after its last field "
@@ -607,12 +612,13 @@ def decode_frame(data: bytes, *, max_payload: int = MAX_PAYLOAD_DEFAULT) -> Fram
     return Frame(version=version, type=type_code, seq=seq, body=payload[HEADER_SIZE:])
 
 
-def decode_message(frame: Frame) -> Message:
-    """The message in a frame; :class:`WireError` for another protocol version, an unknown type or a bad body."""
+def decode_message(frame: Frame, *, text_errors: str = "strict") -> Message:
+    """The message in a frame; :class:`WireError` for another protocol version, an unknown type or a bad body
+    (``text_errors``: see :func:`decode_body`)."""
     if frame.version != PROTOCOL_VERSION:
         raise WireError(f"protocol version {frame.version} is not supported (this side speaks "
                         f"{PROTOCOL_VERSION}); update the firmware or the gateway")
-    return decode_body(frame.type, frame.body)
+    return decode_body(frame.type, frame.body, text_errors=text_errors)
 
 
 class FrameDecoder:

@@ -20,7 +20,7 @@
 #define FUZZ_MAX_INPUT (1u << 20)
 
 typedef struct {
-  unsigned long frames, requests, rejected, replies, dropped;
+  unsigned long frames, decoded, requests, rejected, replies, dropped;
 } counts;
 
 static void require(int ok, const char *what) {
@@ -45,6 +45,7 @@ static void frames_round_trip(const uint8_t *data, size_t n, counts *c) {
     ++c->frames;
     require(f.body_len + EOB_HEADER_SIZE <= EOB_MAX_PAYLOAD, "frame within the maximum payload");
     if (eob_msg_decode(&f, &m) != EOB_OK) continue;
+    ++c->decoded;
     require(eob_msg_encode(&m, f.seq, payload, sizeof payload, &len), "a decoded message encodes");
     require(len == f.body_len + EOB_HEADER_SIZE && memcmp(payload + EOB_HEADER_SIZE, f.body, f.body_len) == 0 &&
                 payload[1] == f.type,
@@ -142,8 +143,8 @@ int main(void) {
   counts c;
   memset(&c, 0, sizeof c);
   run(input, n, &c);
-  printf("bytes=%lu frames=%lu dropped=%lu requests=%lu rejected=%lu replies=%lu\n", (unsigned long)n, c.frames,
-         c.dropped, c.requests, c.rejected, c.replies);
+  printf("bytes=%lu frames=%lu decoded=%lu dropped=%lu requests=%lu rejected=%lu replies=%lu\n", (unsigned long)n,
+         c.frames, c.decoded, c.dropped, c.requests, c.rejected, c.replies);
   return 0;
 }
 #endif

@@ -129,8 +129,10 @@ def test_bad_messages_say_what_is_wrong():
         wire.decode_message(_frame_of(0x02, b"\x01\x00\x00\x00\x05\x00ab"))
     with pytest.raises(wire.WireError, match="Ping body has 1 bytes after its last field"):
         wire.decode_message(_frame_of(0x02, b"\x01\x00\x00\x00\x00\x00!"))
+    mangled = _frame_of(0x8A, b"\x01\x00\x00" + bytes(8) + b"\x02\xff\xfe")
     with pytest.raises(wire.WireError, match="Event.text is not UTF-8"):
-        wire.decode_message(_frame_of(0x8A, b"\x01\x00\x00" + bytes(8) + b"\x02\xff\xfe"))
+        wire.decode_message(mangled)
+    assert wire.decode_message(mangled, text_errors="replace").text == "\ufffd\ufffd"
     hello = bytearray(wire.encode_body(GOLDEN["hello"][1]))
     rank_at = hello.index(b"\x01\x04\x01\x00\x08\x00")  # input: int8, rank 4, dims 1, 8, ...
     hello[rank_at + 1] = 5
