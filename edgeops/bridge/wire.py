@@ -388,6 +388,15 @@ def transfer_tag(sha256: bytes) -> int:
     return int(struct.unpack_from("<I", sha256)[0])
 
 
+def max_chunk_size(max_payload: int = MAX_PAYLOAD_DEFAULT) -> int:
+    """The largest MODEL_CHUNK data a device with this ``max_payload`` takes: a multiple of 8, header and fields
+    (18 bytes) subtracted."""
+    size = (max_payload - HEADER_SIZE - 14) // 8 * 8
+    if size < 8:
+        raise WireError(f"max_payload {max_payload} leaves no room for a model chunk")
+    return min(size, 0xFFF8)
+
+
 def max_encoded_size(max_payload: int = MAX_PAYLOAD_DEFAULT) -> int:
     """Bytes a frame of ``max_payload`` payload bytes can take on the line, the 0x00 delimiter included."""
     n = max_payload + CRC_SIZE
@@ -699,6 +708,6 @@ __all__ = ["PROTOCOL_VERSION", "HEADER_SIZE", "CRC_SIZE", "MAX_PAYLOAD_DEFAULT",
            "TransferState", "DType", "EventLevel", "Capability", "TensorDesc", "Message", "HelloReq", "Ping",
            "InferReq", "ModelOffer", "ModelChunk", "ModelCommit", "ModelStatusReq", "TelemetryReq", "Reset",
            "Hello", "Pong", "InferResp", "ModelStatus", "Telemetry", "Event", "Ack", "Nack", "MESSAGES", "Frame",
-           "crc32", "transfer_tag", "max_encoded_size", "cobs_encode", "cobs_decode", "encode_body",
+           "crc32", "transfer_tag", "max_chunk_size", "max_encoded_size", "cobs_encode", "cobs_decode", "encode_body",
            "decode_body", "encode_payload", "encode_frame", "encode_message", "decode_frame", "decode_message",
            "FrameDecoder"]

@@ -172,3 +172,13 @@ def test_encode_refuses_a_payload_over_the_maximum_and_a_bad_seq():
 def test_transfer_tag_is_the_sha_prefix():
     sha = bytes(range(32))
     assert wire.transfer_tag(sha) == 0x03020100 == wire.ModelOffer(sha256=sha).tag
+
+
+@pytest.mark.parametrize("max_payload, size", [(1024, 1000), (256, 232), (64, 40)])
+def test_max_chunk_size_fits_the_payload_in_whole_write_units(max_payload, size):
+    assert wire.max_chunk_size(max_payload) == size
+    chunk = wire.ModelChunk(data=bytes(size))
+    assert len(wire.encode_payload(chunk, 0)) <= max_payload
+    wire.encode_message(chunk, 0, max_payload=max_payload)
+    with pytest.raises(wire.WireError, match="no room for a model chunk"):
+        wire.max_chunk_size(20)
