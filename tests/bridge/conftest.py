@@ -1,0 +1,8 @@
+"""tests/bridge: the firmware_bridge wire format (Python codec, C library, golden frames, fuzzing)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
