@@ -140,9 +140,9 @@ def device_summary(device: dict[str, Any], latest: dict[str, Any] | None, firing
     model = payload.get("model") if isinstance(payload.get("model"), dict) else {}
     return {
         "id": device.get("id"), "fleet": device.get("fleet"), "state": state, "status": status,
-        "model": {"name": device.get("model_name") or model.get("name"),
-                  "version": device.get("model_version") or model.get("version"),
-                  "sha256": device.get("model_sha256") or model.get("sha256")},
+        "model": {"name": device.get("model_name") or model.get("name"),  # type: ignore[union-attr]
+                  "version": device.get("model_version") or model.get("version"),  # type: ignore[union-attr]
+                  "sha256": device.get("model_sha256") or model.get("sha256")},  # type: ignore[union-attr]
         "first_seen": device.get("first_seen"), "last_seen": last_seen, "telemetry_age_s": age_s,
         "offline_after_s": threshold, "interval_s": interval, "seq": latest.get("seq"),
         "p95_ms": _num(latest.get("p95_ms")), "rate_per_s": _num(latest.get("rate_per_s")),
@@ -300,7 +300,7 @@ def static_file(name: str) -> bytes:
     if not re.fullmatch(r"[a-z][a-z0-9_-]*\.(js|css|svg|html)", name):
         raise HTTPError(404, f"no static file {name!r}")
     try:
-        return resources.files("edgeops.fleet").joinpath("static", name).read_bytes()
+        return resources.files("edgeops.fleet").joinpath("static", name).read_bytes()  # type: ignore[call-arg]
     except (FileNotFoundError, IsADirectoryError):
         raise HTTPError(404, f"no static file {name!r}") from None
 
@@ -371,7 +371,7 @@ def make_http_server(store: Any, fleet: str, host: str = "127.0.0.1", port: int 
             if parts[:1] == ["api"]:
                 rest = parts[1:]
                 if rest == ["devices"]:
-                    return 200, js, _json_bytes(api.devices((query.get("fleet") or [None])[-1]))
+                    return 200, js, _json_bytes(api.devices((query.get("fleet") or [None])[-1]))  # type: ignore[list-item]
                 if len(rest) == 2 and rest[0] == "devices":
                     return 200, js, _json_bytes(api.device(rest[1]))
                 if len(rest) == 3 and rest[0] == "devices" and rest[2] in ("telemetry", "series"):
@@ -381,11 +381,11 @@ def make_http_server(store: Any, fleet: str, host: str = "127.0.0.1", port: int 
                         raise HTTPError(400, f"until ({until}) is before since ({since})")
                     if rest[2] == "telemetry":
                         limit = _int_param(query, "limit", 10_000, 1, MAX_LIMIT)
-                        return 200, js, _json_bytes(api.telemetry(rest[1], since, until, limit))
+                        return 200, js, _json_bytes(api.telemetry(rest[1], since, until, limit))  # type: ignore[arg-type]
                     points = _int_param(query, "points", 2000, 10, 20_000)
-                    return 200, js, _json_bytes(api.series(rest[1], since, until, points))
+                    return 200, js, _json_bytes(api.series(rest[1], since, until, points))  # type: ignore[arg-type]
                 if rest == ["alerts"]:
-                    return 200, js, _json_bytes(api.alerts((query.get("state") or [None])[-1] or None))
+                    return 200, js, _json_bytes(api.alerts((query.get("state") or [None])[-1] or None))  # type: ignore[list-item]
                 if rest == ["fleet"]:
                     return 200, js, _json_bytes(api.fleet_summary())
                 raise HTTPError(404, f"no API route {url.path}")
