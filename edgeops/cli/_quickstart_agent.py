@@ -26,18 +26,13 @@ def agent_step(ex: Path, err: Any, broker_url: str | None, seconds: float = 3.0,
         import paho.mqtt  # noqa: F401
 
         from ..agent import Agent
-        from ..agent.localbroker import LocalBroker
         from ..agent.transport import MqttTransport
     except ImportError as exc:
         return {"skipped": f"the agent extra is not installed ({exc}): pip install 'edgeops[agent]'"}
-    local = None
-    url = broker_url or os.environ.get("EDGEOPS_BROKER")
-    if not url:
-        if not LocalBroker.available():
-            return {"skipped": "no broker: give --broker mqtt://HOST:PORT (or set EDGEOPS_BROKER), or install "
-                               "mosquitto (apt-get install mosquitto) and quickstart starts one"}
-        local = LocalBroker().start()
-        url = local.url
+    url, local = tour_broker(broker_url)
+    if url is None:
+        return {"skipped": "no broker: give --broker mqtt://HOST:PORT (or set EDGEOPS_BROKER), or install "
+                           "mosquitto (apt-get install mosquitto) and quickstart starts one"}
     err.print(f"[bold]8. agent[/bold] edgeops.Agent with digits_mlp.onnx for {seconds:g} s, telemetry every 1 s to "
               f"{url}{' (a local mosquitto started for this)' if local else ''}; the held-out digits replayed at 50 Hz")
     received: list[dict[str, Any]] = []
@@ -122,3 +117,17 @@ def _flash(ex: Path, url: str, keys: str, err: Any) -> dict[str, Any]:
                         progress=False).to_dict()
     result["bundle_bytes"] = os.path.getsize(bundle)
     return result
+
+
+def tour_broker(broker_url: str | None) -> tuple[str | None, Any]:
+    """The tours' broker: ``--broker``, else ``$EDGEOPS_BROKER``, else a local mosquitto started here
+    (returned second, for the caller to close); ``(None, None)`` when there is none of these."""
+    from ..agent.localbroker import LocalBroker
+
+    url = broker_url or os.environ.get("EDGEOPS_BROKER")
+    if url:
+        return url, None
+    if not LocalBroker.available():
+        return None, None
+    local = LocalBroker().start()
+    return local.url, local

@@ -26,18 +26,14 @@ def fleet_tour(ex: Path, err: Any, broker_url: str | None, seconds: float = 4.0)
         import paho.mqtt  # noqa: F401
 
         from ..agent import Agent
-        from ..agent.localbroker import LocalBroker
         from ..fleet.server import FleetServer
+        from ._quickstart_agent import tour_broker
     except ImportError as exc:
         return {"skipped": f"the fleet tour needs the agent extra ({exc}): pip install 'edgeops[agent]'"}
-    url = broker_url or os.environ.get("EDGEOPS_BROKER")
-    local = None
-    if not url:
-        if not LocalBroker.available():
-            return {"skipped": "no broker: give --broker mqtt://HOST:PORT (or set EDGEOPS_BROKER), or install "
-                               "mosquitto (apt-get install mosquitto) and quickstart starts one"}
-        local = LocalBroker().start()
-        url = local.url
+    url, local = tour_broker(broker_url)
+    if url is None:
+        return {"skipped": "no broker: give --broker mqtt://HOST:PORT (or set EDGEOPS_BROKER), or install "
+                           "mosquitto (apt-get install mosquitto) and quickstart starts one"}
     err.print(f"[bold]1. broker[/bold] {url}{' (a local mosquitto started for this)' if local else ''}")
     workdir = os.environ.get("EDGEOPS_QUICKSTART_DIR") or os.path.join(tempfile.gettempdir(), "edgeops-quickstart")
     os.makedirs(workdir, exist_ok=True)
