@@ -403,15 +403,20 @@ class Store:
                 n = len(self._insert_rows(cur, "events", _ECOLS, p.events))
                 result.stored += n
                 result.duplicates += len(p.events) - n
+            # Device rows are upserted in (fleet, id) order, telemetry before status for one device, so two
+            # collectors writing overlapping batches lock rows in the same order and cannot deadlock.
+            upserts: list[tuple[tuple[str, str, int, int], str, tuple[Any, ...]]] = []
             for (fleet, device), d in p.devices.items():
-                cur.execute(self._sql(self._device_sql), (
+                upserts.append(((fleet, device, 0, 0), self._sql(self._device_sql), (
                     fleet, device, d["first_seen"], d["last_seen"], d["ts"], "online", None, None, d["model_name"],
-                    d["model_version"], d["model_sha256"], d["labels"], d["seq"], d["backend"]))
-            for s in p.status:
+                    d["model_version"], d["model_sha256"], d["labels"], d["seq"], d["backend"])))
+            for i, s in enumerate(p.status):
                 fleet, device, received, state, status_ts, status_received, name, version, sha, labels = s
-                cur.execute(self._sql(self._status_sql), (
+                upserts.append(((fleet, device, 1, i), self._sql(self._status_sql), (
                     fleet, device, received, None, None, state, status_ts, status_received, name, version, sha,
-                    labels, None, None))
+                    labels, None, None)))
+            for _, sql, params in sorted(upserts, key=lambda u: u[0]):
+                cur.execute(sql, params)
         self._after_commit(p)
         return result
 

@@ -137,12 +137,13 @@ def device_summary(device: dict[str, Any], latest: dict[str, Any] | None, firing
         state = "online"
     count, errors = _num(latest.get("count")), _num(latest.get("errors"))
     error_rate = None if count is None or errors is None else (errors / count if count else float(errors > 0))
-    model = payload.get("model") if isinstance(payload.get("model"), dict) else {}
+    raw_model = payload.get("model")
+    model: dict[str, Any] = raw_model if isinstance(raw_model, dict) else {}
     return {
         "id": device.get("id"), "fleet": device.get("fleet"), "state": state, "status": status,
-        "model": {"name": device.get("model_name") or model.get("name"),  # type: ignore[union-attr]
-                  "version": device.get("model_version") or model.get("version"),  # type: ignore[union-attr]
-                  "sha256": device.get("model_sha256") or model.get("sha256")},  # type: ignore[union-attr]
+        "model": {"name": device.get("model_name") or model.get("name"),
+                  "version": device.get("model_version") or model.get("version"),
+                  "sha256": device.get("model_sha256") or model.get("sha256")},
         "first_seen": device.get("first_seen"), "last_seen": last_seen, "telemetry_age_s": age_s,
         "offline_after_s": threshold, "interval_s": interval, "seq": latest.get("seq"),
         "p95_ms": _num(latest.get("p95_ms")), "rate_per_s": _num(latest.get("rate_per_s")),
@@ -281,6 +282,12 @@ def _finite(data: Any) -> Any:
 # -- HTTP ------------------------------------------------------------------------------------------------
 
 
+def _last(query: dict[str, list[str]], name: str) -> str | None:
+    """The last value of a query parameter given several times, or None."""
+    values = query.get(name)
+    return values[-1] if values else None
+
+
 def _int_param(query: dict[str, list[str]], name: str, default: int | None, lo: int = 0,
                hi: int | None = None) -> int | None:
     values = query.get(name)
@@ -300,7 +307,7 @@ def static_file(name: str) -> bytes:
     if not re.fullmatch(r"[a-z][a-z0-9_-]*\.(js|css|svg|html)", name):
         raise HTTPError(404, f"no static file {name!r}")
     try:
-        return resources.files("edgeops.fleet").joinpath("static", name).read_bytes()  # type: ignore[call-arg]
+        return (resources.files("edgeops.fleet") / "static" / name).read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         raise HTTPError(404, f"no static file {name!r}") from None
 
@@ -371,21 +378,21 @@ def make_http_server(store: Any, fleet: str, host: str = "127.0.0.1", port: int 
             if parts[:1] == ["api"]:
                 rest = parts[1:]
                 if rest == ["devices"]:
-                    return 200, js, _json_bytes(api.devices((query.get("fleet") or [None])[-1]))  # type: ignore[list-item]
+                    return 200, js, _json_bytes(api.devices(_last(query, "fleet")))
                 if len(rest) == 2 and rest[0] == "devices":
                     return 200, js, _json_bytes(api.device(rest[1]))
                 if len(rest) == 3 and rest[0] == "devices" and rest[2] in ("telemetry", "series"):
-                    since = _int_param(query, "since", 0)
+                    since = _int_param(query, "since", 0) or 0
                     until = _int_param(query, "until", None)
                     if until is not None and since is not None and until < since:
                         raise HTTPError(400, f"until ({until}) is before since ({since})")
                     if rest[2] == "telemetry":
-                        limit = _int_param(query, "limit", 10_000, 1, MAX_LIMIT)
-                        return 200, js, _json_bytes(api.telemetry(rest[1], since, until, limit))  # type: ignore[arg-type]
-                    points = _int_param(query, "points", 2000, 10, 20_000)
-                    return 200, js, _json_bytes(api.series(rest[1], since, until, points))  # type: ignore[arg-type]
+                        limit = _int_param(query, "limit", 10_000, 1, MAX_LIMIT) or 10_000
+                        return 200, js, _json_bytes(api.telemetry(rest[1], since, until, limit))
+                    points = _int_param(query, "points", 2000, 10, 20_000) or 2000
+                    return 200, js, _json_bytes(api.series(rest[1], since, until, points))
                 if rest == ["alerts"]:
-                    return 200, js, _json_bytes(api.alerts((query.get("state") or [None])[-1] or None))  # type: ignore[list-item]
+                    return 200, js, _json_bytes(api.alerts(_last(query, "state") or None))
                 if rest == ["fleet"]:
                     return 200, js, _json_bytes(api.fleet_summary())
                 raise HTTPError(404, f"no API route {url.path}")
