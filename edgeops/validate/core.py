@@ -72,6 +72,7 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
         raise UsageError("the accuracy-drop gate applies to classification; these labels were read as "
                          f"{kind} targets (pass task='classification' if they are class indices)")
     lat = measure_latency(ref, cand, data, opts.bench_runs, threads, notes) if opts.latency else None
+    notes += _device_latency(cand)
     task_metrics = scorer.summary() if scorer is not None else None
     failures = gates.failures(outputs, accuracy, lat) + tasks.failures(gates, task_metrics)
 
@@ -83,6 +84,16 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     if failures and opts.diagnose:
         _diagnose(report, ref_feed, cand_feed, comps)
     return report
+
+
+def _device_latency(model: Model) -> list[str]:
+    """A microcontroller candidate (``serial://``): its latency as the device's own clock measured it."""
+    runs = getattr(model._backend, "device_latency_us", None)
+    if not runs:
+        return []
+    ms = np.percentile(np.asarray(runs, np.float64) / 1000, [50, 95])
+    return [f"candidate latency as the device measures it: p50 {ms[0]:.3f} ms, p95 {ms[1]:.3f} ms over {len(runs)} "
+            "runs (the host's figures include the serial round trip)"]
 
 
 def _check_options(opts: ValidateOptions) -> Gates:

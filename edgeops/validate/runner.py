@@ -42,6 +42,12 @@ PROGRESS_MIN = 2000  # samples; smaller runs finish before a bar is worth drawin
 def open_model(model: str | os.PathLike[str] | Model, threads: int | None) -> Model:
     if isinstance(model, Model):
         return model
+    from ..bridge.remote import is_remote
+
+    if is_remote(model):  # a microcontroller on a serial port or the emulator's socket
+        from ..bridge.remote import open_remote
+
+        return open_remote(model)
     if not isinstance(model, (str, os.PathLike)):
         raise UsageError(f"a model is a path (.onnx, .tflite) or an edgeops Model, not a {type(model).__name__}")
     return load(model, threads=threads)
