@@ -160,10 +160,10 @@ class Gateway:
             if self._last is not None:
                 self.publisher.totals.update(self._last.get("totals", {}))
             early, self._early = self._early, []
+            for msg in early:  # under the lock: the reader's next frames wait until these are stored, in order
+                self._on_frame(msg, False)
         self.publisher.start()
         self.publisher.watched["link"] = self.link._thread  # type: ignore[assignment]
-        for msg in early:
-            self._on_frame(msg, False)
         self.ota.start()
         return self
 

@@ -69,7 +69,13 @@ def open_port(url: str, baud: int) -> Any:
     except ImportError as exc:  # pragma: no cover - the [serial] extra
         raise UsageError("the serial bridge needs pyserial: pip install 'edgeops[serial]'") from exc
     try:
-        return serial.serial_for_url(port_target(url), baudrate=baud, timeout=0.05, write_timeout=5)
+        port = serial.serial_for_url(port_target(url), baudrate=baud, timeout=0.05, write_timeout=5, do_not_open=True)
+        # pyserial empties the OS's receive buffer on open; it may hold frames the device sent while the port was
+        # closed (the gateway restarting, the cable back before we reopened): keep them, the decoder sorts them out
+        port.reset_input_buffer = lambda: None
+        port.open()
+        del port.reset_input_buffer
+        return port
     except (serial.SerialException, OSError, ValueError) as exc:
         raise LinkError(f"cannot open {url}: {exc}") from exc
 
@@ -164,13 +170,14 @@ class Link:
                     if isinstance(slot.reply, wire.Nack):
                         raise NackError(slot.reply)
                     return slot.reply
-                if slot.error is not None:
-                    raise LinkError(f"{msg.TYPE.name}: {slot.error}")
+                if slot.error is not None:  # lost link or a restart: the next try resends (requests are idempotent)
+                    why = slot.error
+                    continue
                 self.timeouts += 1
                 self._write(b"\x00")  # ends whatever half frame the device holds
             with self._lock:
                 self._pending = None
-            raise LinkError(f"{msg.TYPE.name}: {why} from the device on {self.url} after {retries + 1} tries")
+            raise LinkError(f"{msg.TYPE.name}: {why} (device on {self.url}, {retries + 1} tries)")
 
     def _write(self, data: bytes) -> bool:
         port = self._port

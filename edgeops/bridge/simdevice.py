@@ -50,6 +50,7 @@ class SimDevice:
         self.transfer: dict[str, Any] | None = None  # {"offer": ModelOffer, "slot", "chunks": {index: bytes}}
         self.sent_telemetry: list[int] = []  # tseq of every TELEMETRY written (or queued) since the first start
         self.boots = 0
+        self.received: dict[str, int] = {}  # requests received, by message name
         self._out: deque[bytes] = deque(maxlen=QUEUE)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -266,6 +267,8 @@ class SimDevice:
         except wire.WireError as exc:
             code = wire.ErrorCode.TYPE if frame.type not in wire.MESSAGES else wire.ErrorCode.MALFORMED
             return self._send(wire.Nack(request=frame.type, error=code, detail=str(exc)[:60]), frame.seq)
+        name = type(msg).__name__
+        self.received[name] = self.received.get(name, 0) + 1
         try:
             reply = self._handle(msg)
         except _Nack as nack:
