@@ -286,7 +286,10 @@ class Gateway:
     def _message(self, t: wire.Telemetry, count: int, errors: int, window_s: float) -> dict[str, Any]:
         pub = self.publisher
         assert pub is not None
-        ms = (lambda us: round(us / 1000, 3))
+
+        def ms(us: int) -> float:
+            return round(us / 1000, 3)
+
         latency = {} if not t.latency_count else {
             "p50": ms(t.latency_p50_us), "p90": ms(t.latency_p90_us), "p95": ms(t.latency_p99_us),
             "p99": ms(t.latency_p99_us), "mean": ms(t.latency_mean_us), "min": ms(t.latency_min_us),

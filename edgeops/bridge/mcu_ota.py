@@ -39,8 +39,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..agent.ota_transfer import Transfer
-from ..agent.ota_wire import MAX_CHUNK_SIZE, Kind, OfferError, Outcome, deployment_of, offer_topic, parse_chunk_topic, \
-    parse_offer
+from ..agent.ota_wire import (
+    MAX_CHUNK_SIZE,
+    Kind,
+    OfferError,
+    Outcome,
+    deployment_of,
+    offer_topic,
+    parse_chunk_topic,
+    parse_offer,
+)
 from ..errors import EdgeOpsError, UsageError
 from . import wire
 from .link import LinkError, NackError

@@ -194,7 +194,10 @@ class SimDevice:
     def _telemetry(self) -> wire.Telemetry:
         lat = sorted(self.latencies) or [0]
         self.latencies = []
-        pct = (lambda q: int(lat[min(len(lat) - 1, int(q * len(lat)))]))
+
+        def pct(q: float) -> int:
+            return int(lat[min(len(lat) - 1, int(q * len(lat)))])
+
         t = wire.Telemetry(tseq=self.tseq, uptime_ms=self._uptime(), inferences=self.inferences, errors=self.errors,
                            latency_count=len(lat) if lat != [0] else 0, latency_min_us=lat[0],
                            latency_mean_us=int(sum(lat) / len(lat)), latency_p50_us=pct(0.5), latency_p90_us=pct(0.9),
