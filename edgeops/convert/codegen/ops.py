@@ -25,27 +25,47 @@ class Unsupported(Exception):
 class Context:
     """What emitters share: constant declarations and the C expression of each tensor's buffer."""
 
-    def __init__(self, graph: Graph, pointers: dict[int, str]):
+    def __init__(self, graph: Graph, pointers: dict[int, str], blob: bool = False):
         self.graph = graph
         self.pointers = pointers
         self.decls: list[str] = []
         self._consts: dict[int, str] = {}
         self._n = 0
+        # blob mode (CODEGEN.md, "Constants in a blob"): array data goes into one little-endian blob the
+        # function reads through a pointer; arrays and structs become locals of the function
+        self.blob_mode = blob
+        self.blob = bytearray()
+        self.locals: list[str] = []  # blob mode: declarations inside the function, in order
+        self.layout: list[str] = []  # blob mode: what the graph hash covers instead of the array data
 
     def name(self, hint: str) -> str:
         self._n += 1
         return f"{hint}{self._n}"
 
-    def array(self, ctype: str, values: Any, hint: str) -> str:
+    def array(self, ctype: str, values: Any, hint: str, data: bool = True) -> str:
+        """A constant array; ``data=False`` marks one that is part of the graph's shape (never in a blob)."""
         vals = [int(v) for v in np.asarray(values).ravel()] if ctype != "float" else list(values)
         name = self.name(hint)
+        if self.blob_mode and data:
+            np_type = {"int8_t": "<i1", "int32_t": "<i4", "float": "<f4"}[ctype]
+            off = len(self.blob)
+            self.blob += np.asarray(vals, np_type).tobytes()
+            self.blob += bytes(-len(self.blob) % 4)  # every array starts 4-byte aligned
+            self.locals.append(f"const {ctype} *{name} = (const {ctype} *)(const void *)(blob + {off});")
+            self.layout.append(f"{ctype} {name}[{len(vals)}] @ {off}")
+            return name
         body = ",\n".join("  " + ", ".join(_literal(v, ctype) for v in vals[i:i + 16]) for i in range(0, len(vals), 16))
         self.decls.append(f"static const {ctype} {name}[{max(len(vals), 1)}] = {{\n{body or '  0'}\n}};")
         return name
 
     def struct(self, ctype: str, fields: list[Any], hint: str = "p") -> str:
         name = self.name(hint)
-        self.decls.append(f"static const {ctype} {name} = {{{', '.join(_field(f) for f in fields)}}};")
+        init = f"{ctype} {name} = {{{', '.join(_field(f) for f in fields)}}};"
+        if self.blob_mode:  # it may point into the blob: a local, initialised at each call (C99)
+            self.locals.append("const " + init)
+            self.layout.append(init)
+        else:
+            self.decls.append("static const " + init)
         return name
 
     def ptr(self, index: int) -> str:
@@ -348,7 +368,7 @@ def concatenation(g: Graph, op: Operator, ctx: Context) -> str:
     outer = int(np.prod(out.shape[:axis], dtype=np.int64))
     blocks = [int(np.prod(t.shape[axis:], dtype=np.int64)) for t in ins]
     ptrs = ctx.name("ins")
-    sizes = ctx.array("int32_t", blocks, "blocks")
+    sizes = ctx.array("int32_t", blocks, "blocks", data=False)
     return (f"{{ const int8_t *const {ptrs}[{len(ins)}] = {{{', '.join(ctx.ptr(i) for i in op.inputs)}}}; "
             f"eo_concat_s8({len(ins)}, {ptrs}, {sizes}, {outer}, {ctx.ptr(op.outputs[0])}); }}")
 
