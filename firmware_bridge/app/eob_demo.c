@@ -97,6 +97,7 @@ static eob_err load_slot(eob_demo *d, uint8_t slot) {
   e = check_header(d, header, info.image_size, false);
   if (e != EOB_OK) return e;
   if (eob_crc32((const uint8_t *)d->blob, DIGITS_BLOB_SIZE) != rd32(header + 44)) return EOB_ERR_HASH;
+  if (digits_blob_check((const uint8_t *)d->blob) != 0) return EOB_ERR_MALFORMED; /* values no kernel takes */
   (void)check_header(d, header, info.image_size, true);
   memcpy(d->model_sha256, info.sha256, EOB_SHA256_SIZE);
   d->model_blob = (const uint8_t *)(const void *)d->blob;

@@ -55,6 +55,7 @@ class BlobModel:
     arena_bytes: int
     input_sizes: tuple[int, ...]
     output_sizes: tuple[int, ...]
+    arrays: tuple[tuple[str, str, int, int], ...] = ()  # (C name, C type, offset, count) of each array in blob
 
 
 @dataclass
@@ -65,6 +66,7 @@ class _Compiled:
     weights: int
     blob: bytes = b""
     graph_hash: bytes = b""
+    arrays: tuple[tuple[str, str, int, int], ...] = ()
 
 
 def symbol_for(c_path: str | os.PathLike[str]) -> str:
@@ -102,7 +104,7 @@ def compile_blob(data: bytes) -> BlobModel:
     graph = read_graph(data)
     out = _compile(graph, "model", "model.h", blob=True)
     return BlobModel(out.graph_hash, out.blob, out.arena, tuple(graph.tensors[i].size for i in graph.inputs),
-                     tuple(graph.tensors[i].size for i in graph.outputs))
+                     tuple(graph.tensors[i].size for i in graph.outputs), out.arrays)
 
 
 def _graph_hash(graph: Graph, ctx: Context, body: list[str], arena: int, single: bool) -> bytes:
@@ -163,7 +165,7 @@ def _compile(graph: Graph, symbol: str, header_name: str, blob: bool = False) ->
     digest = _graph_hash(graph, ctx, body, arena, single)
     header = _header(graph, symbol, arena, header_name, single, blob=(len(ctx.blob), digest))
     source = _blob_source(graph, symbol, header_name, ctx, body, arena, single)
-    return _Compiled(source, header, arena, weights, bytes(ctx.blob), digest)
+    return _Compiled(source, header, arena, weights, bytes(ctx.blob), digest, tuple(ctx.arrays))
 
 
 def _resolve(line: str, pointers: dict[int, str]) -> str:
@@ -274,6 +276,11 @@ extern const uint32_t {symbol}_blob_words[];
 
 /* As {symbol}_invoke with the constants read from blob; -1 also when blob is NULL or not 4-byte aligned. */
 int {symbol}_invoke_blob(const uint8_t *blob, {args});
+
+/* 0 when every shift in blob is within -31..31 and every bias within +-2^30 (so no blob makes a kernel
+ * shift out of range or overflow), -1 otherwise or when blob is NULL or not 4-byte aligned. Check a blob
+ * from outside the firmware with it before {symbol}_invoke_blob. */
+int {symbol}_blob_check(const uint8_t *blob);
 """
 
 
@@ -351,5 +358,19 @@ def _blob_source(graph: Graph, symbol: str, header_name: str, ctx: Context, body
             + f"  if (blob == 0 || ((uintptr_t)(const void *)blob & 3u) != 0 || {check_ptrs}{arena_check}) return -1;\n"
             + "  {\n" + "".join(f"  {line}\n" for line in ctx.locals)
             + "".join(f"  {line}\n" for line in body) + "  }\n  return 0;\n}\n\n"
+            + _blob_check_source(symbol, ctx.ranges)
             + f"int {symbol}_invoke({params}) {{\n"
             + f"  return {symbol}_invoke_blob((const uint8_t *)(const void *){symbol}_blob_words, {args});\n}}\n")
+
+
+def _blob_check_source(symbol: str, ranges: list[tuple[int, int, int, int]]) -> str:
+    rows = "".join(f"    {{{off}u, {n}u, {lo}, {hi}}},\n" for off, n, lo, hi in ranges) or "    {0u, 0u, 0, 0},\n"
+    return (f"int {symbol}_blob_check(const uint8_t *blob) {{\n"
+            "  static const struct { uint32_t offset, count; int32_t lo, hi; } ranges[] = {\n" + rows + "  };\n"
+            "  uint32_t r, k;\n"
+            "  if (blob == 0 || ((uintptr_t)(const void *)blob & 3u) != 0) return -1;\n"
+            "  for (r = 0; r < sizeof ranges / sizeof ranges[0]; ++r) {\n"
+            "    const int32_t *v = (const int32_t *)(const void *)(blob + ranges[r].offset);\n"
+            "    for (k = 0; k < ranges[r].count; ++k)\n"
+            "      if (v[k] < ranges[r].lo || v[k] > ranges[r].hi) return -1;\n"
+            "  }\n  return 0;\n}\n\n")

@@ -18,6 +18,11 @@ SAME, VALID = 0, 1
 ALIASES = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")  # no code: the output shares its input's bytes
 
 
+# Blob mode: the values an image's int32 arrays may hold, checked on the device before the blob is used, so
+# that no blob can make a kernel shift by 32 or more (shifts) or overflow its int32 accumulator (biases, "c").
+BLOB_RANGES = {"shift": (-31, 31), "c": (-(1 << 30), 1 << 30)}
+
+
 class Unsupported(Exception):
     """The op, in the form the model has it, has no kernel here; the message says why."""
 
@@ -37,6 +42,8 @@ class Context:
         self.blob = bytearray()
         self.locals: list[str] = []  # blob mode: declarations inside the function, in order
         self.layout: list[str] = []  # blob mode: what the graph hash covers instead of the array data
+        self.arrays: list[tuple[str, str, int, int]] = []  # blob mode: (name, ctype, offset, count)
+        self.ranges: list[tuple[int, int, int, int]] = []  # blob mode: int32 arrays checked (offset, count, lo, hi)
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -53,6 +60,9 @@ class Context:
             self.blob += bytes(-len(self.blob) % 4)  # every array starts 4-byte aligned
             self.locals.append(f"const {ctype} *{name} = (const {ctype} *)(const void *)(blob + {off});")
             self.layout.append(f"{ctype} {name}[{len(vals)}] @ {off}")
+            self.arrays.append((name, ctype, off, len(vals)))
+            if hint in BLOB_RANGES and ctype == "int32_t":
+                self.ranges.append((off, len(vals), *BLOB_RANGES[hint]))
             return name
         body = ",\n".join("  " + ", ".join(_literal(v, ctype) for v in vals[i:i + 16]) for i in range(0, len(vals), 16))
         self.decls.append(f"static const {ctype} {name}[{max(len(vals), 1)}] = {{\n{body or '  0'}\n}};")

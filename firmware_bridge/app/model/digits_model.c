@@ -205,6 +205,25 @@ int digits_invoke_blob(const uint8_t *blob, const int8_t *input, int8_t *output,
   return 0;
 }
 
+int digits_blob_check(const uint8_t *blob) {
+  static const struct { uint32_t offset, count; int32_t lo, hi; } ranges[] = {
+    {32u, 8u, -31, 31},
+    {64u, 8u, -1073741824, 1073741824},
+    {232u, 16u, -31, 31},
+    {296u, 16u, -1073741824, 1073741824},
+    {1552u, 10u, -31, 31},
+    {4152u, 10u, -1073741824, 1073741824},
+  };
+  uint32_t r, k;
+  if (blob == 0 || ((uintptr_t)(const void *)blob & 3u) != 0) return -1;
+  for (r = 0; r < sizeof ranges / sizeof ranges[0]; ++r) {
+    const int32_t *v = (const int32_t *)(const void *)(blob + ranges[r].offset);
+    for (k = 0; k < ranges[r].count; ++k)
+      if (v[k] < ranges[r].lo || v[k] > ranges[r].hi) return -1;
+  }
+  return 0;
+}
+
 int digits_invoke(const int8_t *input, int8_t *output, uint8_t *arena) {
   return digits_invoke_blob((const uint8_t *)(const void *)digits_blob_words, input, output, arena);
 }
