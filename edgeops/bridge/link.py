@@ -104,6 +104,7 @@ class Link:
         self.decoder = wire.FrameDecoder(wire.MAX_PAYLOAD_DEFAULT)
         self.opens = self.losses = self.timeouts = self.undecodable = self.ignored = 0
         self.last_error = ""
+        self.sent: dict[str, int] = {}  # requests sent (first tries), by type name
         self._port: Any = None
         self._seq = 0
         self._pending: _Pending | None = None
@@ -157,6 +158,7 @@ class Link:
         with self._request_lock:
             self._seq = (self._seq + 1) & 0xFFFF
             data = wire.encode_message(msg, self._seq, max_payload=self.max_payload)
+            self.sent[msg.TYPE.name] = self.sent.get(msg.TYPE.name, 0) + 1
             why = "no answer"
             for _ in range(retries + 1):
                 slot = _Pending(self._seq, msg.TYPE)

@@ -291,12 +291,13 @@ def mcu_image(bundle: str, trusted_keys: list[str], hello: wire.Hello) -> tuple[
         if hello.model_format == 0:
             with open(model_path, "rb") as fh:
                 return fh.read(), 0
-        try:
-            from . import image as image_mod  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise UsageError(f"the MCU wants image format {hello.model_format} and this edgeops has no "
-                             f"edgeops.bridge.image to build it") from exc
+        from . import image as image_mod
+
+        if hello.model_format != image_mod.IMAGE_FORMAT:
+            raise UsageError(f"the MCU wants image format {hello.model_format}; this gateway builds format 0 "
+                             f"(the model file as is) and {image_mod.IMAGE_FORMAT} (edgeops.bridge.image)")
         data = image_mod.build_image(model_path, name=str(manifest.name)[:32], version=str(manifest.version)[:16])
+        image_mod.check_fits(data, hello)  # the graph the firmware was built for, the slot size
         return bytes(data), hello.model_format
 
 

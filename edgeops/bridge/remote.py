@@ -40,17 +40,28 @@ def _spec(name: str, t: wire.TensorDesc) -> TensorSpec:
     return TensorSpec(name=name, shape=tuple(t.dims), dtype=np.dtype(dtype), quantization=quant)
 
 
+def _shaped(spec: TensorSpec, others: list[TensorSpec]) -> TensorSpec:
+    """``spec`` with the shape of the one tensor in ``others`` (a dynamic axis taken as 1) when the element counts
+    agree: the device knows ``[64]`` where the reference says ``[N, 1, 8, 8]``."""
+    if len(others) != 1 or others[0].shape is None:
+        return spec
+    shape = tuple(1 if d is None else int(d) for d in others[0].shape)
+    if int(np.prod(shape)) != int(np.prod(spec.shape or (1,))):
+        return spec
+    return TensorSpec(name=spec.name, shape=shape, dtype=spec.dtype, quantization=spec.quantization)
+
+
 class McuBackend:
     """The ``mcu`` backend: one INFER round trip per sample over the link."""
 
     name = "mcu"
 
-    def __init__(self, link: Link, hello: wire.Hello):
+    def __init__(self, link: Link, hello: wire.Hello, like: Any = None):
         if not hello.capabilities & wire.Capability.INFER:
             raise LinkError(f"device {hello.device_id} was built without INFER (HELLO capabilities)")
         self.link, self.hello = link, hello
-        self.inputs = [_spec("input", hello.input)]
-        self.outputs = [_spec("output", hello.output)]
+        self.inputs = [_shaped(_spec("input", hello.input), like.inputs if like is not None else [])]
+        self.outputs = [_shaped(_spec("output", hello.output), like.outputs if like is not None else [])]
         self.providers = [f"{hello.device_id} firmware {hello.firmware_version} on {link.url}"]
         self.version = hello.firmware_version
         self.device_latency_us: list[int] = []
@@ -73,8 +84,9 @@ class McuBackend:
         self.link.stop()
 
 
-def open_remote(url: str, *, baud: int = 115200, timeout: float = 10.0) -> Any:
-    """An :class:`edgeops.Model` running on the device at ``url`` (``serial://PATH[?baud=N]`` or ``socket://H:P``)."""
+def open_remote(url: str, *, baud: int = 115200, timeout: float = 10.0, like: Any = None) -> Any:
+    """An :class:`edgeops.Model` running on the device at ``url`` (``serial://PATH[?baud=N]`` or ``socket://H:P``);
+    its input and output take the shapes of ``like``'s (a reference model) where the element counts agree."""
     from ..runtime.model import Model
 
     if "?baud=" in url:
@@ -88,7 +100,7 @@ def open_remote(url: str, *, baud: int = 115200, timeout: float = 10.0) -> Any:
         if not isinstance(hello, wire.Hello):
             raise LinkError(f"HELLO_REQ answered with {type(hello).__name__}")
         link.max_payload = hello.max_payload
-        backend = McuBackend(link, hello)
+        backend = McuBackend(link, hello, like)
     except BaseException:
         link.stop()
         raise

@@ -40,7 +40,7 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     task, labels, threads, max_samples = opts.task, opts.labels, opts.threads, opts.max_samples
     task_options = tasks.options_for(task, opts.task_options)
     ref = open_model(reference, threads)
-    cand = open_model(candidate, threads)
+    cand = open_model(candidate, threads, like=ref)
     arrays = read_data(data, ref)
     n = next(iter(arrays.values())).shape[0]
     y = read_labels(labels, n)
