@@ -257,8 +257,13 @@ class Gateway:
         repeated frame."""
         pub = self.publisher
         assert pub is not None
+        restarted = False
         with self._lock:
             last = self._last
+            if last is not None and last["boot"] == self.boot and (t.uptime_ms < last["uptime_ms"]
+                                                                   or t.tseq < last["tseq"]):
+                self.boot += 1  # a restart whose HELLO never arrived (sent before the port was open again)
+                restarted = True
             same_boot = last is not None and last["boot"] == self.boot and t.uptime_ms >= last["uptime_ms"] \
                 and t.tseq >= last["tseq"]
             if same_boot and t.tseq == last["tseq"]:  # type: ignore[index]
@@ -278,6 +283,8 @@ class Gateway:
             self._last = {"boot": self.boot, "tseq": t.tseq, "uptime_ms": t.uptime_ms, "inferences": t.inferences,
                           "errors": t.errors, "totals": dict(pub.totals)}
             _write_state(self._state_path, self._last)
+        if restarted:
+            pub.event("mcu.restarted", boot=self.boot, model=self.model_info(), reason="uptime and tseq went back")
         if missed > 0:
             pub.event("mcu.telemetry_gap", level="warning", missed=missed, boot=self.boot, tseq=t.tseq,
                       reason="TELEMETRY frames the device sent that never arrived (the line was down or garbled)")

@@ -72,9 +72,12 @@ def open_port(url: str, baud: int) -> Any:
         port = serial.serial_for_url(port_target(url), baudrate=baud, timeout=0.05, write_timeout=5, do_not_open=True)
         # pyserial empties the OS's receive buffer on open; it may hold frames the device sent while the port was
         # closed (the gateway restarting, the cable back before we reopened): keep them, the decoder sorts them out
-        port.reset_input_buffer = lambda: None
+        keep = {"reset_input_buffer", "_reset_input_buffer"} & set(dir(port))
+        for name in keep:
+            setattr(port, name, lambda: None)
         port.open()
-        del port.reset_input_buffer
+        for name in keep:
+            delattr(port, name)
         return port
     except (serial.SerialException, OSError, ValueError) as exc:
         raise LinkError(f"cannot open {url}: {exc}") from exc

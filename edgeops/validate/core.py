@@ -37,10 +37,19 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     """
     opts = merged(ValidateOptions, options, kwargs)
     gates = _check_options(opts)
+    tasks.options_for(opts.task, opts.task_options)  # checked before a model is opened
+    ref = open_model(reference, opts.threads)
+    cand = open_model(candidate, opts.threads, like=ref)
+    try:
+        return _compare(ref, cand, data, opts, gates)
+    finally:
+        if cand is not candidate and cand.format == "mcu":  # a serial link opened here is closed here
+            cand._backend.close()  # type: ignore[attr-defined]
+
+
+def _compare(ref: Model, cand: Model, data: Any, opts: ValidateOptions, gates: Gates) -> ValidationReport:
     task, labels, threads, max_samples = opts.task, opts.labels, opts.threads, opts.max_samples
     task_options = tasks.options_for(task, opts.task_options)
-    ref = open_model(reference, threads)
-    cand = open_model(candidate, threads, like=ref)
     arrays = read_data(data, ref)
     n = next(iter(arrays.values())).shape[0]
     y = read_labels(labels, n)
