@@ -39,12 +39,7 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     gates = _check_options(opts)
     tasks.options_for(opts.task, opts.task_options)  # checked before a model is opened
     ref = open_model(reference, opts.threads)
-    cand = open_model(candidate, opts.threads, like=ref)
-    try:
-        return _compare(ref, cand, data, opts, gates)
-    finally:
-        if cand is not candidate and cand.format == "mcu":  # a serial link opened here is closed here
-            cand._backend.close()  # type: ignore[attr-defined]
+    return _compare(ref, open_model(candidate, opts.threads), data, opts, gates)
 
 
 def _compare(ref: Model, cand: Model, data: Any, opts: ValidateOptions, gates: Gates) -> ValidationReport:
@@ -96,7 +91,8 @@ def _compare(ref: Model, cand: Model, data: Any, opts: ValidateOptions, gates: G
 
 
 def _device_latency(model: Model) -> list[str]:
-    """A microcontroller candidate (``serial://``): its latency as the device's own clock measured it."""
+    """A microcontroller candidate (:func:`edgeops.bridge.remote.open_remote`): its latency as the device's own
+    clock measured it."""
     runs = getattr(model._backend, "device_latency_us", None)
     if not runs:
         return []
