@@ -23,7 +23,7 @@ from .link import Link, LinkError
 __all__ = ["McuBackend", "is_remote", "open_remote"]
 
 SCHEMES = ("serial://", "socket://")
-DTYPES = {wire.DType.INT8: np.int8, wire.DType.UINT8: np.uint8, wire.DType.INT16: np.int16,
+DTYPES: dict[int, type[np.generic]] = {wire.DType.INT8: np.int8, wire.DType.UINT8: np.uint8, wire.DType.INT16: np.int16,
           wire.DType.INT32: np.int32, wire.DType.FLOAT32: np.float32}
 
 
@@ -40,13 +40,20 @@ def _spec(name: str, t: wire.TensorDesc) -> TensorSpec:
     return TensorSpec(name=name, shape=tuple(t.dims), dtype=np.dtype(dtype), quantization=quant)
 
 
+def _elements(spec: TensorSpec) -> int:
+    n = 1
+    for d in spec.shape or ():
+        n *= int(d or 1)
+    return n
+
+
 def _shaped(spec: TensorSpec, others: list[TensorSpec]) -> TensorSpec:
     """``spec`` with the shape of the one tensor in ``others`` (a dynamic axis taken as 1) when the element counts
     agree: the device knows ``[64]`` where the reference says ``[N, 1, 8, 8]``."""
     if len(others) != 1 or others[0].shape is None:
         return spec
     shape = tuple(1 if d is None else int(d) for d in others[0].shape)
-    if int(np.prod(shape)) != int(np.prod(spec.shape or (1,))):
+    if int(np.prod(shape)) != _elements(spec):
         return spec
     return TensorSpec(name=spec.name, shape=shape, dtype=spec.dtype, quantization=spec.quantization)
 
@@ -75,7 +82,7 @@ class McuBackend:
             raise InferenceError(f"the device failed the inference: {wire.ErrorCode(reply.status).name}")
         self.device_latency_us.append(reply.latency_us)
         out = self.outputs[0]
-        want = int(np.prod(out.shape or (1,))) * out.dtype.itemsize
+        want = _elements(out) * out.dtype.itemsize
         if len(reply.output) != want:
             raise InferenceError(f"the device returned {len(reply.output)} output bytes, its HELLO says {want}")
         return [np.frombuffer(reply.output, out.dtype).reshape(out.shape).copy()]
