@@ -13,9 +13,12 @@ direction, so both directions run at once as on a full-duplex UART. The raw line
 image (MODEL_OFFER, every MODEL_CHUNK with its ACK, MODEL_STATUS, MODEL_COMMIT), the image's bytes
 per second over the line rate: what framing, headers, stop-and-wait and the device's processing
 cost. *INFER*: round trips per second of the device's model (input and output bytes), the useful
-bytes per second (input one way plus output the other, the larger of the two directions) over the
-line rate. The device is :class:`edgeops.bridge.simdevice.SimDevice` unless the C host device was
-built (``make -C firmware_bridge host-device``) -- this script says which it used.
+bytes per second (the larger of input and output, each way one) over the line rate.
+
+The device is the demo firmware as a host process (``--device host``, the default: ``make -C
+firmware_bridge host-device`` is run first; the image is a real slot image of digits_cnn_int8, the
+INFER input the int8 8x8 digit) or the Python :class:`edgeops.bridge.simdevice.SimDevice`
+(``--device sim``: a random image, digits_mlp in float32).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -84,52 +89,81 @@ class PacingRelay:
             os.close(fd)
 
 
-def measure(baud: int, image_kb: int, infers: int, model: bytes) -> dict[str, float]:
+class HostProcess:
+    """firmware_bridge/build/host/eob_device on its own pty (it makes the symlink ``port``)."""
+
+    def __init__(self, folder: str):
+        subprocess.run(["make", "-s", "-C", str(ROOT / "firmware_bridge"), "host-device"], check=True)
+        self.port = os.path.join(folder, "tty")
+        self.proc = subprocess.Popen([str(ROOT / "firmware_bridge" / "build" / "host" / "eob_device"), "--tty",
+                                      self.port, "--flash", os.path.join(folder, "flash.bin"), "--id", "bench",
+                                      "--loop-ms", "0", "--telemetry-ms", "3600000"])
+        deadline = time.monotonic() + 10
+        while not os.path.lexists(self.port) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+def measure(baud: int, image_kb: int, infers: int, device: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        dev = SimDevice(tmp, model, telemetry_s=3600, infer_hz=0).start()
-        relay = PacingRelay(dev.port, baud, tmp)
+        if device == "host":
+            from edgeops.bridge.image import IMAGE_FORMAT, build_image
+
+            dev: object = HostProcess(tmp)
+            image, fmt = build_image(ROOT / "examples" / "models" / "digits_cnn_int8.tflite", name="bench",
+                                     version="1"), IMAGE_FORMAT
+        else:
+            dev = SimDevice(tmp, (ROOT / "examples" / "models" / "digits_mlp.onnx").read_bytes(), telemetry_s=3600,
+                            infer_hz=0).start()
+            image, fmt = os.urandom(image_kb * 1024), 0
+        relay = PacingRelay(dev.port, baud, tmp)  # type: ignore[attr-defined]
         link = Link(relay.port, baud=baud, timeout=5.0).start()
         try:
             hello = link.request(wire.HelloReq())
             assert isinstance(hello, wire.Hello)
             link.max_payload = hello.max_payload
             line = baud / 10
-            image = os.urandom(image_kb * 1024)
             t0 = time.perf_counter()
-            stream_image(link, image, fmt=0, name="bench", version="1", max_payload=hello.max_payload)
+            stream_image(link, image, fmt=fmt, name="bench", version="1", max_payload=hello.max_payload)
             update_s = time.perf_counter() - t0
-            n_in = hello.input.elements * 4
-            n_out = hello.output.elements * 4
+            size = {wire.DType.FLOAT32: 4, wire.DType.INT32: 4, wire.DType.INT16: 2}
+            n_in = hello.input.elements * size.get(hello.input.dtype, 1)
+            n_out = hello.output.elements * size.get(hello.output.dtype, 1)
             x = bytes(n_in)
             t0 = time.perf_counter()
             for _ in range(infers):
-                link.request(wire.InferReq(input=x))
+                reply = link.request(wire.InferReq(input=x))
+                assert isinstance(reply, wire.InferResp) and reply.status == 0, reply
             infer_s = (time.perf_counter() - t0) / infers
         finally:
             link.stop()
             relay.close()
-            dev.stop()
-    return {"baud": baud, "line_Bps": line, "update_s": update_s, "update_Bps": len(image) / update_s,
-            "update_ratio": len(image) / update_s / line, "infer_rtt_ms": infer_s * 1000,
-            "infer_per_s": 1 / infer_s, "infer_ratio": max(n_in, n_out) / infer_s / line,
-            "infer_bytes": n_in + n_out}
+            dev.stop()  # type: ignore[attr-defined]
+    return {"baud": baud, "line_Bps": line, "image": len(image), "update_s": update_s,
+            "update_Bps": len(image) / update_s, "update_ratio": len(image) / update_s / line,
+            "infer_rtt_ms": infer_s * 1000, "infer_per_s": 1 / infer_s,
+            "infer_ratio": max(n_in, n_out) / infer_s / line, "n_in": n_in, "n_out": n_out}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bauds", type=int, nargs="+", default=[115200, 921600])
-    ap.add_argument("--image-kb", type=int, default=32)
+    ap.add_argument("--device", choices=["host", "sim"], default="host")
+    ap.add_argument("--image-kb", type=int, default=32, help="the random image's size (--device sim)")
     ap.add_argument("--infers", type=int, default=50)
     args = ap.parse_args()
-    model = (ROOT / "examples" / "models" / "digits_mlp.onnx").read_bytes()
-    print("device: edgeops.bridge.simdevice.SimDevice (Python, on a pty) behind the pacing relay; "
-          f"model update of {args.image_kb} KiB, INFER of digits_mlp (64 float32 in, 10 out)")
-    print(f"{'baud':>8} {'line B/s':>9} {'update s':>9} {'update B/s':>10} {'ratio':>6} {'INFER rtt ms':>12} "
-          f"{'INFER/s':>8} {'ratio':>6}")
+    print(f"{'baud':>8} {'line B/s':>9} {'image B':>8} {'update s':>9} {'update B/s':>10} {'ratio':>6} "
+          f"{'INFER rtt ms':>12} {'INFER/s':>8} {'in/out B':>9} {'ratio':>6}")
     for baud in args.bauds:
-        r = measure(baud, args.image_kb, args.infers, model)
-        print(f"{r['baud']:>8} {r['line_Bps']:>9.0f} {r['update_s']:>9.2f} {r['update_Bps']:>10.0f} "
-              f"{r['update_ratio']:>6.2f} {r['infer_rtt_ms']:>12.2f} {r['infer_per_s']:>8.1f} {r['infer_ratio']:>6.2f}")
+        r = measure(baud, args.image_kb, args.infers, args.device)
+        print(f"{r['baud']:>8} {r['line_Bps']:>9.0f} {r['image']:>8} {r['update_s']:>9.2f} {r['update_Bps']:>10.0f} "
+              f"{r['update_ratio']:>6.2f} {r['infer_rtt_ms']:>12.2f} {r['infer_per_s']:>8.1f} "
+              f"{r['n_in']:>4}/{r['n_out']:<4} {r['infer_ratio']:>6.2f}")
+    print(f"device: {'the C demo firmware (firmware_bridge/ports/host)' if args.device == 'host' else 'SimDevice'}"
+          " behind the pacing relay (10 bit times per byte, each direction)")
 
 
 if __name__ == "__main__":
