@@ -1,8 +1,38 @@
-"""tests/bridge: the firmware_bridge wire format (Python codec, C library, golden frames, fuzzing)."""
+"""tests/bridge: the firmware_bridge wire format (Python codec, C library, golden frames, fuzzing) and the
+demo firmware as a host process on a pty (fixture ``host_device``)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hostdevice import HostDevice, build_host_device  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def host_device_binary() -> Path:
+    """``make -C firmware_bridge host-device-asan`` once per session (the sanitizer build: a memory error in
+    the firmware fails the test that caused it); ``EOB_HOST_DEVICE=strict`` takes the -O2 build instead."""
+    return build_host_device()
+
+
+@pytest.fixture
+def host_device(host_device_binary, tmp_path):
+    """The demo firmware running as a process on a fresh pty, its flash in a file (new, blank).
+
+    ``.port``: the pty *slave* path (a symlink the device makes), for pyserial (``serial.Serial(port)``,
+    ``serial_for_url(port)``); the device holds the master. ``.restart()`` kills and starts it again on the
+    same flash (the pty is new behind the same path: reopen the port); ``.kill()`` SIGKILLs it (a power cut:
+    the flash file keeps what was written); ``.stop()`` SIGTERMs it (exit 0). ``.flash_path``, ``.device_id``.
+    The device's own RESET keeps the pty (it re-executes itself), so an open port stays usable."""
+    dev = HostDevice(host_device_binary, tmp_path)
+    dev.start()
+    try:
+        yield dev
+    finally:
+        rc = dev.stop()
+        assert rc in (0, None, -9), f"host device exited with {rc} (a sanitizer report is in its stderr: {dev.log})"
