@@ -159,3 +159,23 @@ def test_broken_image_is_reverted_and_stays_reverted_across_resets(emulated_devi
         client.wait_for(wire.Hello, timeout=10)
     later = client.request(wire.TelemetryReq())
     assert later.errors == 0 and later.running_slot == before.running_slot
+
+
+def test_footprint_benchmark_accounts_for_the_whole_demo_image(tmp_path):
+    """benchmarks/bridge_footprint.py --demo: the parts it reads from the linker map add up to the image."""
+    import importlib.util
+
+    from emulator import build_emulated_firmware
+
+    build_emulated_firmware()  # skips without the cross compiler
+    spec = importlib.util.spec_from_file_location("bridge_footprint", ROOT / "benchmarks" / "bridge_footprint.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    demo = bench.measure_demo(tmp_path)
+    parts = demo["parts"]
+    flash = sum(row["flash"] for row in parts.values())
+    assert 0 <= demo["flash_total"] - flash < 256, demo  # alignment and fill only
+    assert 0 <= demo["ram_total"] - sum(row["ram"] for row in parts.values()) < 64  # alignment
+    assert parts["library (src/eob_*.c)"]["flash"] > 4000 and parts["library (src/eob_*.c)"]["ram"] == 0
+    assert parts["digits model (code + constants)"]["flash"] > 5216  # the blob alone is 5216 bytes
+    assert demo["stack_reserved"] == 64 * 1024 and demo["ram_total"] < 64 * 1024
