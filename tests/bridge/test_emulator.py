@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 
 import numpy as np
 import pytest
@@ -159,6 +160,23 @@ def test_broken_image_is_reverted_and_stays_reverted_across_resets(emulated_devi
         client.wait_for(wire.Hello, timeout=10)
     later = client.request(wire.TelemetryReq())
     assert later.errors == 0 and later.running_slot == before.running_slot
+
+
+def test_it_runs_on_with_nobody_connected_and_takes_a_new_connection(emulated_device, client):
+    """A gateway that goes away and comes back (a cable pull): QEMU drops UART0's output while no client is
+    connected (frames sent then are lost on the line, the firmware does not block: tx_dropped stays 0 and the
+    TELEMETRY tseq shows the gap), and accepts the next client on the same port."""
+    before = client.request(wire.TelemetryReq())
+    client.close()
+    time.sleep(1.5)
+    again = emulated_device.client()
+    try:
+        after = again.request(wire.TelemetryReq())
+        assert after.inferences >= before.inferences + 5 and after.tseq >= before.tseq + 2
+        assert after.tx_dropped == 0 and after.uptime_ms >= before.uptime_ms + 1500
+        assert again.request(wire.Ping(nonce=3)) == wire.Pong(nonce=3)
+    finally:
+        again.close()
 
 
 def test_footprint_benchmark_accounts_for_the_whole_demo_image(tmp_path):
