@@ -52,7 +52,15 @@ class EmulatedDevice:
         self.url = ""
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                if attempt == attempts - 1:  # another process may have taken the free port first: retry
+                    raise
+
+    def _start(self, timeout: float) -> None:
         if self.qmp_path.exists():
             self.qmp_path.unlink()
         self.port = free_port()
