@@ -115,6 +115,11 @@ def test_blob_check_refuses_out_of_range_shifts_and_biases(tmp_path, kernels):
     bad = bytearray(compiled.blob)
     bad[shifts[0][0]:shifts[0][0] + 4] = (32).to_bytes(4, "little", signed=True)
     assert check(bytes(bad)) == -1
+    exp = [off for name, ctype, off, n in compiled.arrays if name.startswith("exp")][0]
+    bad = bytearray(compiled.blob)
+    bad[exp:exp + 4] = bytes(4)  # exp(0) = 0: the softmax sum could be 0 and its kernel shift by 32
+    assert check(bytes(bad)) == -1
+    assert check(bytes(len(compiled.blob))) == -1
     shuffled = bytearray(compiled.blob)
     random.Random(1).shuffle(shuffled)
     assert check(bytes(shuffled)) == -1
