@@ -106,6 +106,8 @@ static size_t update_frames(const uint8_t *img, const char *version) {
   return n;
 }
 
+static uint32_t max_latency_us = 1000000u;
+
 /* A start of the device on R.f with in_len bytes of requests waiting; the steps until they are consumed. */
 static bool boot(size_t in_len) {
   eob_demo_config cfg;
@@ -116,7 +118,7 @@ static bool boot(size_t in_len) {
   cfg.loop_ms = 0;
   cfg.telemetry_ms = 0;
   cfg.health_min_correct = 16;
-  cfg.health_max_latency_us = 1000000u;
+  cfg.health_max_latency_us = max_latency_us;
   R.m.in = in_buf;
   R.m.in_len = in_len;
   R.m.in_pos = 0;
@@ -175,6 +177,14 @@ static void test_update_commit_confirm_and_revert(void) {
   CHECK(boot(0));
   CHECK(sent(EOB_EVENT, EOB_EV_TRIAL_STARTED) && sent(EOB_EVENT, EOB_EV_REVERTED) && !sent(EOB_EVENT, EOB_EV_CONFIRMED));
   CHECK(strcmp(demo.model_version, "2.0") == 0 && (demo.slots.table.flags & EOB_BOOT_FLAG_REVERTED) && health() >= 18);
+
+  make_image(img, "slow", false, false); /* right answers, but over the latency bound (the clock: 100 us a call) */
+  CHECK(boot(update_frames(img, "slow")));
+  CHECK(sent(EOB_MODEL_STATUS, EOB_TRANSFER_VERIFIED));
+  max_latency_us = 50;
+  CHECK(boot(0));
+  max_latency_us = 1000000u;
+  CHECK(sent(EOB_EVENT, EOB_EV_REVERTED) && strcmp(demo.model_version, "2.0") == 0);
 
   make_image(img, "other", false, true); /* another graph: refused at the commit */
   CHECK(boot(update_frames(img, "other")));
