@@ -179,6 +179,25 @@ def test_it_runs_on_with_nobody_connected_and_takes_a_new_connection(emulated_de
         again.close()
 
 
+def test_no_elf_segment_covers_the_flash_model():
+    """QEMU rewrites (and zero-fills) every PT_LOAD segment at a reset: the flash model must be in none."""
+    import re
+    import shutil
+    import subprocess
+
+    from emulator import build_emulated_firmware
+
+    elf = build_emulated_firmware()
+    readelf = shutil.which("arm-none-eabi-readelf") or pytest.skip("arm-none-eabi-readelf missing")
+    out = subprocess.run([readelf, "-lW", str(elf)], check=True, capture_output=True, text=True).stdout
+    segments = [(int(a, 16), int(m, 16)) for a, m in
+                re.findall(r"^\s*LOAD\s+0x[0-9a-f]+ 0x([0-9a-f]+) 0x[0-9a-f]+ 0x[0-9a-f]+ 0x([0-9a-f]+)", out, re.M)]
+    assert len(segments) >= 2, out
+    flash_start, flash_end = 0x00300000, 0x00400000
+    for addr, memsz in segments:
+        assert addr + memsz <= flash_start or addr >= flash_end, out
+
+
 def test_footprint_benchmark_accounts_for_the_whole_demo_image(tmp_path):
     """benchmarks/bridge_footprint.py --demo: the parts it reads from the linker map add up to the image."""
     import importlib.util
