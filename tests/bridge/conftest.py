@@ -46,8 +46,10 @@ def emulated_device(tmp_path_factory):
 
     ``.url``: ``socket://127.0.0.1:N`` (UART0; pyserial ``serial_for_url``; one client at a time); ``.client()``:
     a stop-and-wait client on it; ``.restart()``: the reset button (QMP ``system_reset``; the flash model keeps
-    what was written, the TCP connection stays up); ``.power_cycle()``: a new QEMU (blank flash, new port);
-    ``.stop()``. Skips without arm-none-eabi-gcc or qemu-system-arm."""
+    what was written, the TCP connection stays up); ``.kill()`` (a power cut: SIGKILL to QEMU; the flash,
+    a file at ``.flash_path``, keeps what was written) and ``.start()`` (boots again on the same flash and, if
+    it is free, the same port); ``.power_cycle()``: both; ``.stop()``. Skips without arm-none-eabi-gcc or
+    qemu-system-arm."""
     build_emulated_firmware()
     dev = EmulatedDevice(tmp_path_factory.mktemp("qemu"))
     dev.start()

@@ -46,6 +46,7 @@ class EmulatedDevice:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
+        self.flash_path = tmp / "flash.img"  # the flash model's file (make emulate FLASH=...)
         self.qmp_path = tmp / "qmp.sock"
         self.log = tmp / "qemu.log"
         self.port = 0
@@ -57,15 +58,16 @@ class EmulatedDevice:
             try:
                 return self._start(timeout)
             except RuntimeError:
-                if attempt == attempts - 1:  # another process may have taken the free port first: retry
+                if attempt == attempts - 1:
                     raise
+                self.port = 0  # another process may have taken the port: another one
 
     def _start(self, timeout: float) -> None:
         if self.qmp_path.exists():
             self.qmp_path.unlink()
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart after a kill takes the same port again if it can
         self.url = f"socket://127.0.0.1:{self.port}"
-        args = ["make", "-s", "-C", str(FIRMWARE), "emulate", f"PORT={self.port}",
+        args = ["make", "-s", "-C", str(FIRMWARE), "emulate", f"PORT={self.port}", f"FLASH={self.flash_path}",
                 f"EMULATE_ARGS=-qmp unix:{self.qmp_path},server=on,wait=off"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
@@ -108,9 +110,16 @@ class EmulatedDevice:
         what was written, the TCP connection stays up."""
         self.qmp("system_reset")
 
+    def kill(self) -> None:
+        """A power cut: SIGKILL to QEMU, whatever the firmware is doing. The flash file keeps what was written;
+        start() boots the board again on it."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
     def power_cycle(self) -> None:
-        """QEMU ends and starts again on a new port: RAM and the flash model are blank again."""
-        self.stop()
+        """kill() then start(): RAM is new, the flash model keeps its contents, the port stays if it can."""
+        self.kill()
         self.start()
 
     def stop(self) -> int | None:

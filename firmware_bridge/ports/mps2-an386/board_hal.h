@@ -8,14 +8,14 @@
  * Clock: micros counts the 25 MHz dual timer in a 64-bit total kept in the context (so call it at least
  * once every 171 s, the 32-bit timer's wrap) and returns total / 25, wrapping at 2^32 µs like the HAL asks.
  *
- * Flash: BOARD_FLASH_SIZE bytes at __eob_flash_start__ (demo.ld puts it at 0x00300000, the top megabyte
- * of ZBT SSRAM1, which stands in for flash on this board) hold, in order, a format record (one erase
+ * Flash: BOARD_FLASH_SIZE bytes at __eob_flash_start__ (demo.ld puts it at 0x21000000, the board's PSRAM,
+ * which QEMU can back with a file: `make emulate FLASH=file`) hold, in order, a format record (one erase
  * unit), the slot table (two erase units) and the two slots. It behaves like NOR flash: erase sets whole
  * BOARD_FLASH_ERASE units to 0xFF, write programs whole BOARD_FLASH_WRITE units that must be blank (false
  * otherwise), read is free. No ELF segment covers it, so QEMU's loader leaves it alone when it reloads the
- * image at a system reset: what was written survives RESET (SYSRESETREQ) and QEMU's system_reset, not the
- * end of the QEMU process. The memory is zeros at power-on, not 0xFF: board_hal_init() formats the region
- * (all 0xFF, then the format record) when the record is missing.
+ * image at a system reset: what was written survives RESET (SYSRESETREQ) and QEMU's system_reset, and with
+ * a file behind it the end of the QEMU process too (a power cut). New memory is zeros, not 0xFF:
+ * board_hal_init() formats the region (all 0xFF, then the format record) when the record is missing.
  */
 #ifndef EDGEOPS_BOARD_HAL_MPS2_AN386_H
 #define EDGEOPS_BOARD_HAL_MPS2_AN386_H

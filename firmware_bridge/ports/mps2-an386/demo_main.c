@@ -2,7 +2,7 @@
  * the digits model on its built-in samples, the serial link, model slots) on this board's HAL.
  *
  * UART0 carries the link (run with -serial tcp:...: `make -C firmware_bridge emulate PORT=N`), the dual
- * timer the clock, the top megabyte of SSRAM1 the flash (board_hal.h), SYSRESETREQ the RESET. */
+ * timer the clock, the PSRAM at 0x21000000 the flash (board_hal.h), SYSRESETREQ the RESET. */
 
 #include <stdint.h>
 
