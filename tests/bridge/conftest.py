@@ -1,5 +1,5 @@
 """tests/bridge: the firmware_bridge wire format (Python codec, C library, golden frames, fuzzing) and the
-demo firmware as a host process on a pty (fixture ``host_device``)."""
+demo firmware as a host process on a pty (fixture ``host_device``) and under QEMU (``emulated_device``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from emulator import EmulatedDevice, build_emulated_firmware  # noqa: E402
 from hostdevice import HostDevice, build_host_device  # noqa: E402
 
 
@@ -36,3 +37,23 @@ def host_device(host_device_binary, tmp_path):
     finally:
         rc = dev.stop()
         assert rc in (0, None, -9), f"host device exited with {rc} (a sanitizer report is in its stderr: {dev.log})"
+
+
+@pytest.fixture(scope="module")
+def emulated_device(tmp_path_factory):
+    """The demo firmware for Cortex-M4 under ``qemu-system-arm -M mps2-an386`` (``make -C firmware_bridge emulate
+    PORT=N``), one boot per test module: the tests of a module share the device and its flash, in order.
+
+    ``.url``: ``socket://127.0.0.1:N`` (UART0; pyserial ``serial_for_url``; one client at a time); ``.client()``:
+    a stop-and-wait client on it; ``.restart()``: the reset button (QMP ``system_reset``; the flash model keeps
+    what was written, the TCP connection stays up); ``.kill()`` (a power cut: SIGKILL to QEMU; the flash,
+    a file at ``.flash_path``, keeps what was written) and ``.start()`` (boots again on the same flash and, if
+    it is free, the same port); ``.power_cycle()``: both; ``.stop()``. Skips without arm-none-eabi-gcc or
+    qemu-system-arm."""
+    build_emulated_firmware()
+    dev = EmulatedDevice(tmp_path_factory.mktemp("qemu"))
+    dev.start()
+    try:
+        yield dev
+    finally:
+        dev.stop()

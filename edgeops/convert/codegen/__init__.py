@@ -277,9 +277,10 @@ extern const uint32_t {symbol}_blob_words[];
 /* As {symbol}_invoke with the constants read from blob; -1 also when blob is NULL or not 4-byte aligned. */
 int {symbol}_invoke_blob(const uint8_t *blob, {args});
 
-/* 0 when every shift in blob is within -31..31 and every bias within +-2^30 (so no blob makes a kernel
- * shift out of range or overflow), -1 otherwise or when blob is NULL or not 4-byte aligned. Check a blob
- * from outside the firmware with it before {symbol}_invoke_blob. */
+/* 0 when every shift in blob is within -31..31, every bias within +-2^30 and every SOFTMAX exp table
+ * non-negative with exp(0) at least 2^12 (so no blob makes a kernel shift out of range or overflow), -1
+ * otherwise or when blob is NULL or not 4-byte aligned. Check a blob from outside the firmware with it
+ * before {symbol}_invoke_blob. */
 int {symbol}_blob_check(const uint8_t *blob);
 """
 
@@ -364,7 +365,8 @@ def _blob_source(graph: Graph, symbol: str, header_name: str, ctx: Context, body
 
 
 def _blob_check_source(symbol: str, ranges: list[tuple[int, int, int, int]]) -> str:
-    rows = "".join(f"    {{{off}u, {n}u, {lo}, {hi}}},\n" for off, n, lo, hi in ranges) or "    {0u, 0u, 0, 0},\n"
+    rows = "".join(f"    {{{off}u, {n}u, {_int32(lo)}, {_int32(hi)}}},\n" for off, n, lo, hi in ranges) \
+        or "    {0u, 0u, 0, 0},\n"
     return (f"int {symbol}_blob_check(const uint8_t *blob) {{\n"
             "  static const struct { uint32_t offset, count; int32_t lo, hi; } ranges[] = {\n" + rows + "  };\n"
             "  uint32_t r, k;\n"
@@ -374,3 +376,7 @@ def _blob_check_source(symbol: str, ranges: list[tuple[int, int, int, int]]) -> 
             "    for (k = 0; k < ranges[r].count; ++k)\n"
             "      if (v[k] < ranges[r].lo || v[k] > ranges[r].hi) return -1;\n"
             "  }\n  return 0;\n}\n\n")
+
+
+def _int32(v: int) -> str:
+    return "INT32_MAX" if v == (1 << 31) - 1 else str(v)

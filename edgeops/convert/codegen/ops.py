@@ -19,8 +19,14 @@ ALIASES = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")  # no code: the output shares it
 
 
 # Blob mode: the values an image's int32 arrays may hold, checked on the device before the blob is used, so
-# that no blob can make a kernel shift by 32 or more (shifts) or overflow its int32 accumulator (biases, "c").
-BLOB_RANGES = {"shift": (-31, 31), "c": (-(1 << 30), 1 << 30)}
+# that no blob can make a kernel shift by 32 or more (shifts; a SOFTMAX whose exp table sums to zero or less)
+# or overflow its int32 accumulator (biases, "c"). Each entry: (lo, hi) for every element, and optionally
+# (lo, hi) for the first one (exp(0) must count: its table entry is at least 2^12).
+BLOB_RANGES: dict[str, tuple[tuple[int, int], tuple[int, int] | None]] = {
+    "shift": ((-31, 31), None),
+    "c": ((-(1 << 30), 1 << 30), None),
+    "exp": ((0, (1 << 31) - 1), (1 << 12, (1 << 31) - 1)),
+}
 
 
 class Unsupported(Exception):
@@ -62,7 +68,10 @@ class Context:
             self.layout.append(f"{ctype} {name}[{len(vals)}] @ {off}")
             self.arrays.append((name, ctype, off, len(vals)))
             if hint in BLOB_RANGES and ctype == "int32_t":
-                self.ranges.append((off, len(vals), *BLOB_RANGES[hint]))
+                every, first = BLOB_RANGES[hint]
+                self.ranges.append((off, len(vals), *every))
+                if first is not None:
+                    self.ranges.append((off, 1, *first))
             return name
         body = ",\n".join("  " + ", ".join(_literal(v, ctype) for v in vals[i:i + 16]) for i in range(0, len(vals), 16))
         self.decls.append(f"static const {ctype} {name}[{max(len(vals), 1)}] = {{\n{body or '  0'}\n}};")

@@ -213,6 +213,8 @@ int digits_blob_check(const uint8_t *blob) {
     {296u, 16u, -1073741824, 1073741824},
     {1552u, 10u, -31, 31},
     {4152u, 10u, -1073741824, 1073741824},
+    {4192u, 256u, 0, INT32_MAX},
+    {4192u, 1u, 4096, INT32_MAX},
   };
   uint32_t r, k;
   if (blob == 0 || ((uintptr_t)(const void *)blob & 3u) != 0) return -1;

@@ -45,9 +45,10 @@ extern const uint32_t digits_blob_words[];
 /* As digits_invoke with the constants read from blob; -1 also when blob is NULL or not 4-byte aligned. */
 int digits_invoke_blob(const uint8_t *blob, const int8_t *input, int8_t *output, uint8_t *arena);
 
-/* 0 when every shift in blob is within -31..31 and every bias within +-2^30 (so no blob makes a kernel
- * shift out of range or overflow), -1 otherwise or when blob is NULL or not 4-byte aligned. Check a blob
- * from outside the firmware with it before digits_invoke_blob. */
+/* 0 when every shift in blob is within -31..31, every bias within +-2^30 and every SOFTMAX exp table
+ * non-negative with exp(0) at least 2^12 (so no blob makes a kernel shift out of range or overflow), -1
+ * otherwise or when blob is NULL or not 4-byte aligned. Check a blob from outside the firmware with it
+ * before digits_invoke_blob. */
 int digits_blob_check(const uint8_t *blob);
 
 #ifdef __cplusplus
