@@ -190,10 +190,10 @@ def _nan_model(path):
     return path
 
 
-def _flash(broker, bundle):
+def _flash(broker, bundle, device="mcu-01", timeout=90):
     from edgeops.deploy.mqtt import flash_mqtt
 
-    return flash_mqtt(bundle, broker.url, "lab", "mcu-01", timeout=90, chunk_size=4096, progress=False)
+    return flash_mqtt(bundle, broker.url, "lab", device, timeout=timeout, chunk_size=4096, progress=False)
 
 
 def test_flash_through_the_gateway_commits(device, gateway, broker, tmp_path, keys):
