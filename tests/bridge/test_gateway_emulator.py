@@ -16,7 +16,7 @@ from edgeops.bridge.gateway import Gateway, GatewayOptions
 
 
 def test_emulated_mcu_in_the_fleet_takes_an_update_and_reverts_a_broken_one(emulated_device, broker, store,  # noqa: F811
-                                                                             keys, tmp_path):
+                                                                             keys, tmp_path):  # noqa: F811
     gw = Gateway(GatewayOptions(port=emulated_device.url, broker=broker.url, fleet="lab",
                                 store_dir=str(tmp_path / "gw"), trusted_keys=(keys[0][1],), health_timeout_s=60,
                                 request_timeout_s=2.0)).start()
