@@ -14,7 +14,15 @@ Stack: the deepest call chain from each entry point, summed from GCC's own per-f
 (``-fcallgraph-info=su``); calls through the HAL's function pointers count as 0 (add your HAL's own),
 library calls outside the library (memcpy, memset, ...) too.
 
-    python benchmarks/bridge_footprint.py [--max-payload 1024] [--json]
+The demo firmware (``--demo``): the firmware ``make -C firmware_bridge emulate`` runs on QEMU's mps2-an386
+(app/eob_demo.c, the digits model compiled in blob mode, its built-in samples, the eo_* kernels, the library and
+the board port), each source compiled to its own object with the same flags and linked with the same linker
+script (ports/mps2-an386/demo.ld, ``--gc-sections``, newlib-nano); what each part keeps in the image is read
+from the linker map (the input sections that survived ``--gc-sections``). Flash = text + rodata + data (its
+initial values), RAM = data + bss, the 64 kB stack apart. The flash model for the model slots
+(board_hal.h: 2 kB format record + 4 kB table + 2 x 32 kB slots) is not in the image.
+
+    python benchmarks/bridge_footprint.py [--max-payload 1024] [--demo] [--json]
 """
 
 from __future__ import annotations
@@ -88,14 +96,98 @@ def measure(max_payload: int, work: Path) -> dict:
             "flash_total": sum(t + d for t, d, _ in objects.values()), "structs": structs, "stack": stacks}
 
 
+DEMO_GROUPS = {  # object name -> part
+    **{src.replace(".c", ""): "library (src/eob_*.c)" for src in SOURCES},
+    "eob_demo": "demo app (app/eob_demo.c)",
+    "digits_model": "digits model (code + constants)",
+    "digits_samples": "built-in samples (20 digits)",
+    "startup": "board port (mps2-an386)", "board": "board port (mps2-an386)",
+    "board_hal": "board port (mps2-an386)", "demo_main": "board port (mps2-an386)",
+}
+
+
+ALLOC_SECTIONS = (".vectors", ".text", ".rodata", ".data", ".bss", "COMMON", ".ARM.exidx", ".ARM.extab", ".init",
+                  ".fini", ".glue", ".vfp11", ".v4_bx", ".iplt", ".rel.iplt")
+
+
+def demo_sources() -> list[Path]:
+    port = FIRMWARE / "ports" / "mps2-an386"
+    return ([port / f for f in ("startup.c", "board.c", "board_hal.c", "demo_main.c")]
+            + [FIRMWARE / "app" / "eob_demo.c", FIRMWARE / "app" / "model" / "digits_model.c",
+               FIRMWARE / "app" / "model" / "digits_samples.c"]
+            + sorted((FIRMWARE / "src").glob("eo_*.c")) + [FIRMWARE / "src" / src for src in SOURCES])
+
+
+def map_sections(map_text: str) -> list[tuple[str, int, str]]:
+    """(input section, size, object file) for every input section the link kept, from a GNU ld map."""
+    body = map_text.split("Linker script and memory map", 1)[1]
+    out = []
+    pending = None
+    for line in body.splitlines():
+        m = re.match(r"^ (\.\S+|COMMON)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+)$", line)
+        if m:
+            out.append((m[1], int(m[3], 16), m[4]))
+            pending = None
+            continue
+        m = re.match(r"^ (\.\S+)$", line)
+        if m:
+            pending = m[1]
+            continue
+        m = re.match(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+)$", line)
+        if m and pending:
+            out.append((pending, int(m[2], 16), m[3]))
+        pending = None
+    return out
+
+
+def measure_demo(work: Path) -> dict:
+    tools = cortexm.toolchain()
+    port = FIRMWARE / "ports" / "mps2-an386"
+    incs = [f"-I{d}" for d in (FIRMWARE / "include", FIRMWARE / "app", FIRMWARE / "app" / "model", port)]
+    flags = [*cortexm.c_flags("soft"), *incs]
+    objects = []
+    for src in demo_sources():
+        obj = work / f"{src.stem}.o"
+        subprocess.run([tools.gcc, *flags, "-c", str(src), "-o", str(obj)], check=True, capture_output=True, text=True)
+        objects.append(str(obj))
+    elf, mapfile = work / "eob_demo.elf", work / "eob_demo.map"
+    subprocess.run([tools.gcc, *cortexm.c_flags("soft"), *cortexm.LDFLAGS, f"-L{port}", "-T", "demo.ld",
+                    f"-Wl,-Map={mapfile}", *objects, "-o", str(elf)], check=True, capture_output=True, text=True)
+    parts: dict[str, dict[str, int]] = {}
+    for section, size, obj in map_sections(mapfile.read_text()):
+        if size == 0 or not section.startswith(ALLOC_SECTIONS):
+            continue  # the stack, and what is not in the image (.comment, .ARM.attributes, debug)
+        stem = Path(obj).stem
+        part = ("demo app state (static eob_demo)" if section == ".bss.demo" else DEMO_GROUPS.get(stem)) or ("kernels (src/eo_*.c)" if stem.startswith("eo_") else
+                                         "libc/libgcc (newlib-nano)" if ".a(" in obj else "other")
+        row = parts.setdefault(part, {"flash": 0, "ram": 0})
+        if section.startswith((".bss", "COMMON")):
+            row["ram"] += size
+        elif section.startswith(".data"):
+            row["flash"] += size
+            row["ram"] += size
+        else:
+            row["flash"] += size
+    text, data, bss = cortexm.size_of(elf)
+    stack = int(re.search(r"^\.stack\s+0x[0-9a-f]+\s+0x([0-9a-f]+)", mapfile.read_text(), re.M)[1], 16)
+    return {"parts": parts, "elf": {"text": text, "data": data, "bss": bss}, "stack_reserved": stack,
+            "flash_total": text + data, "ram_total": data + bss - stack}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-payload", type=int, default=1024)
+    ap.add_argument("--demo", action="store_true", help="also the demo firmware for mps2-an386, part by part")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             result = measure(args.max_payload, Path(tmp))
+        if args.demo:
+            if args.max_payload != 1024:
+                ap.error("--demo measures the firmware as built (EOB_MAX_PAYLOAD 1024)")
+            with tempfile.TemporaryDirectory() as tmp:
+                result["demo"] = measure_demo(Path(tmp))
     except cortexm.Unavailable as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -113,6 +205,17 @@ def main() -> int:
     print("\nworst-case stack from each entry point (HAL calls excluded):")
     for name, size in result["stack"].items():
         print(f"  {name:24} {size:5} bytes")
+    if "demo" in result:
+        demo = result["demo"]
+        print("\ndemo firmware on mps2-an386 (make -C firmware_bridge emulate), kept after --gc-sections:")
+        print(f"  {'part':34} {'flash':>7} {'RAM':>7}")
+        for name, row in sorted(demo["parts"].items(), key=lambda kv: -kv[1]["flash"]):
+            print(f"  {name:34} {row['flash']:7} {row['ram']:7}")
+        fill = demo["flash_total"] - sum(row["flash"] for row in demo["parts"].values())
+        print(f"  {'alignment and fill':34} {fill:7}")
+        elf = demo["elf"]
+        print(f"  {'whole image':34} {demo['flash_total']:7} {demo['ram_total']:7}   (arm-none-eabi-size: text "
+              f"{elf['text']}, data {elf['data']}, bss {elf['bss']} incl. the {demo['stack_reserved']}-byte stack)")
     return 0
 
 

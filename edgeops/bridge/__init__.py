@@ -4,6 +4,9 @@
   CRC-32 per frame, the streaming :class:`FrameDecoder`, one dataclass per message). The C library in
   ``firmware_bridge/`` implements the same format; golden frames in ``firmware_bridge/tests/golden``
   keep the two identical.
+* ``image.py``: model images for the demo firmware's slots (``firmware_bridge/app``): the blob of a model
+  compiled by ``--codegen --codegen-blob`` behind a header naming its graph; ``build_image``,
+  ``read_image``, ``check_fits`` (does an image fit the device that sent this HELLO).
 
 Importing this package is cheap: the standard library only.
 """

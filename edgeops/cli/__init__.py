@@ -42,10 +42,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import agent, bench, bundle, convert, explain, flash, fleet, info, quickstart, store, validate
+    from . import agent, bench, bridge, bundle, convert, explain, flash, fleet, info, quickstart, store, validate
 
     cli.add_command(agent.agent)
     cli.add_command(bench.bench)
+    cli.add_command(bridge.bridge)
     cli.add_command(bundle.bundle)
     cli.add_command(bundle.keygen)
     cli.add_command(convert.convert)

@@ -58,6 +58,9 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--codegen", is_flag=True,
               help="--format c: compile the int8 model to C source calling edgeops' kernels (firmware_bridge/src) "
                    "instead of a byte array for TFLite Micro.")
+@click.option("--codegen-blob", is_flag=True,
+              help="With --codegen: read the constant arrays through a pointer (NAME_invoke_blob), so new weights "
+                   "for the same graph can come as a model image (edgeops.bridge.image); see CODEGEN.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print notes on routine fallbacks (always in --json).")
 def convert(model: str, output: str, target: str, fmt: str | None, quantize: str | None, calibration: str | None,
@@ -66,7 +69,7 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
             validate_data: str | None, labels: str | None,
             max_accuracy_drop: float | None, min_agreement: float | None, min_cosine: float | None,
             max_p95_ms: float | None, min_explanation: float | None, force: bool, channels_last: bool, int8_io: bool,
-            codegen: bool, as_json: bool, verbose: bool) -> None:
+            codegen: bool, codegen_blob: bool, as_json: bool, verbose: bool) -> None:
     """Convert MODEL (.onnx) for a device target: optimize, quantize, check, optionally validate.
 
     The output format follows -o's extension (.onnx, .tflite, .c) unless --format says otherwise;
@@ -94,7 +97,7 @@ def convert(model: str, output: str, target: str, fmt: str | None, quantize: str
                              exclude_op_types=_names(exclude_op_types), format=fmt, validate=validate_data,
                              labels=labels, gates=gates, force=force, channels_last=channels_last, int8_io=int8_io,
                              fix_inputs=parse_fixed_inputs(fix_input), float_tail=float_tail,
-                             codegen=codegen)
+                             codegen=codegen, codegen_blob=codegen_blob)
     report = run_convert(model, output, options=options)
     data = report.to_dict()
     if min_explanation is not None and validate_data:
@@ -124,6 +127,9 @@ def _human(d: dict[str, Any], verbose: bool = False) -> None:
         out.print(f"compiled to C: {extra['symbol']}_invoke in {d['output']} + {extra['header']}; arena "
                   f"{extra['arena_bytes']} bytes, constants {extra['const_bytes']} bytes; build with the kernels in "
                   f"{extra.get('kernels') or 'firmware_bridge/ of the edgeops source'}", markup=False)
+        if extra.get("graph_hash"):
+            out.print(f"blob mode: {extra['blob_bytes']} bytes of constants through {extra['symbol']}_invoke_blob; "
+                      f"graph hash {extra['graph_hash']}", markup=False)
         for note in extra.get("codegen_notes") or []:
             out.print(f"note: {note}", markup=False)
     elif "arena_bytes" in extra:

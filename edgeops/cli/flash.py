@@ -51,7 +51,12 @@ def flash(bundle: str, to: str | None, store_path: str | None, broker: str | Non
           username: str | None, password: str | None, password_file: str | None, ca: str | None, cert: str | None,
           client_key: str | None,
           as_json: bool) -> None:
-    """Put BUNDLE on a device and activate it: --to DIR, --to ssh://..., or --broker URL (MQTT)."""
+    """Put BUNDLE on a device and activate it: --to DIR, --to ssh://..., or --broker URL (MQTT).
+
+    A microcontroller behind `edgeops bridge run` takes --broker too: its gateway checks the bundle's
+    signature against the gateway's trusted keys (the MCU only checks hashes), converts the model for
+    the MCU and streams it over serial (docs/bridge.md).
+    """
     from ..deploy import FlashError, FlashRefused
     from ..deploy import flash as do_flash
 

@@ -76,6 +76,10 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
     Per-output parity (errors, cosine, top-1 agreement), accuracy on --labels with
     confidence intervals, latency of both, and gates: a missed gate exits 1, after
     the JSON and the report are written.
+
+    CANDIDATE may be a microcontroller running firmware_bridge: serial://PATH[?baud=N]
+    or socket://HOST:PORT (the emulator). Each sample goes through the device's INFER;
+    the notes give its latency as the device measures it.
     """
     from ..validate.core import validate as run_validation
     from ..validate.gates import Gates
@@ -94,7 +98,12 @@ def validate(reference: str, candidate: str, data: str, labels: str | None, task
     settings = ValidateOptions(labels=labels, task=task, gates=gates, task_options=options, latency=not no_latency,
                                bench_runs=bench_runs, diagnose=not no_diagnose, threads=threads,
                                max_samples=max_samples)
-    report = run_validation(reference, candidate, data, options=settings)
+    remote = _remote(candidate, reference, threads)
+    try:
+        report = run_validation(reference, remote or candidate, data, options=settings)
+    finally:
+        if remote is not None:
+            remote._backend.close()
     if profile_path:
         write_profile(build_profile(reference, data, max_samples=max_samples), profile_path)
     if report_path:
@@ -139,6 +148,18 @@ def _task_options(task: str, detection: dict[str, Any], segmentation: dict[str, 
             raise UsageError(f"--task segmentation reads one map; --task-output names {len(outputs)}")
         return Segmentation(**given["segmentation"], output=outputs[0] if outputs else None)
     return None
+
+
+def _remote(candidate: str, reference: str, threads: int | None) -> Any:
+    """The microcontroller at a ``serial://`` or ``socket://`` CANDIDATE (its tensors shaped like the
+    reference's), None for a model file."""
+    from ..bridge.remote import is_remote, open_remote
+
+    if not is_remote(candidate):
+        return None
+    from ..loading import load
+
+    return open_remote(candidate, like=load(reference, threads=threads))
 
 
 def _check_outputs(outputs: dict[str, str | None], inputs: tuple[str | None, ...]) -> None:

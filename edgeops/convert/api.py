@@ -136,6 +136,8 @@ def _plan(src: str, out: str, opts: ConvertOptions) -> _Plan:
         raise UsageError(f"--format must be {_or(list(FORMATS.values()))}, not {fmt!r}")
     if fmt == "c" and not out.endswith(".c"):
         raise UsageError(f"--format c writes NAME.c and NAME.h: give -o NAME.c, not {out}")
+    if opts.codegen_blob and not opts.codegen:
+        raise UsageError("--codegen-blob is a mode of --codegen: give both")
     if opts.codegen and fmt != "c":
         raise UsageError(f"--codegen compiles the model to C: give --format c (-o NAME.c), not {fmt}")
     if src.lower().endswith(".tflite") and fmt == "c":  # other formats: "is a TFLite model; ... takes ONNX"
@@ -234,7 +236,8 @@ def _convert_tflite(plan: _Plan, report: ConvertReport) -> None:
         with open(result, "wb") as f:
             f.write(data)
         _finish(plan, result, report, write=lambda: report.extra.update(to_tflite.write(data, plan.out, plan.fmt,
-                                                                              codegen=opts.codegen)),
+                                                                              codegen=opts.codegen,
+                                                                              blob=opts.codegen_blob)),
                 profile=not opts.int8_io)
     report.size_after = len(data)
 
@@ -280,7 +283,8 @@ def _convert_from_tflite(plan: _Plan, report: ConvertReport) -> None:
     report.size_before = len(data)
     report.ops_before = report.ops_after = dict(summary.ops)
     report.nodes_quantized = to_tflite.quantized_ops(data)
-    report.extra.update(to_tflite.write(data, plan.out, plan.fmt, codegen=plan.options.codegen))
+    report.extra.update(to_tflite.write(data, plan.out, plan.fmt, codegen=plan.options.codegen,
+                                        blob=plan.options.codegen_blob))
     report.size_after = report.extra.get("const_bytes") or len(data)
     report.steps.append("compiled to C (edgeops kernels)" if plan.options.codegen
                         else "written as a C array for TFLite Micro")

@@ -110,3 +110,8 @@ class ConvertOptions:
     (:mod:`edgeops.convert.codegen`, ``firmware_bridge/``) instead of writing it as a byte array for
     TFLite Micro."""
 
+    codegen_blob: bool = False
+    """With ``codegen``: the generated code reads its constant arrays (weights, biases, per-channel
+    multipliers, tables) through a pointer, ``NAME_invoke_blob`` (CODEGEN.md, "Constants in a blob"), so a
+    firmware can take new weights for the same graph as a model image (:mod:`edgeops.bridge.image`)."""
+

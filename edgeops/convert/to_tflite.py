@@ -154,7 +154,7 @@ def quantized_ops(data: bytes) -> int:
     return count
 
 
-def write(data: bytes, out: str, fmt: str, codegen: bool = False) -> dict[str, Any]:
+def write(data: bytes, out: str, fmt: str, codegen: bool = False, blob: bool = False) -> dict[str, Any]:
     """Write ``.tflite`` bytes, or ``NAME.c`` + ``NAME.h`` for ``fmt == "c"`` (the model as a byte array
     for TFLite Micro, or with ``codegen`` compiled to C by :mod:`.codegen`); returns report extras."""
     if fmt == "tflite":
@@ -163,9 +163,10 @@ def write(data: bytes, out: str, fmt: str, codegen: bool = False) -> dict[str, A
     if codegen:
         from .codegen import KERNEL_DIR, generate_c
 
-        gen = generate_c(data, out)
+        gen = generate_c(data, out, blob=blob)
+        extra_blob = {"graph_hash": gen.graph_hash, "blob_bytes": gen.blob_bytes} if blob else {}
         return {"header": gen.h_path, "symbol": gen.symbol, "codegen": True, "arena_bytes": gen.arena_bytes,
-                "const_bytes": gen.weight_bytes, "codegen_notes": gen.notes,
+                "const_bytes": gen.weight_bytes, "codegen_notes": gen.notes, **extra_blob,
                 "kernels": str(KERNEL_DIR) if KERNEL_DIR.is_dir() else None}
     from .carray import write_c_array
 

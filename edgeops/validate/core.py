@@ -37,10 +37,14 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     """
     opts = merged(ValidateOptions, options, kwargs)
     gates = _check_options(opts)
+    tasks.options_for(opts.task, opts.task_options)  # checked before a model is opened
+    ref = open_model(reference, opts.threads)
+    return _compare(ref, open_model(candidate, opts.threads), data, opts, gates)
+
+
+def _compare(ref: Model, cand: Model, data: Any, opts: ValidateOptions, gates: Gates) -> ValidationReport:
     task, labels, threads, max_samples = opts.task, opts.labels, opts.threads, opts.max_samples
     task_options = tasks.options_for(task, opts.task_options)
-    ref = open_model(reference, threads)
-    cand = open_model(candidate, threads)
     arrays = read_data(data, ref)
     n = next(iter(arrays.values())).shape[0]
     y = read_labels(labels, n)
@@ -72,6 +76,7 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
         raise UsageError("the accuracy-drop gate applies to classification; these labels were read as "
                          f"{kind} targets (pass task='classification' if they are class indices)")
     lat = measure_latency(ref, cand, data, opts.bench_runs, threads, notes) if opts.latency else None
+    notes += _device_latency(cand)
     task_metrics = scorer.summary() if scorer is not None else None
     failures = gates.failures(outputs, accuracy, lat) + tasks.failures(gates, task_metrics)
 
@@ -83,6 +88,17 @@ def validate(reference: str | os.PathLike[str] | Model, candidate: str | os.Path
     if failures and opts.diagnose:
         _diagnose(report, ref_feed, cand_feed, comps)
     return report
+
+
+def _device_latency(model: Model) -> list[str]:
+    """A microcontroller candidate (:func:`edgeops.bridge.remote.open_remote`): its latency as the device's own
+    clock measured it."""
+    runs = getattr(model._backend, "device_latency_us", None)
+    if not runs:
+        return []
+    ms = np.percentile(np.asarray(runs, np.float64) / 1000, [50, 95])
+    return [f"candidate latency as the device measures it: p50 {ms[0]:.3f} ms, p95 {ms[1]:.3f} ms over {len(runs)} "
+            "runs (the host's figures include the serial round trip)"]
 
 
 def _check_options(opts: ValidateOptions) -> Gates:

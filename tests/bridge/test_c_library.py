@@ -42,7 +42,7 @@ def _results(out: str) -> dict[str, tuple[int, int]]:
 def test_strict_build_passes_every_c_test(tmp_path):
     out = _make("test-strict", tmp_path)
     results = _results(out)
-    assert set(results) == {"test_golden", "test_slots", "test_link"}
+    assert set(results) == {"test_golden", "test_slots", "test_link", "test_demo"}
     assert all(failed == 0 and checks > 50 for checks, failed in results.values()), results
     cuts = [int(n) for n in re.findall(r"(\d+) cut points", out)]
     assert len(cuts) == 2 and min(cuts) > 10000, out  # every byte of the sequence, two flash geometries
@@ -53,7 +53,7 @@ def test_sanitizer_build_passes_every_c_test(tmp_path):
         pytest.skip("this gcc cannot link -fsanitize=address,undefined (libasan/libubsan missing)")
     out = _make("test-asan", tmp_path)
     results = _results(out)
-    assert set(results) == {"test_golden", "test_slots", "test_link"}
+    assert set(results) == {"test_golden", "test_slots", "test_link", "test_demo"}
     assert all(failed == 0 for _, failed in results.values()), results
     assert out.count("bytes=") == len(list((FIRMWARE / "tests" / "golden").glob("*.bin")))
 

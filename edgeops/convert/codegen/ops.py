@@ -18,6 +18,17 @@ SAME, VALID = 0, 1
 ALIASES = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")  # no code: the output shares its input's bytes
 
 
+# Blob mode: the values an image's int32 arrays may hold, checked on the device before the blob is used, so
+# that no blob can make a kernel shift by 32 or more (shifts; a SOFTMAX whose exp table sums to zero or less)
+# or overflow its int32 accumulator (biases, "c"). Each entry: (lo, hi) for every element, and optionally
+# (lo, hi) for the first one (exp(0) must count: its table entry is at least 2^12).
+BLOB_RANGES: dict[str, tuple[tuple[int, int], tuple[int, int] | None]] = {
+    "shift": ((-31, 31), None),
+    "c": ((-(1 << 30), 1 << 30), None),
+    "exp": ((0, (1 << 31) - 1), (1 << 12, (1 << 31) - 1)),
+}
+
+
 class Unsupported(Exception):
     """The op, in the form the model has it, has no kernel here; the message says why."""
 
@@ -25,27 +36,55 @@ class Unsupported(Exception):
 class Context:
     """What emitters share: constant declarations and the C expression of each tensor's buffer."""
 
-    def __init__(self, graph: Graph, pointers: dict[int, str]):
+    def __init__(self, graph: Graph, pointers: dict[int, str], blob: bool = False):
         self.graph = graph
         self.pointers = pointers
         self.decls: list[str] = []
         self._consts: dict[int, str] = {}
         self._n = 0
+        # blob mode (CODEGEN.md, "Constants in a blob"): array data goes into one little-endian blob the
+        # function reads through a pointer; arrays and structs become locals of the function
+        self.blob_mode = blob
+        self.blob = bytearray()
+        self.locals: list[str] = []  # blob mode: declarations inside the function, in order
+        self.layout: list[str] = []  # blob mode: what the graph hash covers instead of the array data
+        self.arrays: list[tuple[str, str, int, int]] = []  # blob mode: (name, ctype, offset, count)
+        self.ranges: list[tuple[int, int, int, int]] = []  # blob mode: int32 arrays checked (offset, count, lo, hi)
 
     def name(self, hint: str) -> str:
         self._n += 1
         return f"{hint}{self._n}"
 
-    def array(self, ctype: str, values: Any, hint: str) -> str:
+    def array(self, ctype: str, values: Any, hint: str, data: bool = True) -> str:
+        """A constant array; ``data=False`` marks one that is part of the graph's shape (never in a blob)."""
         vals = [int(v) for v in np.asarray(values).ravel()] if ctype != "float" else list(values)
         name = self.name(hint)
+        if self.blob_mode and data:
+            np_type = {"int8_t": "<i1", "int32_t": "<i4", "float": "<f4"}[ctype]
+            off = len(self.blob)
+            self.blob += np.asarray(vals, np_type).tobytes()
+            self.blob += bytes(-len(self.blob) % 4)  # every array starts 4-byte aligned
+            self.locals.append(f"const {ctype} *{name} = (const {ctype} *)(const void *)(blob + {off});")
+            self.layout.append(f"{ctype} {name}[{len(vals)}] @ {off}")
+            self.arrays.append((name, ctype, off, len(vals)))
+            if hint in BLOB_RANGES and ctype == "int32_t":
+                every, first = BLOB_RANGES[hint]
+                self.ranges.append((off, len(vals), *every))
+                if first is not None:
+                    self.ranges.append((off, 1, *first))
+            return name
         body = ",\n".join("  " + ", ".join(_literal(v, ctype) for v in vals[i:i + 16]) for i in range(0, len(vals), 16))
         self.decls.append(f"static const {ctype} {name}[{max(len(vals), 1)}] = {{\n{body or '  0'}\n}};")
         return name
 
     def struct(self, ctype: str, fields: list[Any], hint: str = "p") -> str:
         name = self.name(hint)
-        self.decls.append(f"static const {ctype} {name} = {{{', '.join(_field(f) for f in fields)}}};")
+        init = f"{ctype} {name} = {{{', '.join(_field(f) for f in fields)}}};"
+        if self.blob_mode:  # it may point into the blob: a local, initialised at each call (C99)
+            self.locals.append("const " + init)
+            self.layout.append(init)
+        else:
+            self.decls.append("static const " + init)
         return name
 
     def ptr(self, index: int) -> str:
@@ -348,7 +387,7 @@ def concatenation(g: Graph, op: Operator, ctx: Context) -> str:
     outer = int(np.prod(out.shape[:axis], dtype=np.int64))
     blocks = [int(np.prod(t.shape[axis:], dtype=np.int64)) for t in ins]
     ptrs = ctx.name("ins")
-    sizes = ctx.array("int32_t", blocks, "blocks")
+    sizes = ctx.array("int32_t", blocks, "blocks", data=False)
     return (f"{{ const int8_t *const {ptrs}[{len(ins)}] = {{{', '.join(ctx.ptr(i) for i in op.inputs)}}}; "
             f"eo_concat_s8({len(ins)}, {ptrs}, {sizes}, {outer}, {ctx.ptr(op.outputs[0])}); }}")
 

@@ -9,7 +9,9 @@
 #define UART_CTRL (*(volatile uint32_t *)(UART0_BASE + 0x08u))
 #define UART_BAUDDIV (*(volatile uint32_t *)(UART0_BASE + 0x10u))
 #define UART_STATE_TXFULL 0x1u
+#define UART_STATE_RXFULL 0x2u
 #define UART_CTRL_TXEN 0x1u
+#define UART_CTRL_RXEN 0x2u
 
 /* CMSDK APB dual timer, timer 1 */
 #define TIMER1_BASE 0x40002000u
@@ -35,7 +37,11 @@ extern uint8_t __stack_limit__;
 void board_init(void)
 {
     UART_BAUDDIV = 16u; /* the smallest divider the CMSDK UART accepts */
-    UART_CTRL = UART_CTRL_TXEN;
+    UART_CTRL = UART_CTRL_TXEN | UART_CTRL_RXEN;
+    /* A read of DATA is what makes QEMU's CMSDK UART ask its chardev for input again: after a system
+     * reset the UART had its receiver off, QEMU's main loop stopped polling the socket and would not look
+     * at it again (nothing else wakes it), so received bytes would wait forever. The value is stale. */
+    (void)UART_DATA;
     TIMER1_CTRL = 0u;
     TIMER1_LOAD = 0xFFFFFFFFu;
     TIMER1_CTRL = TIMER_CTRL_ENABLE | TIMER_CTRL_32BIT; /* free-running, no interrupt, no prescale */
@@ -46,6 +52,14 @@ void board_putc(char c)
     while (UART_STATE & UART_STATE_TXFULL) {
     }
     UART_DATA = (uint32_t)(unsigned char)c;
+}
+
+int board_getc(void)
+{
+    if (UART_STATE & UART_STATE_RXFULL) {
+        return (int)(UART_DATA & 0xFFu);
+    }
+    return -1;
 }
 
 void board_puts(const char *s)
@@ -148,7 +162,14 @@ void board_exit(int status)
         semihost_exit(status);
     }
     /* no semihosting: a system reset, which QEMU turns into an exit under -no-reboot */
+    board_reset();
+}
+
+void board_reset(void)
+{
+    __asm__ volatile("dsb" ::: "memory");
     SCB_AIRCR = AIRCR_SYSRESETREQ;
+    __asm__ volatile("dsb" ::: "memory");
     for (;;) {
     }
 }

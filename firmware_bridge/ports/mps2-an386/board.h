@@ -2,7 +2,9 @@
  * high-water mark and a way out of the emulator. C99.
  *
  * UART0 is the CMSDK APB UART at 0x40004000; run QEMU with -nographic (or -serial stdio) to see
- * it. board_exit() asks the host to end the emulation through Arm semihosting (SYS_EXIT_EXTENDED,
+ * it, or -serial tcp:... for a socket. board_init() enables its transmitter and its receiver;
+ * board_getc() polls the receiver (QEMU's CMSDK UART holds one byte and takes the next from its
+ * chardev only once that one was read, so polling loses nothing: the sender waits). board_exit() asks the host to end the emulation through Arm semihosting (SYS_EXIT_EXTENDED,
  * so the status reaches QEMU's exit code; run with -semihosting-config enable=on,target=native)
  * and, when semihosting is off, requests a system reset (run with -no-reboot: QEMU then exits).
  *
@@ -21,6 +23,8 @@
 
 void board_init(void);
 void board_putc(char c);
+/* UART0 receive, never blocking: the byte waiting in the receive register, or -1 when none. */
+int board_getc(void);
 void board_puts(const char *s);
 void board_put_hex(const uint8_t *bytes, size_t n);
 void board_put_u32(uint32_t value);
@@ -31,5 +35,8 @@ uint32_t board_dwt_cycles(void);
 void board_dwt_start(void);
 void board_fault(const char *name) __attribute__((noreturn));
 void board_exit(int status) __attribute__((noreturn));
+/* A system reset through SYSRESETREQ, whatever semihosting says: without -no-reboot QEMU restarts the
+ * board (the ELF's segments are loaded again; memory outside them keeps its contents). */
+void board_reset(void) __attribute__((noreturn));
 
 #endif
