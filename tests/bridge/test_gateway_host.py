@@ -94,7 +94,7 @@ def test_host_flash_of_a_broken_model_is_reverted(host_device, gateway, broker, 
 
 
 def test_host_untrusted_bundle_is_refused_with_nothing_sent(host_device, gateway, broker, tmp_path, keys):  # noqa: F811
-    result = _flash(broker, _bundle(tmp_path, INT8.read_bytes(), keys[1][0], "evil"))
+    result = _flash(broker, _bundle(tmp_path, INT8.read_bytes(), keys[1][0], "untrusted"))
     assert result.outcome == "refused" and "nothing was sent to the MCU" in result.reason
     assert gateway.link.sent.get("MODEL_OFFER", 0) == 0 and gateway.link.sent.get("MODEL_CHUNK", 0) == 0
     status = gateway.link.request(wire.ModelStatusReq())
