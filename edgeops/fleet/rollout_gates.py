@@ -30,6 +30,7 @@ METRICS = {
     "error_rate": "run errors / runs on the updated devices",
     "error_rate_delta": "error rate of the updated devices minus the baseline's",
     "guardrail_violations": "guardrail violations (values out of the profile's range) on the updated devices",
+    "guardrail_rate_delta": "guardrail violations per run on the updated devices minus the baseline's",
     "psi_in": "largest input PSI reported by an updated device",
     "psi_out": "largest output PSI (output_drift) reported by an updated device",
     "temperature_c": "highest temperature of an updated device",
@@ -41,7 +42,7 @@ METRICS = {
     "shadow_samples": "fewest shadow samples of an updated device (shadow rollouts)",
     "accuracy_drop_ci_upper": "upper bound of the 95 % interval of (baseline accuracy - new accuracy) (A/B)",
 }
-DEFAULT_GATES = ("p95_ratio<=1.5", "error_rate_delta<=0.01", "guardrail_violations<=0", "psi_in<=0.25",
+DEFAULT_GATES = ("p95_ratio<=1.5", "error_rate_delta<=0.01", "guardrail_rate_delta<=0.05", "psi_in<=0.25",
                  "psi_out<=0.25", "temperature_c<=85", "restarts<=0", "offline<=0", "flash_failed<=0.25")
 _OPS = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, ">": lambda a, b: a > b,
         "==": lambda a, b: a == b}
@@ -138,6 +139,11 @@ def measure(new: dict[str, list[dict[str, Any]]], base: dict[str, list[dict[str,
         vals = [v for r in rows if (v := get(r)) is not None]
         return max(vals) if vals else None
 
+    def guard(rows: list[dict[str, Any]]) -> float | None:
+        n = sum(r.get("count") or 0 for r in rows)
+        return None if n == 0 else sum(_guardrail_values(r["payload"]) for r in rows) / n
+
+    g_new, g_base = guard(new_rows), guard(base_rows)
     p_new, p_base = p95(new_rows), p95(base_rows)
     e_new, e_base = err(new_rows), err(base_rows)
     shadow = [r["payload"].get("shadow") for r in new_rows if isinstance(r.get("payload"), dict)]
@@ -153,6 +159,7 @@ def measure(new: dict[str, list[dict[str, Any]]], base: dict[str, list[dict[str,
         "error_rate": e_new,
         "error_rate_delta": None if e_new is None or e_base is None else e_new - e_base,
         "guardrail_violations": sum(_guardrail_values(r["payload"]) for r in new_rows) if new_rows else None,
+        "guardrail_rate_delta": None if g_new is None or g_base is None else g_new - g_base,
         "psi_in": top(new_rows, lambda r: _num(r.get("max_psi"))),
         "psi_out": top(new_rows, lambda r: _num(_dig(r["payload"], "output_drift", "max_psi"))),
         "temperature_c": top(new_rows, lambda r: _num(r.get("temperature_c"))),
