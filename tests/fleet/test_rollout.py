@@ -276,7 +276,8 @@ def _through_kills(f: Fleet, rid_holder: list, steps: list[str]) -> None:
 def test_a_controller_killed_after_each_step_of_a_good_rollout_resumes_to_completed(fleet, ota_bundles):  # noqa: F811
     f = fleet(3)
     up = f.post("/api/bundles", Path(ota_bundles.v2).read_bytes(), "application/octet-stream")
-    _through_kills(f, [_spec(up["sha256"], stages="canary,stable", soak_s=1.0)], GOOD_STEPS)  # pi-00 first
+    _through_kills(f, [_spec(up["sha256"], stages="canary,stable", soak_s=1.0,
+                                    gates=["p95_ratio<=3", "psi_in<=1"])], GOOD_STEPS)  # pi-00 first
     rid = f.get("/api/rollouts")[0]["id"]
     assert wait(lambda: f.status(rid).get("state") == "completed", 120), (f.status(rid), f.logs())
     assert set(f.versions().values()) == {"2.0"}
