@@ -15,6 +15,8 @@ command                   payload                                     reply
 ``ping``                  ``{}``                                      ``{"ok": true, "ts": ...}``
 ``config``                ``{"interval_s": 5}``                       ``{"ok": true, "interval_s": 5.0}``
 ``telemetry-now``         ``{}``                                      ``{"ok": true, "seq": N}``
+``rollback``              ``{"reason": "..."}``                       ``{"ok": true, "queued": bool, "state":
+                                                                      ..., "deployment": ..., "version": ...}``
 ========================  ==========================================  ====================================
 """
 
@@ -39,7 +41,8 @@ class CommandError(Exception):
 class CommandHandler:
     def __init__(self, agent: Agent):
         self.agent = agent
-        self.table = {"ping": self.ping, "config": self.config, "telemetry-now": self.telemetry_now}
+        self.table = {"ping": self.ping, "config": self.config, "telemetry-now": self.telemetry_now,
+                      "rollback": self.rollback}
 
     def handle(self, topic: str, payload: bytes) -> None:
         prefix = f"{self.agent.base}/cmd/"
@@ -91,3 +94,16 @@ class CommandHandler:
         if args:
             raise CommandError(f"telemetry-now takes no arguments, got {', '.join(sorted(args))}")
         return {"seq": self.agent.telemetry_now()["seq"]}
+
+    def rollback(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Undo the last committed OTA update (the two-slot store's previous slot); see :meth:`Ota.request_rollback`."""
+        unknown = set(args) - {"reason"}
+        if unknown:
+            raise CommandError(f"rollback takes reason; got {', '.join(sorted(unknown))}")
+        ota = getattr(self.agent, "ota", None)
+        if ota is None:
+            raise CommandError("this agent has no [ota] section, so it has no update to roll back")
+        reason = args.get("reason", "")
+        if not isinstance(reason, str):
+            raise CommandError("rollback's reason must be a string")
+        return dict(ota.request_rollback(reason[:500]))

@@ -205,13 +205,13 @@ def from_dict(data: dict[str, Any], *, base: str = ".", source: str | None = Non
         max_age_s=float(store.get("max_age_days", 7)) * 86400,
         workload_data=path(work.get("data")), workload_rate_hz=float(work.get("rate_hz", 10)), source=source,
         labels=check_labels(device.get("labels"), f"{where}: [device] labels"))
+    if "ota" in data:  # before the [workload] check, which accepts an [ota] store as the model's source
+        cfg.ota = _ota(data["ota"], path, where)
     if cfg.workload_data and not cfg.model_path and cfg.ota is None:
         raise UsageError(f"{where}: [workload] replays data through the model: give [model] path "
                          "(or an [ota] section, whose store provides the model)")
     if not 0 < cfg.workload_rate_hz <= 10000:
         raise UsageError(f"{where}: [workload] rate_hz must be in (0, 10000]")
-    if "ota" in data:
-        cfg.ota = _ota(data["ota"], path, where)
     return cfg
 
 

@@ -119,6 +119,7 @@ class Event(StrEnum):
     OK = "ok"
     ERROR = "error"
     TIMEOUT = "timeout"
+    ROLLBACK = "rollback"  # the ``rollback`` command: a committed update is undone (a fleet rollout halted)
     RESUME = "resume"  # not a row of the table: a start enters the resume table's state with it
 
 
@@ -143,6 +144,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.ROLLING_BACK,  Event.OK):         State.ROLLED_BACK,
     (State.ROLLING_BACK,  Event.ERROR):      State.FAILED,
     (State.COMMITTED,     Event.OFFER):      State.RECEIVING,
+    (State.COMMITTED,     Event.ROLLBACK):   State.ROLLING_BACK,
     (State.REFUSED,       Event.OFFER):      State.RECEIVING,
     (State.ROLLED_BACK,   Event.OFFER):      State.RECEIVING,
     (State.FAILED,        Event.OFFER):      State.RECEIVING,
@@ -198,6 +200,7 @@ class _Inbox(StrEnum):
     TICK = "tick"  # (): nothing arrived for a quarter of a second
     OFFER = "offer"  # (payload,)
     CHUNK = "chunk"  # (deployment, index, data)
+    ROLLBACK = "rollback"  # (reason,): the ``rollback`` command
     STOP = "stop"  # ()
 
 
@@ -225,10 +228,11 @@ class Ota:
         self._thread: threading.Thread | None = None
         self._transfer: Transfer | None = None
         self._before: Running | None = None  # the agent's model before a health check swapped it
+        self._reload = False  # a rollback on command: the agent gets the store's model after the switch
         self._live = False
         self._handlers: dict[_Inbox, Callable[..., None]] = {  # what the worker does with a message
             _Inbox.CONNECTED: self._on_connected, _Inbox.TICK: self._on_tick, _Inbox.OFFER: self._on_offer,
-            _Inbox.CHUNK: self._on_chunk}
+            _Inbox.CHUNK: self._on_chunk, _Inbox.ROLLBACK: self._on_rollback}
         self._work: dict[State, Callable[[], tuple[Event, str]]] = {  # the states that do work, and post an event
             State.VERIFYING: self._verify, State.INSTALLING: self._install, State.SWITCHING: self._switch,
             State.HEALTH_CHECK: self._health_check, State.ROLLING_BACK: self._roll_back}
@@ -294,6 +298,29 @@ class Ota:
         if chunk is not None:
             self._queue.put((_Inbox.CHUNK, *chunk, payload))
         return True
+
+    def request_rollback(self, reason: str) -> dict[str, Any]:
+        """The ``rollback`` command (network thread): undo the last committed update, in the worker.
+
+        Only a ``committed`` deployment whose new slot is still the active one is rolled back (to the slot it
+        replaced, through the two-slot store, then reported as an ``ota.result`` ``rolled_back``); anything
+        else is answered with what there is, so the command can be repeated safely."""
+        rec = self.record
+        active = self.store.pointer()
+        can = rec["state"] == State.COMMITTED and rec.get("from_slot") is not None and active is not None \
+            and active.get("active") == rec.get("to_slot")
+        if can:
+            self._queue.put((_Inbox.ROLLBACK, reason))
+        return {"queued": can, "state": str(rec["state"]), "deployment": rec.get("deployment"),
+                "version": rec.get("version")}
+
+    def _on_rollback(self, reason: str) -> None:
+        rec, active = self.record, self.store.pointer()
+        if rec["state"] != State.COMMITTED or active is None or active.get("active") != rec.get("to_slot"):
+            return  # already undone, or another update came in between
+        self._reload = True
+        self._transition(Event.ROLLBACK, reason or "rollback requested")
+        self._advance()
 
     # -- the worker ------------------------------------------------------------------------------
 
@@ -604,6 +631,15 @@ class Ota:
         """Give the agent back the model it ran before the health check swapped it (reloaded from the
         store when that one was the new model itself: an agent started in the middle of an update)."""
         before, self._before = self._before, None
+        reload, self._reload = self._reload, False
+        if before is None and reload and self._live and slot_name is not None:
+            slot = self.store.active(verify=True)
+            if slot is not None and slot.slot == slot_name:
+                from ..loading import load
+
+                self._use(load(slot.model_path), slot)
+                self._before = None
+            return
         if before is None or not self._live:
             return  # nothing was swapped, or recovering at start: the agent opens the store's model next
         path = before[0].path if before[0] is not None else None

@@ -42,7 +42,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import agent, bench, bridge, bundle, convert, explain, flash, fleet, info, quickstart, store, validate
+    from . import agent, bench, bridge, bundle, convert, explain, flash, fleet, info, quickstart, rollout, store, validate
 
     cli.add_command(agent.agent)
     cli.add_command(bench.bench)
@@ -55,6 +55,7 @@ def _register() -> None:
     cli.add_command(flash.flash)
     cli.add_command(info.info)
     cli.add_command(quickstart.quickstart)
+    cli.add_command(rollout.rollout)
     cli.add_command(store.store)
     cli.add_command(validate.validate)
 

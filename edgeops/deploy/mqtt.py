@@ -40,7 +40,8 @@ RESEND_AFTER_S = 1.0  # a chunk sent this recently is still on its way: a need f
 
 def flash_mqtt(bundle: str, url: str, fleet: str, device: str, *, timeout: float = 300,
                chunk_size: int = 64 * 1024, progress: bool = True, deployment: str | None = None,
-               on_chunk: Callable[[int, int], None] | None = None, **tls: Any) -> FlashResult:
+               on_chunk: Callable[[int, int], None] | None = None, args: dict[str, Any] | None = None,
+               **tls: Any) -> FlashResult:
     """Update ``device``'s model with ``bundle`` through the broker at ``url``.
 
     Returns the device's verdict, whatever it is, as a :class:`~.flash.FlashResult` whose
@@ -48,7 +49,8 @@ def flash_mqtt(bundle: str, url: str, fleet: str, device: str, *, timeout: float
     ``outcome`` is the device's (committed, refused, rolled_back, failed, cancelled), or ``failed``
     with a reason when no result came within ``timeout`` seconds. ``bytes`` counts the chunk bytes
     sent, resends included. ``tls`` holds the transport's ``username``, ``password``, ``ca``, ``cert``, ``key``.
-    ``on_chunk(index, sent)`` runs after each chunk is handed to MQTT (a test seam).
+    ``on_chunk(index, sent)`` runs after each chunk is handed to MQTT (a test seam). ``args`` go in the offer
+    (``{"mode": "shadow", "rate": 0.1}``: the device installs the bundle as its shadow model).
     """
     check_id("fleet", fleet)
     check_id("device", device)
@@ -59,7 +61,9 @@ def flash_mqtt(bundle: str, url: str, fleet: str, device: str, *, timeout: float
     from .._progress import Bars
 
     with Bars(None if progress else False) as bars:
-        got = _Flasher(source, url, f"edgeops/{fleet}/{device}", deployment, bars, on_chunk, tls).run(timeout)
+        flasher = _Flasher(source, url, f"edgeops/{fleet}/{device}", deployment, bars, on_chunk, tls)
+        flasher.args = args
+        got = flasher.run(timeout)
     return FlashResult(transport="mqtt", target=f"{fleet}/{device}", outcome=got["outcome"], name=None,
                        version=got["version"], slot=None, reason=got["reason"], details=got)
 
@@ -107,6 +111,7 @@ class _Flasher:
         self.sent_bytes = self.sent = 0
         self.heard = self.offered = 0.0
         self.device_has = 0
+        self.args: dict[str, Any] | None = None  # the offer's args (shadow mode)
         self.created = int(time.time() * 1000)  # fixed: a later deployment's offer is newer than every one of ours
 
     def _put(self, kind: str, event: dict[str, Any]) -> None:
@@ -193,6 +198,8 @@ class _Flasher:
     def _offer(self) -> None:
         s = self.source
         offer: Offer = make_offer(self.deployment, self.created, s.sha256, s.size, s.chunk_size, s.chunk_sha256)
+        if self.args:
+            offer = {**offer, "args": self.args}  # type: ignore[typeddict-unknown-key]
         if self.transport.publish(offer_topic(self.base), encode_offer(offer), qos=1):
             self.offered = time.monotonic()
 

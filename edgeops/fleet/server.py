@@ -80,6 +80,8 @@ class ServerOptions:
     """Seconds between retention passes."""
     alerts_every_s: float = 5.0
     """Seconds between alert evaluations."""
+    rollout_every_s: float = 0.5
+    """Seconds between two steps of the rollout controller."""
 
 
 def parse_http(value: str | None) -> tuple[str, int] | None:
@@ -128,6 +130,7 @@ class FleetServer:
         self.httpd: Any = None
         self.url: str | None = None
         self.http_routes: dict[str, Callable[[], tuple[int, Any]]] = {"/healthz": self.health}
+        self.rollouts: Any = None  # the rollout controller (edgeops.fleet.rollout)
         self._loops: list[_Loop] = []
         self._closers: list[Callable[[], None]] = []
         self._stop = threading.Event()
@@ -163,6 +166,7 @@ class FleetServer:
             self.collector = Collector(self.store, o.broker, o.fleet, group=o.group, client_id=o.client_id,
                                        batch_max=o.batch_max, batch_ms=o.batch_ms, **tls)
             self._attach_alerts(tls)
+            self._attach_rollouts(tls)
             self.add_loop("retention", lambda: self.store.trim(o.retention_days), o.trim_every_s, first_s=1.0)
             if self._http_address is not None:
                 self._start_http(*self._http_address)
@@ -189,6 +193,25 @@ class FleetServer:
         self._closers.append(close)
         self.add_loop("alerts", loop, o.alerts_every_s)
 
+    def _attach_rollouts(self, tls: dict[str, Any]) -> None:
+        from .rollout import RolloutController
+
+        o = self.options
+        self.rollouts = RolloutController(self.store, o.fleet, o.broker, holder=self.collector.client_id, tls=tls)
+        self._closers.append(self.rollouts.close)
+        self.add_loop("rollouts", self.rollouts.tick, o.rollout_every_s, first_s=0.2)
+
+    def api(self, method: str, path: str, body: bytes) -> tuple[int, Any] | None:
+        """The read-write routes (rollouts and bundle uploads), or None when ``path`` is not one of them."""
+        from urllib.parse import unquote, urlsplit
+
+        parts = [unquote(p) for p in urlsplit(path).path.split("/") if p]
+        if parts[:1] != ["api"] or parts[1:2] not in (["rollouts"], ["bundles"]):
+            return None
+        from .rollout import http_api
+
+        return http_api(self.store, self.fleet, self.rollouts, method, parts[1:], body)
+
     def _start_http(self, host: str, port: int) -> None:
         if importlib.util.find_spec("edgeops.fleet.web") is not None:
             make_http_server = importlib.import_module("edgeops.fleet.web").make_http_server
@@ -196,7 +219,7 @@ class FleetServer:
                                      alerts_source=getattr(self.alerts, "engine", self.alerts))
         else:
             httpd = _bare_http_server(self.store, self.fleet, host, port)
-        httpd.RequestHandlerClass = _with_routes(httpd.RequestHandlerClass, self.http_routes)
+        httpd.RequestHandlerClass = _with_routes(httpd.RequestHandlerClass, self.http_routes, self.api)
         self.httpd = httpd
         h, p = httpd.server_address[:2]
         self.url = f"http://{'[' + h + ']' if ':' in h else h}:{p}"
@@ -258,17 +281,34 @@ def _json_bytes(data: Any) -> bytes:
     return _json.dumps(data, separators=(",", ":")).encode()
 
 
-def _with_routes(handler: type, routes: dict[str, Callable[[], tuple[int, Any]]]) -> type:
-    """``handler`` with the JSON ``routes`` answered first (GET only)."""
+def _with_routes(handler: type, routes: dict[str, Callable[[], tuple[int, Any]]],
+                 api: Callable[[str, str, bytes], tuple[int, Any] | None] | None = None) -> type:
+    """``handler`` with the JSON ``routes`` (GET) and ``api(method, path, body)`` (GET and POST) answered first."""
     from urllib.parse import urlsplit
 
     class Routed(handler):  # type: ignore[valid-type, misc]
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            length = int(self.headers.get("Content-Length") or 0)
+            fallback = getattr(super(), "do_POST", None) or (lambda: self.send_error(405))
+            if api is None or length > (512 << 20) + 1:
+                return fallback()
+            body = self.rfile.read(length) if length else b""
+            return self._answer(lambda: api("POST", self.path, body), fallback)
+
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             fn = routes.get(urlsplit(self.path).path)
             if fn is None:
+                if api is not None:
+                    return self._answer(lambda: api("GET", self.path, b""), super().do_GET)
                 return super().do_GET()
+            return self._answer(fn, super().do_GET)
+
+        def _answer(self, fn: Callable[[], tuple[int, Any] | None], otherwise: Callable[[], None]) -> None:
             try:
-                status, data = fn()
+                got = fn()
+                if got is None:
+                    return otherwise()
+                status, data = got
             except Exception as exc:  # noqa: BLE001 - answered, not raised into the server thread
                 log.exception("edgeops fleet serve: %s failed", self.path)
                 status, data = 500, {"error": f"{type(exc).__name__}"}

@@ -25,6 +25,10 @@ Tables (both databases; times are UTC milliseconds, ``ts`` the device's clock, `
   or a hash of topic and payload when it has none).
 * ``alerts(fleet, rule, device, state, since, resolved_at, value, threshold, message, updated)``
   PK (fleet, rule, device), device ``""`` for fleet-level alerts; ``alert_log`` keeps each transition.
+* (schema 2) ``rollouts(id, fleet, state, phase, stage, spec, reason, gates, created, updated, phase_at)``,
+  ``rollout_devices(rollout, device, stage, bucket, state, attempts, from_version, version, deployment,
+  error, updated, committed_at)`` PK (rollout, device), ``bundles(sha256, fleet, data, created)`` and
+  ``leases(name, holder, expires)`` (the rollout controller's leader lock): see :mod:`edgeops.fleet.rollout`.
 
 Durability: :meth:`Store.write_batch` writes a whole batch in one transaction and returns only when
 it is committed; sqlite runs in WAL mode with ``synchronous=FULL`` (the WAL is fsynced at each
@@ -62,7 +66,7 @@ from ..errors import BackendUnavailableError, EdgeOpsError, UsageError
 __all__ = ["open_store", "Store", "SqliteStore", "PostgresStore", "Incoming", "WriteResult", "StoreError",
            "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DAY_MS = 86_400_000
 _MIGRATE_LOCK = 0x65646765_00000001  # pg_advisory_xact_lock keys ("edge" + n)
 _PARTITION_LOCK = 0x65646765_00000002
@@ -574,6 +578,73 @@ class Store:
         return self._rows("SELECT fleet, rule, device, state, at, value, threshold, message FROM alert_log "
                           "WHERE fleet = ? ORDER BY at DESC, n DESC LIMIT ?", (fleet, int(limit)))
 
+    # -- rollouts (schema 2; the controller in edgeops.fleet.rollout owns what the rows mean)
+
+    _ROLLOUT_COLS = ("id", "fleet", "state", "phase", "stage", "spec", "reason", "gates", "created", "updated",
+                     "phase_at")
+    _RDEV_COLS = ("rollout", "device", "stage", "bucket", "state", "attempts", "from_version", "version",
+                  "deployment", "error", "updated", "committed_at")
+
+    def _upsert(self, table: str, cols: tuple[str, ...], keys: tuple[str, ...], row: dict[str, Any]) -> None:
+        values = tuple(row.get(c) for c in cols)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
+        with self._write() as cur:
+            cur.execute(self._sql(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                                  f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"), values)
+
+    def put_rollout(self, row: dict[str, Any]) -> None:
+        """Insert or replace a rollout row (``spec`` and ``gates`` as JSON-ready values)."""
+        row = dict(row, spec=json.dumps(row.get("spec") or {}), gates=json.dumps(row.get("gates")))
+        self._upsert("rollouts", self._ROLLOUT_COLS, ("id",), row)
+
+    def _rollout_row(self, r: dict[str, Any]) -> dict[str, Any]:
+        r["spec"] = json.loads(r["spec"]) if r.get("spec") else {}
+        r["gates"] = json.loads(r["gates"]) if r.get("gates") else None
+        return r
+
+    def rollout(self, rollout_id: str) -> dict[str, Any] | None:
+        rows = self._rows(f"SELECT {', '.join(self._ROLLOUT_COLS)} FROM rollouts WHERE id = ?", (rollout_id,))
+        return self._rollout_row(rows[0]) if rows else None
+
+    def rollouts(self, fleet: str, states: tuple[str, ...] | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """The fleet's rollouts (``states`` to filter), newest first."""
+        where, params = "fleet = ?", [fleet]
+        if states:
+            where += f" AND state IN ({', '.join('?' * len(states))})"
+            params += list(states)
+        return [self._rollout_row(r) for r in self._rows(
+            f"SELECT {', '.join(self._ROLLOUT_COLS)} FROM rollouts WHERE {where} ORDER BY created DESC, id LIMIT ?",
+            (*params, int(limit)))]
+
+    def put_rollout_device(self, row: dict[str, Any]) -> None:
+        self._upsert("rollout_devices", self._RDEV_COLS, ("rollout", "device"), row)
+
+    def rollout_devices(self, rollout_id: str) -> list[dict[str, Any]]:
+        return self._rows(f"SELECT {', '.join(self._RDEV_COLS)} FROM rollout_devices WHERE rollout = ? ORDER BY device",
+                          (rollout_id,))
+
+    def put_bundle(self, fleet: str, sha256: str, data: bytes) -> None:
+        with self._write() as cur:
+            cur.execute(self._sql("INSERT INTO bundles (sha256, fleet, data, created) VALUES (?, ?, ?, ?) "
+                                  "ON CONFLICT (sha256) DO NOTHING"), (sha256, fleet, data, int(time.time() * 1000)))
+
+    def bundle(self, sha256: str) -> bytes | None:
+        rows = self._rows("SELECT data FROM bundles WHERE sha256 = ?", (sha256,))
+        return bytes(rows[0]["data"]) if rows else None
+
+    def take_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int | None = None) -> bool:
+        """The leader lock as a row: True when ``holder`` holds ``name`` now (it was free, expired or its own);
+        the lease lasts ``ttl_ms`` from now and is renewed by calling again."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._write() as cur:
+            cur.execute(self._sql("INSERT INTO leases (name, holder, expires) VALUES (?, ?, ?) "
+                                  "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires "
+                                  "WHERE leases.holder = excluded.holder OR leases.expires < ?"),
+                        (name, holder, now + ttl_ms, now))
+            cur.execute(self._sql("SELECT holder FROM leases WHERE name = ?"), (name,))
+            row = cur.fetchone()
+        return bool(row and row[0] == holder)
+
     def counts(self, fleet: str | None = None) -> dict[str, int]:
         """Rows per table (of ``fleet`` when given)."""
         out = {}
@@ -610,6 +681,22 @@ def _common_ddl(json_type: str, real: str, big: str, serial: str) -> list[str]:
         f"""CREATE TABLE alert_log (n {serial}, fleet TEXT NOT NULL, rule TEXT NOT NULL, device TEXT NOT NULL,
             state TEXT NOT NULL, at {big} NOT NULL, value {real}, threshold {real}, message TEXT)""",
         "CREATE INDEX alert_log_fleet_at ON alert_log (fleet, at)",
+    ]
+
+
+def _rollout_ddl(text: str, real: str, big: str, blob: str) -> list[str]:
+    """Schema 2: the rollout controller's state (edgeops.fleet.rollout); JSON held as text on both databases."""
+    return [
+        f"""CREATE TABLE rollouts (id TEXT PRIMARY KEY, fleet TEXT NOT NULL, state TEXT NOT NULL, phase TEXT NOT NULL,
+            stage INTEGER NOT NULL, spec {text} NOT NULL, reason TEXT, gates {text}, created {big} NOT NULL,
+            updated {big} NOT NULL, phase_at {big} NOT NULL)""",
+        "CREATE INDEX rollouts_fleet_state ON rollouts (fleet, state)",
+        f"""CREATE TABLE rollout_devices (rollout TEXT NOT NULL, device TEXT NOT NULL, stage INTEGER NOT NULL,
+            bucket {real} NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, from_version TEXT,
+            version TEXT, deployment TEXT, error TEXT, updated {big} NOT NULL, committed_at {big},
+            PRIMARY KEY (rollout, device))""",
+        f"CREATE TABLE bundles (sha256 TEXT PRIMARY KEY, fleet TEXT NOT NULL, data {blob} NOT NULL, created {big})",
+        f"CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires {big} NOT NULL)",
     ]
 
 
@@ -681,7 +768,8 @@ class SqliteStore(Store):
         return {1: [f"CREATE TABLE telemetry ({_telemetry_columns('REAL', 'INTEGER', 'TEXT')}, PRIMARY KEY (id))",
                     "CREATE INDEX telemetry_fleet_device_ts ON telemetry (fleet, device, ts)",
                     "CREATE INDEX telemetry_ts ON telemetry (ts)",
-                    *_common_ddl("TEXT", "REAL", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT")]}
+                    *_common_ddl("TEXT", "REAL", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT")],
+                2: _rollout_ddl("TEXT", "REAL", "INTEGER", "BLOB")}
 
     def _insert_rows(self, cur: Any, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
         sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT DO NOTHING"
@@ -783,7 +871,8 @@ class PostgresStore(Store):
         return {1: [f"CREATE TABLE telemetry ({_telemetry_columns('DOUBLE PRECISION', 'BIGINT', 'JSONB')}, "
                     "PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts)",
                     "CREATE INDEX telemetry_fleet_device_ts ON telemetry (fleet, device, ts)",
-                    *_common_ddl("JSONB", "DOUBLE PRECISION", "BIGINT", "BIGSERIAL PRIMARY KEY")]}
+                    *_common_ddl("JSONB", "DOUBLE PRECISION", "BIGINT", "BIGSERIAL PRIMARY KEY")],
+                2: _rollout_ddl("TEXT", "DOUBLE PRECISION", "BIGINT", "BYTEA")}
 
     def _partitions(self, cur: Any) -> dict[str, tuple[int, int]]:
         cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
