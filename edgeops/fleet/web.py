@@ -11,7 +11,14 @@ Routes (all ``GET``; times are UTC milliseconds)::
                                                       the numbers the charts plot (one row per message,
                                                       or per time bucket when there are more than N)
     /api/alerts[?state=firing|resolved]               alerts, firing first
-    /api/fleet                                        counts and fleet-level drift (PSI, fleet and per label)
+    /api/fleet                                        counts and fleet-level drift (PSI, fleet and per label;
+                                                      ``outputs``: the output drift the same way)
+    /api/ab?[since=MS][&until=MS][&a=V&b=V][&select=label=value]
+                                                      online accuracy per model version with Wilson
+                                                      intervals, per label, and acc_b - acc_a with
+                                                      Newcombe's interval (edgeops.fleet.abstats);
+                                                      since defaults to an hour ago, a/b to the two
+                                                      versions with the most labels
     /  /device/<id>  /alerts                          the HTML pages (static/, no CDN, SVG charts)
     /static/<file>                                    the page's script and stylesheet
 
@@ -252,11 +259,27 @@ class FleetAPI:
                     from .fleetdrift import fleet_drift
 
                     drift = fleet_drift(self.store, self.fleet, DRIFT_WINDOW_MS)
+                    outputs = fleet_drift(self.store, self.fleet, DRIFT_WINDOW_MS, kind="outputs")
+                    drift["outputs"] = {"fleet": outputs["fleet"], "by_label": outputs["by_label"],
+                                        "devices": outputs["devices"]}
             except Exception as e:  # fleet drift is an extra: the counts still answer
                 log.exception("fleet drift failed")
                 drift = {"error": f"{type(e).__name__}: {e}"}
             self._drift_cache = (time.monotonic(), drift)
             return drift
+
+    def ab(self, since: int | None, until: int | None, a: str | None, b: str | None,
+           select: dict[str, list[str]]) -> dict[str, Any]:
+        """``/api/ab``: ``{"versions": accuracy_by_version(...), "diff": compare(a, b) | None, "since", "until"}``."""
+        from .abstats import accuracy_by_version, compare
+
+        since = now_ms() - DRIFT_WINDOW_MS if since is None else since
+        versions = accuracy_by_version(self.store, self.fleet, since, until, select or None)
+        ranked = sorted(versions, key=lambda v: (-versions[v]["n"], v))
+        a = a or (ranked[0] if ranked else None)
+        b = b or next((v for v in ranked if v != a), None)
+        diff = compare(versions, a, b) if a is not None and b is not None else None
+        return _finite({"versions": versions, "diff": diff, "since": since, "until": until})
 
     def fleet_summary(self) -> dict[str, Any]:
         devices = self.devices()
@@ -388,6 +411,16 @@ def make_http_server(store: Any, fleet: str, host: str = "127.0.0.1", port: int 
                     return 200, js, _json_bytes(api.alerts((query.get("state") or [None])[-1] or None))  # type: ignore[list-item]
                 if rest == ["fleet"]:
                     return 200, js, _json_bytes(api.fleet_summary())
+                if rest == ["ab"]:
+                    select: dict[str, list[str]] = {}
+                    for item in query.get("select", []):
+                        name, eq, value = item.partition("=")
+                        if not eq or not name:
+                            raise HTTPError(400, f"select must be label=value, not {item!r}")
+                        select.setdefault(name, []).append(value)
+                    return 200, js, _json_bytes(api.ab(_int_param(query, "since", None), _int_param(query, "until", None),
+                                                       (query.get("a") or [None])[-1], (query.get("b") or [None])[-1],
+                                                       select))
                 raise HTTPError(404, f"no API route {url.path}")
             html_type = "text/html; charset=utf-8"
             if not parts:
