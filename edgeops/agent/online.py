@@ -113,7 +113,7 @@ class Online:
         from ..loading import load
         from .shadow import Shadow
 
-        model = load(path)
+        model = load(path, threads=1)  # one core at most: the candidate must not take the active model's CPU
         manifest = getattr(model, "bundle", None)
         version = manifest.version if manifest is not None else (model.sha256 or "unknown")[:12]
         shadow = Shadow(model, version, rate, path=path)

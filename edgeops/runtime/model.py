@@ -37,8 +37,9 @@ from .stats import RunStats
 if TYPE_CHECKING:  # pragma: no cover
     from ..bundle.manifest import Manifest
 
-_REQUEST_BASE = secrets.randbits(20) << 32  # per process: ids of two runs of the agent do not collide
-_REQUEST_COUNT = itertools.count(1)  # next() on it is atomic under the GIL
+# request ids: a random base per process (ids of two runs of the agent do not collide) plus a counter;
+# next() on it is atomic under the GIL, and one call is all the hot path pays
+_REQUEST_IDS = itertools.count((secrets.randbits(20) << 32) + 1)
 _EXTENSIONS = {".onnx": "onnx", ".ort": "onnx", ".tflite": "tflite", ".lite": "tflite"}
 
 
@@ -94,7 +95,7 @@ class Model:
             raise InferenceError(f"{self.backend} failed to run the model: {exc}") from exc
         ns = perf_counter_ns() - t0
         self.stats.record(ns)
-        rid = self.last_request_id = _REQUEST_BASE + next(_REQUEST_COUNT) if request_id is None else request_id
+        rid = self.last_request_id = next(_REQUEST_IDS) if request_id is None else request_id
         if self.observer is not None:
             self.observer(feeds)
         result = dict(zip(self._output_names, outs))
@@ -191,7 +192,7 @@ class Model:
 
 def new_request_id() -> int:
     """A request id unique in this process (what :meth:`Model.run` gives a run that is not given one)."""
-    return _REQUEST_BASE + next(_REQUEST_COUNT)
+    return next(_REQUEST_IDS)
 
 
 def runtime_info(model: object) -> dict[str, Any]:
