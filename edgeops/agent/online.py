@@ -1,7 +1,7 @@
 """What the agent watches in each result of its model: output drift, a shadow candidate, predictions awaiting labels.
 
 :class:`Online` is the model's ``result_observer`` (see :class:`edgeops.Model`): for each run it
-keeps the outputs by request id (:class:`~edgeops.monitor.feedback.FeedbackLog`), counts them into
+keeps the outputs by request id (:class:`~edgeops.runtime.feedback.FeedbackLog`), counts them into
 the output drift window (:class:`~edgeops.monitor.output_drift.OutputDrift`) and offers the run to
 the shadow candidate (:class:`~.shadow.Shadow`, which never makes the run wait). Telemetry reads
 three blocks from it: ``output_drift``, ``shadow`` and ``feedback``.
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _json
 from .._io import atomic_write
 from ..errors import DataError, EdgeOpsError, UsageError
-from ..monitor.feedback import FeedbackLog
+from ..runtime.feedback import FeedbackLog
 
 if TYPE_CHECKING:
     import numpy as np

@@ -71,7 +71,7 @@ class Model:
         # sees each result: (request id, feeds, {output name: array}, latency ns); the agent's output drift,
         # shadow model and prediction log hang here
         self.result_observer: Callable[[Any, dict[str, np.ndarray], dict[str, np.ndarray], int], None] | None = None
-        self.feedback_log: Any = None  # a edgeops.monitor.feedback.FeedbackLog: what feedback() labels
+        self.feedback_log: Any = None  # a edgeops.runtime.feedback.FeedbackLog: what feedback() labels
         self.last_request_id: Any = None
 
     # -- the hot path ----------------------------------------------------------------------
@@ -122,8 +122,8 @@ class Model:
 
     def keep_predictions(self, keep: int = 4096, version: str | None = None) -> Any:
         """Remember the last ``keep`` predictions by request id so :meth:`feedback` can label them (without an
-        agent); returns the :class:`~edgeops.monitor.feedback.FeedbackLog` (its ``snapshot()`` has the counts)."""
-        from ..monitor.feedback import FeedbackLog
+        agent); returns the :class:`~edgeops.runtime.feedback.FeedbackLog` (its ``snapshot()`` has the counts)."""
+        from .feedback import FeedbackLog
 
         log = FeedbackLog(keep)
         tag = version or (self.bundle.version if self.bundle is not None else None) or "model"

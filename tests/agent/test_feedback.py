@@ -15,7 +15,7 @@ import edgeops
 from edgeops.agent import Agent
 from edgeops.agent.online import parse_labels
 from edgeops.errors import DataError, UsageError
-from edgeops.monitor.feedback import FeedbackLog
+from edgeops.runtime.feedback import FeedbackLog
 from tests.agent.waiting import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
