@@ -167,7 +167,8 @@ class Agent:
     def install_shadow(self, bundle: str, rate: float) -> str:
         """Run the (verified) bundle as the shadow candidate from now on; returns its version (the OTA's hook)."""
         shadow = self.online.install_shadow(bundle, rate, start=bool(self._threads))
-        self.watched["shadow"] = shadow._thread if shadow._thread is not None else self.watched.get("shadow")
+        if shadow._thread is not None:
+            self.watched["shadow"] = shadow._thread
         self.event("shadow.started", version=shadow.version, rate=rate)
         return shadow.version
 

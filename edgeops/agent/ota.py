@@ -57,7 +57,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .. import _json
 from .._io import atomic_write
@@ -636,7 +636,7 @@ class Ota:
 
 def _mode(offer: Offer) -> dict[str, Any]:
     """``{"mode", "shadow_rate"}`` of the offer's ``args`` (checked by :func:`~.ota_wire.parse_offer`)."""
-    args = offer.get("args") or {}  # type: ignore[misc]
+    args = cast("dict[str, Any]", dict(offer).get("args") or {})
     return {"mode": args.get("mode", "active"), "shadow_rate": args.get("rate")}
 
 

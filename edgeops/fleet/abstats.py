@@ -80,6 +80,8 @@ def feedback_of(message: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         if not isinstance(c, Mapping):
             continue
         n, correct = c.get("n"), c.get("correct")
+        if not isinstance(n, (int, float)) or not isinstance(correct, (int, float)):
+            continue
         if not _whole(n) or not _whole(correct) or correct > n:
             continue
         err = c.get("abs_err_sum")

@@ -419,7 +419,7 @@ def make_http_server(store: Any, fleet: str, host: str = "127.0.0.1", port: int 
                             raise HTTPError(400, f"select must be label=value, not {item!r}")
                         select.setdefault(name, []).append(value)
                     return 200, js, _json_bytes(api.ab(_int_param(query, "since", None), _int_param(query, "until", None),
-                                                       (query.get("a") or [None])[-1], (query.get("b") or [None])[-1],
+                                                       (query.get("a") or [""])[-1] or None, (query.get("b") or [""])[-1] or None,
                                                        select))
                 raise HTTPError(404, f"no API route {url.path}")
             html_type = "text/html; charset=utf-8"
