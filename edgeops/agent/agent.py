@@ -133,6 +133,7 @@ class Agent:
         self.totals = {"count": 0, "errors": 0}  # inferences since the agent started; telemetry adds each window
         self.transport: Transport = transport or self._mqtt(opts)
         self.commands = CommandHandler(self)
+        self.commands.table["shadow-stop"] = self._shadow_stop  # shadow mode's end (edgeops.agent.online)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._inflight: dict[int, float] = {}
@@ -171,6 +172,18 @@ class Agent:
             self.watched["shadow"] = shadow._thread
         self.event("shadow.started", version=shadow.version, rate=rate)
         return shadow.version
+
+    def _shadow_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Command ``shadow-stop`` (``{}``): stop the shadow candidate and forget one installed over the air."""
+        if args:
+            raise UsageError(f"shadow-stop takes no arguments, got {', '.join(sorted(args))}")
+        shadow = self.online.shadow
+        self.online.stop_shadow()
+        self.online.forget_shadow()
+        self.watched.pop("shadow", None)
+        if shadow is not None:
+            self.event("shadow.stopped", version=shadow.version, compared=shadow.total)
+        return {"stopped": shadow is not None, "version": shadow.version if shadow is not None else None}
 
     def feedback(self, request_id: Any, label: Any) -> bool:
         """The true label of run ``request_id`` of the model (see :meth:`edgeops.Model.feedback`)."""

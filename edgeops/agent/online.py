@@ -16,7 +16,8 @@ malformed batch is reported as a ``feedback.error`` event and otherwise ignored.
 
 **A shadow installed over the air** (an OTA offer with ``args: {"mode": "shadow", "rate": R}``) is
 kept in ``<store>/shadow/`` with ``shadow.json`` naming it, so it runs again after a restart; a
-``[model] shadow`` in the config wins over it.
+``[model] shadow`` in the config wins over it. The command ``shadow-stop`` (``cmd/shadow-stop``, ``{}``)
+stops the candidate and forgets the one installed over the air.
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ class Online:
         atomic_write(os.path.join(self.shadow_dir, "shadow.json"),
                      _json.dumps({"path": "candidate.eob", "rate": rate, "version": shadow.version}) + "\n")
         return shadow
+
+    def forget_shadow(self) -> None:
+        """Drop the shadow installed over the air (it does not come back at the next start)."""
+        shutil.rmtree(self.shadow_dir, ignore_errors=True)
 
     def saved_shadow(self) -> tuple[str, float] | None:
         """``(path, rate)`` of the shadow installed over the air, if any."""

@@ -20,6 +20,7 @@ from edgeops.agent.transport import MemoryTransport
 from edgeops.errors import UsageError
 from tests.agent.test_ota import offer_for, ota_bundles  # noqa: F401 - ota_bundles: the signed bundles fixture
 from tests.agent.test_ota_machine import BASE, Device
+from tests.agent.waiting import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
 MLP = EXAMPLES / "digits_mlp.onnx"
@@ -171,3 +172,23 @@ def test_an_offer_with_bad_args_is_refused(tmp_path, ota_bundles):  # noqa: F811
         result = d.result("bad-args")
     assert result["outcome"] == "refused" and "args.mode" in result["reason"]
 
+
+
+def test_the_shadow_stop_command_ends_shadow_mode(tmp_path, ota_bundles):  # noqa: F811
+    d = Device(tmp_path, ota_bundles)
+    with d.agent:
+        offer, chunks = offer_for(ota_bundles.v2, "shadow-2")
+        d.t.deliver(f"{BASE}/cmd/ota", json.dumps({**json.loads(offer), "args": {"mode": "shadow"}}).encode())
+        for i, chunk in enumerate(chunks):
+            d.t.deliver(f"{BASE}/ota/shadow-2/{i}", chunk)
+        assert d.result("shadow-2")["mode"] == "shadow"
+        assert d.agent.online.shadow.rate == 0.1  # the default rate
+        d.t.deliver(f"{BASE}/cmd/shadow-stop", b"{}")
+        assert d.agent.online.shadow is None
+        assert wait_until(lambda: d.t.messages(f"{BASE}/cmd/shadow-stop/reply"), timeout=10)
+        reply = [json.loads(m.payload) for m in d.t.messages(f"{BASE}/cmd/shadow-stop/reply")]
+        assert reply and reply[-1]["ok"] and reply[-1]["stopped"] and reply[-1]["version"] == "2.0"
+        assert d.agent.telemetry_now()["shadow"] == {"enabled": False}
+    restarted = Agent(None, transport=MemoryTransport(), fleet="demo", device="pi-01",
+                      store_dir=str(tmp_path / "store"), interval_s=60, ota=d.cfg)
+    assert restarted.online.shadow is None
