@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Shadow", "check_rate"]
 
 log = logging.getLogger(__name__)
-QUEUE = 64  # samples waiting for the candidate; past it they are dropped (and counted)
+QUEUE = 16  # samples waiting for the candidate (each holds a copy of its inputs); past it they are dropped, counted
 
 
 def check_rate(rate: Any, where: str = "shadow_rate") -> float:

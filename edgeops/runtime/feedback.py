@@ -1,7 +1,8 @@
 """Online evaluation on the device: predictions kept by request id, labelled when the truth arrives.
 
-:class:`FeedbackLog` remembers the outputs of the last ``keep`` runs (:meth:`~FeedbackLog.record`, the
-hot path: one dict insert, the outputs are not copied) with the model version that made them. A label
+:class:`FeedbackLog` remembers the outputs of the last ``keep`` runs, and at most ``max_bytes`` of them
+(:meth:`~FeedbackLog.record`, the hot path: one dict insert, the outputs are not copied; a model with
+big outputs keeps fewer runs), with the model version that made them. A label
 that arrives later (:meth:`edgeops.Model.feedback`, or the agent's ``feedback`` topic) is compared
 with that prediction and counted per version; :meth:`~FeedbackLog.snapshot` gives the telemetry block::
 
@@ -48,12 +49,15 @@ def prediction_of(outputs: dict[str, np.ndarray]) -> tuple[str, float | np.ndarr
 class FeedbackLog:
     """The last ``keep`` predictions and the labelled counts per model version (module docstring)."""
 
-    def __init__(self, keep: int = 4096, *, tolerance: float = 0.0):
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise UsageError(f"keep must be a positive number of predictions, not {keep!r}")
+    def __init__(self, keep: int = 4096, *, tolerance: float = 0.0, max_bytes: int = 16 << 20):
+        for name, value in (("keep", keep), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} must be a positive integer, not {value!r}")
         self.keep = keep
+        self.max_bytes = max_bytes
+        self._bytes = 0  # of the outputs kept (approximate under concurrent records)
         self.tolerance = float(tolerance)
-        self._runs: OrderedDict[Any, tuple[str, dict[str, np.ndarray]]] = OrderedDict()
+        self._runs: OrderedDict[Any, tuple[str, dict[str, np.ndarray], int]] = OrderedDict()
         self._counts: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
         self.unmatched = 0  # labels for runs not (or no longer) kept
@@ -61,12 +65,16 @@ class FeedbackLog:
     def record(self, request_id: Any, outputs: dict[str, np.ndarray], version: str) -> None:
         """Keep the outputs of run ``request_id`` of model ``version`` (the hot path)."""
         runs = self._runs
-        runs[request_id] = (version, outputs)
-        if len(runs) > self.keep:
+        size = 0
+        for v in outputs.values():
+            size += v.nbytes
+        runs[request_id] = (version, outputs, size)
+        self._bytes += size
+        while len(runs) > self.keep or (self._bytes > self.max_bytes and len(runs) > 1):
             try:
-                runs.popitem(last=False)
+                self._bytes -= runs.popitem(last=False)[1][2]
             except KeyError:  # another thread emptied it meanwhile
-                pass
+                break
 
     def label(self, request_id: Any, label: Any) -> bool:
         """Count ``label`` against the prediction of run ``request_id``; False if that run is not kept."""
@@ -75,12 +83,14 @@ class FeedbackLog:
             if kept is None:
                 self.unmatched += 1
                 return False
-        version, outputs = kept
+            self._bytes -= kept[2]
+        version, outputs, _ = kept
         kind, pred = prediction_of(outputs)
         truth = _label(label)
         if kind == "class":
             if truth.size != 1:
-                raise DataError(f"run {request_id} predicted a class; its label must be one class index, not {label!r}")
+                raise DataError(f"run {request_id} predicted a class; its label must be one class index, "
+                                f"not {truth.size} values")
             ok = float(pred) == float(truth[0])
             err = 0.0 if ok else 1.0
         else:
@@ -108,11 +118,11 @@ class FeedbackLog:
 
 def _label(label: Any) -> np.ndarray:
     if isinstance(label, bool) or label is None:
-        raise DataError(f"a label is a class index or a target value (a number or a list of numbers), not {label!r}")
+        raise DataError(f"a label is a class index or a target value (a number or a list of numbers), not {label!r}"[:300])
     try:
         truth = np.asarray(label, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"a label is a class index or a target value, not {label!r}") from exc
+        raise DataError(f"a label is a class index or a target value, not {label!r}"[:300]) from exc
     if truth.size == 0 or not all(math.isfinite(v) for v in truth):
-        raise DataError(f"a label must be finite numbers, not {label!r}")
+        raise DataError(f"a label must be finite numbers, not {label!r}"[:300])
     return truth

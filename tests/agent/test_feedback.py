@@ -109,3 +109,12 @@ def test_labels_arriving_later_on_the_feedback_topic_land_in_telemetry(broker, c
     assert counted() == {"n": 120, "correct": right}
     last = json.loads(c.payloads("edgeops/demo/pi-01/telemetry")[-1])
     assert last["feedback_unmatched"] == 1
+
+
+def test_big_outputs_are_kept_within_the_byte_bound():
+    log = FeedbackLog(keep=1000, max_bytes=10 * 4000)
+    for rid in range(100):
+        log.record(rid, {"mask": np.zeros((1, 10, 100), np.float32)}, "1")  # a mask, 4,000 bytes each
+    assert len(log._runs) == 10 and log._bytes == 40_000
+    assert not log.label(0, 0) and log.label(99, [0.0] * 1000)
+    assert log._bytes == 36_000

@@ -154,7 +154,7 @@ def test_an_ota_offer_in_shadow_mode_installs_the_candidate_as_the_shadow(tmp_pa
         assert d.store.active().version == "1.0"
         for i in range(20):
             d.agent.model.run(X[i][None])
-        assert d.agent.online.shadow.drain()
+            assert d.agent.online.shadow.drain()  # the test wants each one compared
         shadow = d.agent.telemetry_now()["shadow"]
     assert shadow["version"] == "2.0" and shadow["count"] == 20 and shadow["agreement"] == 1.0  # the same weights
     again = Device.__new__(Device)  # a restart keeps the shadow installed over the air
