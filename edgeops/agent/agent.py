@@ -208,6 +208,8 @@ class Agent:
         self._stopping = False
         if self.drift is not None and self.model is not None:
             self.model.observer = self.drift.update
+        if self.model is not None:  # again after a stop()
+            self.model.result_observer = self.online.on_result
         if self.online.shadow is not None:
             self.online.shadow.start()
             if self.online.shadow._thread is not None:
@@ -239,6 +241,7 @@ class Agent:
         self._threads = []
         if self.model is not None and self.drift is not None and self.model.observer == self.drift.update:
             self.model.observer = None
+        self.online.detach(self.model)  # the model may go on running without the agent
         if self.online.shadow is not None:
             self.online.shadow.stop(timeout)
         self.watched.pop("shadow", None)

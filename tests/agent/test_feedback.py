@@ -118,3 +118,22 @@ def test_big_outputs_are_kept_within_the_byte_bound():
     assert len(log._runs) == 10 and log._bytes == 40_000
     assert not log.label(0, 0) and log.label(99, [0.0] * 1000)
     assert log._bytes == 36_000
+
+
+def test_a_stopped_agent_lets_go_of_the_model_and_a_restarted_one_watches_again(tmp_path):
+    from edgeops.agent.transport import MemoryTransport
+
+    model = edgeops.load(MLP)
+    agent = Agent(model, transport=MemoryTransport(), fleet="demo", device="pi-01", store_dir=str(tmp_path),
+                  interval_s=60)
+    with agent:
+        assert model.result_observer == agent.online.on_result
+    assert model.result_observer is None
+    rid, _ = model.run_with_id(X[0][None])
+    assert not agent.feedback(rid, int(Y[0]))  # not recorded while stopped
+    agent.start()
+    try:
+        rid, _ = model.run_with_id(X[0][None])
+        assert agent.feedback(rid, int(Y[0]))
+    finally:
+        agent.stop()
