@@ -170,6 +170,7 @@ class FleetAPI:
         self._offline_after_s = offline_after_s
         self._drift_cache: tuple[float, Any] | None = None
         self._drift_lock = threading.Lock()
+        self._ab_cache: dict[Any, tuple[float, dict[str, Any]]] = {}
 
     def offline_after_s(self, labels: dict[str, Any] | None) -> float | None:
         """The offline threshold of a device: the one given, else its offline rules', else None."""
@@ -270,7 +271,24 @@ class FleetAPI:
 
     def ab(self, since: int | None, until: int | None, a: str | None, b: str | None,
            select: dict[str, list[str]]) -> dict[str, Any]:
-        """``/api/ab``: ``{"versions": accuracy_by_version(...), "diff": compare(a, b) | None, "since", "until"}``."""
+        """``/api/ab``: ``{"versions": accuracy_by_version(...), "diff": compare(a, b) | None, "since", "until"}``.
+
+        It reads every labelled window of the span, so an answer is kept ``DRIFT_REFRESH_S`` per query (a
+        page that polls does not read a fleet's hour of telemetry each time)."""
+        key = (since, until, a, b, tuple(sorted((k, tuple(v)) for k, v in select.items())))
+        with self._drift_lock:
+            held = self._ab_cache.get(key)
+            if held is not None and time.monotonic() - held[0] < DRIFT_REFRESH_S:
+                return held[1]
+        answer = self._ab(since, until, a, b, select)
+        with self._drift_lock:
+            if len(self._ab_cache) > 64:
+                self._ab_cache.clear()
+            self._ab_cache[key] = (time.monotonic(), answer)
+        return answer
+
+    def _ab(self, since: int | None, until: int | None, a: str | None, b: str | None,
+            select: dict[str, list[str]]) -> dict[str, Any]:
         from .abstats import accuracy_by_version, compare
 
         since = now_ms() - DRIFT_WINDOW_MS if since is None else since
