@@ -15,6 +15,9 @@ daemon). Three threads, each with one job:
   ``online`` status and the Home Assistant discovery config on every connect, dispatches commands.
 * **ota** (with ``ota=``, the ``[ota]`` section): model updates over MQTT, see :mod:`.ota`. A crash
   in the middle of one is settled (rolled back where needed) before the model is opened.
+* **shadow** (with ``shadow=``, ``[model] shadow``, or one installed over the air): a candidate model
+  compared with the active one on a sample of its inputs, see :mod:`.shadow` and :mod:`.online`
+  (which also keeps the output drift and the predictions awaiting labels on ``<base>/feedback``).
 
 **No thread dies.** Each loop catches whatever one pass of it raises, reports it as a
 ``thread.error`` event and goes on a second later. A thread that ends anyway (an exception that is
@@ -121,10 +124,16 @@ class Agent:
         from ..monitor.drift import monitor_model
 
         self.drift: DriftMonitor | None = monitor_model(self.model, profile)
+        from .online import Online
+
+        self.online = Online(store_dir)
+        self.online.attach(self.model, self.model_info["version"], profile)
+        self._open_shadow(opts)
         self.started = time.time()
         self.totals = {"count": 0, "errors": 0}  # inferences since the agent started; telemetry adds each window
         self.transport: Transport = transport or self._mqtt(opts)
         self.commands = CommandHandler(self)
+        self.commands.table["shadow-stop"] = self._shadow_stop  # shadow mode's end (edgeops.agent.online)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._inflight: dict[int, float] = {}
@@ -143,6 +152,42 @@ class Agent:
     @classmethod
     def from_config(cls, cfg: AgentConfig) -> Agent:
         return cls(cfg.model_path, AgentOptions.from_config(cfg))
+
+    def _open_shadow(self, opts: AgentOptions) -> None:
+        """The configured shadow candidate (an error if it does not open), else one installed over the air."""
+        if opts.shadow is not None:
+            self.online.open_shadow(opts.shadow, opts.shadow_rate, start=False)
+            return
+        try:
+            saved = self.online.saved_shadow()
+            if saved is not None:
+                self.online.open_shadow(*saved, start=False)
+        except EdgeOpsError as exc:
+            log.error("edgeops agent: the shadow installed over the air does not open: %s", exc)
+
+    def install_shadow(self, bundle: str, rate: float) -> str:
+        """Run the (verified) bundle as the shadow candidate from now on; returns its version (the OTA's hook)."""
+        shadow = self.online.install_shadow(bundle, rate, start=bool(self._threads))
+        if shadow._thread is not None:
+            self.watched["shadow"] = shadow._thread
+        self.event("shadow.started", version=shadow.version, rate=rate)
+        return shadow.version
+
+    def _shadow_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Command ``shadow-stop`` (``{}``): stop the shadow candidate and forget one installed over the air."""
+        if args:
+            raise UsageError(f"shadow-stop takes no arguments, got {', '.join(sorted(args))}")
+        shadow = self.online.shadow
+        self.online.stop_shadow()
+        self.online.forget_shadow()
+        self.watched.pop("shadow", None)
+        if shadow is not None:
+            self.event("shadow.stopped", version=shadow.version, compared=shadow.total)
+        return {"stopped": shadow is not None, "version": shadow.version if shadow is not None else None}
+
+    def feedback(self, request_id: Any, label: Any) -> bool:
+        """The true label of run ``request_id`` of the model (see :meth:`edgeops.Model.feedback`)."""
+        return self.online.feedback.label(request_id, label)
 
     def _mqtt(self, opts: AgentOptions) -> MqttTransport:
         if not opts.broker:
@@ -163,6 +208,12 @@ class Agent:
         self._stopping = False
         if self.drift is not None and self.model is not None:
             self.model.observer = self.drift.update
+        if self.model is not None:  # again after a stop()
+            self.model.result_observer = self.online.on_result
+        if self.online.shadow is not None:
+            self.online.shadow.start()
+            if self.online.shadow._thread is not None:
+                self.watched["shadow"] = self.online.shadow._thread
         self._stop.clear()
         from .health import health
 
@@ -190,6 +241,10 @@ class Agent:
         self._threads = []
         if self.model is not None and self.drift is not None and self.model.observer == self.drift.update:
             self.model.observer = None
+        self.online.detach(self.model)  # the model may go on running without the agent
+        if self.online.shadow is not None:
+            self.online.shadow.stop(timeout)
+        self.watched.pop("shadow", None)
         self.transport.stop(final=(f"{self.base}/status", self._status("offline", reason="stopped"), True),
                             timeout=timeout)
         self.outbox.close()
@@ -297,6 +352,8 @@ class Agent:
         self.model, self.model_info, self.drift = model, info, drift
         if self._threads and model is not None and drift is not None:
             model.observer = drift.update
+        self.online.detach(old[0])
+        self.online.attach(model, info.get("version", "unknown"), drift.profile if drift is not None else None)
         if self.transport.connected:  # the retained status names the model
             self.transport.publish(f"{self.base}/status", self._status("online"), qos=1, retain=True)
         return old
@@ -439,6 +496,7 @@ class Agent:
                                             model_version=self.model_info["version"], sw_version=__version__)
             self.transport.publish(topic, _json.dumps(payload).encode(), qos=1, retain=True)
         self.transport.subscribe(f"{self.base}/cmd/+")
+        self.transport.subscribe(f"{self.base}/feedback")
         if self.ota is not None:
             self.ota.on_connect()
         self._wake.set()
@@ -452,7 +510,20 @@ class Agent:
     def _on_message(self, topic: str, payload: bytes) -> None:
         if self.ota is not None and self.ota.handle(topic, payload):
             return
+        if topic == f"{self.base}/feedback":
+            self._on_feedback(payload)
+            return
         self.commands.handle(topic, payload)
+
+    def _on_feedback(self, payload: bytes) -> None:
+        """Labels that arrived later (:mod:`.online`): counted; a malformed batch is an event, never an exception."""
+        try:
+            counts = self.online.labels(payload)
+        except EdgeOpsError as exc:
+            self.event("feedback.error", level="warning", error=str(exc)[:500])
+            return
+        if counts["unmatched"]:
+            self.event("feedback.unmatched", level="info", **counts)
 
 
 def _now_ms() -> int:

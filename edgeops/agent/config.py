@@ -19,6 +19,8 @@ max_age_days = 7
 path = "model.onnx"               # a model file; its NAME.profile.json next to it enables drift and guardrails
 name = "digits"                   # default: the file's stem
 version = "1.0"                   # default: the first 12 hex digits of its sha256
+shadow = "candidate.eob"          # optional: a candidate run next to the model on a sample of inputs (shadow mode)
+shadow_rate = 0.1                 # the share of inputs the candidate sees (default 0.1)
 [workload]                        # optional: replay a data file through the model
 data = "samples.npz"
 rate_hz = 20
@@ -58,7 +60,7 @@ _KEYS = {
     "device": {"fleet", "id", "labels"},
     "telemetry": {"interval_s", "home_assistant"},
     "store": {"dir", "max_mb", "max_age_days"},
-    "model": {"path", "name", "version"},
+    "model": {"path", "name", "version", "shadow", "shadow_rate"},
     "workload": {"data", "rate_hz"},
     "ota": {"trusted_keys", "health_window_s", "max_p95_ms", "timeout_s", "chunk_size"},
 }
@@ -100,6 +102,8 @@ class AgentConfig:
     workload_rate_hz: float = 10.0
     source: str | None = None
     ota: OtaConfig | None = None
+    shadow: str | None = None
+    shadow_rate: float = 0.1
     labels: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -212,6 +216,14 @@ def from_dict(data: dict[str, Any], *, base: str = ".", source: str | None = Non
                          "(or an [ota] section, whose store provides the model)")
     if not 0 < cfg.workload_rate_hz <= 10000:
         raise UsageError(f"{where}: [workload] rate_hz must be in (0, 10000]")
+    if "shadow" in model or "shadow_rate" in model:
+        from .shadow import check_rate
+
+        if not isinstance(model.get("shadow"), str):
+            raise UsageError(f"{where}: [model] shadow must be the candidate's model file or bundle, "
+                             "e.g. shadow = \"candidate.eob\" (shadow_rate needs it)")
+        cfg.shadow = path(model["shadow"])
+        cfg.shadow_rate = check_rate(model.get("shadow_rate", 0.1), f"{where}: [model] shadow_rate")
     return cfg
 
 

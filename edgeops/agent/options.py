@@ -55,6 +55,10 @@ class AgentOptions:
     """The model's version; default: the bundle's, else the first 12 hex digits of its sha256."""
     profile: dict[str, Any] | str | os.PathLike[str] | None = None
     """The reference profile for drift and guardrail counts; default: ``NAME.profile.json`` next to the model."""
+    shadow: str | None = None
+    """A candidate model file or bundle to run in the shadow of the model (:mod:`edgeops.agent.shadow`)."""
+    shadow_rate: float = 0.1
+    """The share of the model's runs the shadow candidate also runs, in (0, 1]."""
     home_assistant: bool = False
     """Publish Home Assistant MQTT discovery on every connect."""
 
@@ -77,4 +81,5 @@ class AgentOptions:
                    interval_s=cfg.interval_s, model_name=cfg.model_name, model_version=cfg.model_version,
                    home_assistant=cfg.home_assistant, username=cfg.username, password=cfg.password, ca=cfg.ca,
                    cert=cfg.cert, key=cfg.key, keepalive=cfg.keepalive, max_bytes=cfg.max_bytes,
-                   max_age_s=cfg.max_age_s, ota=cfg.ota, labels=dict(cfg.labels) or None)
+                   max_age_s=cfg.max_age_s, ota=cfg.ota, labels=dict(cfg.labels) or None,
+                   shadow=cfg.shadow, shadow_rate=cfg.shadow_rate)

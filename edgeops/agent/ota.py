@@ -35,6 +35,11 @@ runs in :meth:`Ota.recover`, before the agent opens any model. An agent stopped 
 middle of a step is treated the same way at its next start. A first update onto an empty store has
 nothing to roll back to: its failed health check ends ``failed`` with the new model left active.
 
+**Shadow mode**: an offer with ``args: {"mode": "shadow", "rate": R}`` installs the verified bundle as
+the agent's shadow candidate (:mod:`.online`, :mod:`.shadow`) instead of activating it: ``verifying``
+posts ``shadow`` and the result is ``committed`` with ``mode: "shadow"``; the active model, the model
+store and the slots are left as they were.
+
 **Health check**: the new model passes :func:`~.ota_probe.probe`, its p95 latency is under
 ``max_p95_ms`` when set; then the agent runs it for ``health_window_s`` without a run error.
 
@@ -52,7 +57,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .. import _json
 from .._io import atomic_write
@@ -120,6 +125,7 @@ class Event(StrEnum):
     ERROR = "error"
     TIMEOUT = "timeout"
     ROLLBACK = "rollback"  # the ``rollback`` command: a committed update is undone (a fleet rollout halted)
+    SHADOW = "shadow"  # verified, and the offer asked for it as the shadow candidate: installed there
     RESUME = "resume"  # not a row of the table: a start enters the resume table's state with it
 
 
@@ -134,6 +140,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.RECEIVING,     Event.NEWER):      State.CANCELLED,
     (State.VERIFYING,     Event.OK):         State.INSTALLING,
     (State.VERIFYING,     Event.ERROR):      State.REFUSED,
+    (State.VERIFYING,     Event.SHADOW):     State.COMMITTED,
     (State.INSTALLING,    Event.OK):         State.SWITCHING,
     (State.INSTALLING,    Event.ERROR):      State.REFUSED,
     (State.SWITCHING,     Event.OK):         State.HEALTH_CHECK,
@@ -191,6 +198,8 @@ class OtaHost(Protocol):
     def reply(self, command: str, body: dict[str, Any]) -> None: ...
 
     def swap_model(self, model: Model | None, info: dict[str, Any], drift: DriftMonitor | None) -> Running: ...
+
+    def install_shadow(self, bundle: str, rate: float) -> str: ...  # shadow mode: run it next to the model
 
 
 class _Inbox(StrEnum):
@@ -419,7 +428,7 @@ class Ota:
         self._transfer.save_offer()  # before the state names it: a resumed 'receiving' always finds it
         fresh: dict[str, Any] = {"deployment": offer["deployment"], "created": offer["created"],
                                  "size": offer["size"], "chunks": offer["chunks"], "name": None, "version": None,
-                                 "from_slot": None, "to_slot": None}
+                                 "from_slot": None, "to_slot": None, **_mode(offer)}
         self.record["reason"] = ""  # not the previous deployment's (``_enter`` writes only a non-empty reason)
         self._transition(Event.OFFER, **fresh)
         self._ask("offered")
@@ -504,7 +513,7 @@ class Ota:
             self.record["reason"] = reason
         if state in OUTCOMES:
             self.record["reported"] = False
-        if state == State.COMMITTED:
+        if state == State.COMMITTED and self.record.get("mode") != "shadow":
             self.record["ever_committed"] = True
         self._save()
         _kill_point(state)
@@ -517,6 +526,8 @@ class Ota:
         rec = self.record
         result = {"deployment": rec.get("deployment"), "outcome": rec["state"], "reason": rec.get("reason", ""),
                   "version": rec.get("version")}
+        if rec.get("mode") == "shadow":
+            result["mode"] = "shadow"
         self.agent.event(Kind.RESULT, level=_level(rec["state"]), **result)
         history = [h for h in rec.get("history", []) if h["deployment"] != result["deployment"]]
         rec["history"] = (history + [result])[-HISTORY:]
@@ -553,6 +564,9 @@ class Ota:
             return Event.ERROR, "this device has no [ota] trusted_keys, so it accepts no bundle; add the fleet's key"
         manifest = verify(self._bundle(), trusted_keys=self.cfg.trusted_keys, require_signature=True)
         self.record.update(name=manifest.name, version=manifest.version)
+        if self.record.get("mode") == "shadow":
+            self.agent.install_shadow(self._bundle(), float(self.record.get("shadow_rate") or 0.1))
+            return Event.SHADOW, "installed as the shadow model"
         return Event.OK, ""
 
     def _install(self) -> tuple[Event, str]:
@@ -654,6 +668,12 @@ class Ota:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _mode(offer: Offer) -> dict[str, Any]:
+    """``{"mode", "shadow_rate"}`` of the offer's ``args`` (checked by :func:`~.ota_wire.parse_offer`)."""
+    args = cast("dict[str, Any]", dict(offer).get("args") or {})
+    return {"mode": args.get("mode", "active"), "shadow_rate": args.get("rate")}
 
 
 def _load_record(path: str) -> dict[str, Any]:

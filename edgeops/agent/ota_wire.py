@@ -15,7 +15,7 @@ checked by :func:`parse_offer`.
 from __future__ import annotations
 
 import re
-from typing import TypedDict, cast
+from typing import Any, TypedDict, cast
 
 from .. import _json
 from .._strenum import StrEnum
@@ -124,7 +124,21 @@ def parse_offer(payload: bytes, max_chunk: int) -> Offer:
     created = offer.get("created", 0)
     if isinstance(created, bool) or not isinstance(created, (int, float)):
         raise OfferError(f"created must be a time in milliseconds, not {created!r}")
+    _check_args(offer.get("args"))
     return cast(Offer, {**offer, "created": int(created)})  # checked above, key by key
+
+
+def _check_args(args: Any) -> None:
+    """An offer's optional ``args``: ``{"mode": "active" | "shadow", "rate": share in (0, 1]}`` (shadow mode)."""
+    if args is None:
+        return
+    if not isinstance(args, dict) or set(args) - {"mode", "rate"}:
+        raise OfferError(f'args must be {{"mode": "active" | "shadow", "rate": 0.1}}, not {args!r}'[:300])
+    if args.get("mode", "active") not in ("active", "shadow"):
+        raise OfferError(f"args.mode must be 'active' or 'shadow', not {args.get('mode')!r}"[:300])
+    rate = args.get("rate", 0.1)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+        raise OfferError(f"args.rate must be a share of the inputs in (0, 1], not {rate!r}"[:300])
 
 
 def deployment_of(payload: bytes) -> str | None:

@@ -12,6 +12,12 @@ retained status message: the fleet side keeps them per device and groups by them
 workload) and ``health.thread_restarts`` how often each was started again after it ended.
 ``outbox.dropped`` counts every message lost: dropped by the outbox's bounds (age, size) and
 ``dropped_by_write_error``, those the outbox could not store (a full disk) since the agent started.
+
+``output_drift`` is shaped like ``drift`` with ``outputs`` and ``classes`` in place of ``inputs``
+(:mod:`edgeops.monitor.output_drift`); ``shadow`` the shadow candidate's comparison with the model
+(:mod:`.shadow`, ``{"enabled": false}`` without one); ``feedback`` the labelled predictions of the
+window per model version, ``{version: {"n", "correct", "abs_err_sum"}}`` (:mod:`.online`), and
+``feedback_unmatched`` the labels for runs no longer kept, since start.
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ def build_telemetry(agent: TelemetrySource) -> dict[str, Any]:
         "health": _health(agent), "runtime": runtime_info(model),
         "outbox": _outbox(agent), "interval_s": agent.interval_s, "labels": dict(getattr(agent, "labels", {})),
     }
+    online = getattr(agent, "online", None)  # an Online (edgeops.agent.online); other sources may have none
+    if online is not None:
+        message.update(online.telemetry())
     return message
 
 

@@ -13,6 +13,10 @@ The PSI is :func:`edgeops.monitor.psi` (the one the devices use) of the merged c
 reference, ``None`` below :data:`edgeops.monitor.drift.MIN_SAMPLES` values. A single device's PSI
 can look fine everywhere while the fleet, or one site, has moved: many small windows each below
 the noise, or a shift in one site's input that no single device sees clearly.
+
+Output drift (telemetry ``output_drift``, :mod:`edgeops.monitor.output_drift`) is merged the same way
+with ``kind="outputs"``: each output's values keyed by the output's name, its predicted classes by
+``"<name> (class)"``.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from typing import Any
 from .. import _json
 from ..errors import DataError
 
-__all__ = ["fleet_drift", "RecentRows", "device_histograms", "histograms_of", "merge_histograms", "psi_table",
-           "payload_of"]
+__all__ = ["fleet_drift", "RecentRows", "device_histograms", "device_output_histograms", "histograms_of",
+           "output_histograms_of", "merge_histograms", "psi_table", "payload_of"]
 
 Key = tuple[str, str]  # (input name, ref)
 Histograms = dict[Key, tuple[list[float], list[float]]]  # -> (reference counts, window counts)
@@ -47,17 +51,29 @@ def histograms_of(message: dict[str, Any]) -> Histograms:
     """``{(input, ref): (reference counts, window counts)}`` of one telemetry message; inputs without
     a reference (an older agent) or with mismatched lengths are left out."""
     drift = message.get("drift")
-    inputs = drift.get("inputs") if isinstance(drift, dict) else None
-    out: Histograms = {}
-    if not isinstance(inputs, dict):
+    return _histograms(drift.get("inputs") if isinstance(drift, dict) else None, {}, "")
+
+
+def output_histograms_of(message: dict[str, Any]) -> Histograms:
+    """Like :func:`histograms_of` for the message's ``output_drift``: ``{(output, ref): ...}`` and
+    ``{("<output> (class)", ref): ...}`` for the predicted classes."""
+    drift = message.get("output_drift")
+    if not isinstance(drift, dict):
+        return {}
+    out = _histograms(drift.get("outputs"), {}, "")
+    return _histograms(drift.get("classes"), out, " (class)")
+
+
+def _histograms(entries: Any, out: Histograms, suffix: str) -> Histograms:
+    if not isinstance(entries, dict):
         return out
-    for name, stats in inputs.items():
+    for name, stats in entries.items():
         if not isinstance(stats, dict):
             continue
         ref, reference, counts = stats.get("ref"), _numbers(stats.get("reference")), _numbers(stats.get("counts"))
         if not isinstance(ref, str) or reference is None or counts is None or len(reference) != len(counts):
             continue
-        out[(str(name), ref)] = (reference, counts)
+        out[(f"{name}{suffix}", ref)] = (reference, counts)
     return out
 
 
@@ -153,10 +169,15 @@ def device_histograms(row: dict[str, Any]) -> Histograms:
     return histograms_of(payload_of(row))
 
 
+def device_output_histograms(row: dict[str, Any]) -> Histograms:
+    """The output drift histograms of a stored telemetry row (a :class:`RecentRows` ``extract``)."""
+    return output_histograms_of(payload_of(row))
+
+
 def fleet_drift(store: Any, fleet: str, window_ms: int, *, now_ms: int | None = None,
                 labels: Mapping[str, Iterable[str]] | None = None, by: Iterable[str] | None = None,
                 devices: list[dict[str, Any]] | None = None, min_samples: int | None = None,
-                recent: RecentRows | None = None) -> dict[str, Any]:
+                recent: RecentRows | None = None, kind: str = "inputs") -> dict[str, Any]:
     """Drift of the fleet's merged histograms over the last ``window_ms`` (for ``/api/fleet`` and the
     ``fleet_psi`` rule)::
 
@@ -168,14 +189,17 @@ def fleet_drift(store: Any, fleet: str, window_ms: int, *, now_ms: int | None = 
     reading them again when the caller has ``store.devices(fleet)`` already. A caller that asks
     again and again (a page that polls, the alert loop) passes the same ``recent``, a
     :class:`RecentRows` over ``device_histograms`` with a span of at least ``window_ms``, so each
-    call reads only what is new.
+    call reads only what is new. ``kind="outputs"`` merges the output drift instead (its ``recent``
+    then extracts :func:`device_output_histograms`).
     """
+    if kind not in ("inputs", "outputs"):
+        raise ValueError(f"kind must be 'inputs' or 'outputs', not {kind!r}")
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
     keys = None if by is None else set(by)
     wanted = {k: {str(v) for v in ([vs] if isinstance(vs, str) else vs)} for k, vs in (labels or {}).items()}
     rows = store.devices(fleet) if devices is None else devices
     if recent is None or recent.span_ms < window_ms:
-        recent = RecentRows(store, fleet, window_ms, device_histograms)
+        recent = RecentRows(store, fleet, window_ms, device_histograms if kind == "inputs" else device_output_histograms)
     whole: Histograms = {}
     groups: dict[str, Histograms] = {}
     counted = 0

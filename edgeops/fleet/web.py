@@ -11,7 +11,14 @@ Routes (all ``GET``; times are UTC milliseconds)::
                                                       the numbers the charts plot (one row per message,
                                                       or per time bucket when there are more than N)
     /api/alerts[?state=firing|resolved]               alerts, firing first
-    /api/fleet                                        counts and fleet-level drift (PSI, fleet and per label)
+    /api/fleet                                        counts and fleet-level drift (PSI, fleet and per label;
+                                                      ``outputs``: the output drift the same way)
+    /api/ab?[since=MS][&until=MS][&a=V&b=V][&select=label=value]
+                                                      online accuracy per model version with Wilson
+                                                      intervals, per label, and acc_b - acc_a with
+                                                      Newcombe's interval (edgeops.fleet.abstats);
+                                                      since defaults to an hour ago, a/b to the two
+                                                      versions with the most labels
     /  /device/<id>  /alerts                          the HTML pages (static/, no CDN, SVG charts)
     /static/<file>                                    the page's script and stylesheet
 
@@ -164,6 +171,7 @@ class FleetAPI:
         self._offline_after_s = offline_after_s
         self._drift_cache: tuple[float, Any] | None = None
         self._drift_lock = threading.Lock()
+        self._ab_cache: dict[Any, tuple[float, dict[str, Any]]] = {}
 
     def offline_after_s(self, labels: dict[str, Any] | None) -> float | None:
         """The offline threshold of a device: the one given, else its offline rules', else None."""
@@ -253,11 +261,44 @@ class FleetAPI:
                     from .fleetdrift import fleet_drift
 
                     drift = fleet_drift(self.store, self.fleet, DRIFT_WINDOW_MS)
+                    outputs = fleet_drift(self.store, self.fleet, DRIFT_WINDOW_MS, kind="outputs")
+                    drift["outputs"] = {"fleet": outputs["fleet"], "by_label": outputs["by_label"],
+                                        "devices": outputs["devices"]}
             except Exception as e:  # fleet drift is an extra: the counts still answer
                 log.exception("fleet drift failed")
                 drift = {"error": f"{type(e).__name__}: {e}"}
             self._drift_cache = (time.monotonic(), drift)
             return drift
+
+    def ab(self, since: int | None, until: int | None, a: str | None, b: str | None,
+           select: dict[str, list[str]]) -> dict[str, Any]:
+        """``/api/ab``: ``{"versions": accuracy_by_version(...), "diff": compare(a, b) | None, "since", "until"}``.
+
+        It reads every labelled window of the span, so an answer is kept ``DRIFT_REFRESH_S`` per query (a
+        page that polls does not read a fleet's hour of telemetry each time)."""
+        key = (since, until, a, b, tuple(sorted((k, tuple(v)) for k, v in select.items())))
+        with self._drift_lock:
+            held = self._ab_cache.get(key)
+            if held is not None and time.monotonic() - held[0] < DRIFT_REFRESH_S:
+                return held[1]
+        answer = self._ab(since, until, a, b, select)
+        with self._drift_lock:
+            if len(self._ab_cache) > 64:
+                self._ab_cache.clear()
+            self._ab_cache[key] = (time.monotonic(), answer)
+        return answer
+
+    def _ab(self, since: int | None, until: int | None, a: str | None, b: str | None,
+            select: dict[str, list[str]]) -> dict[str, Any]:
+        from .abstats import accuracy_by_version, compare
+
+        since = now_ms() - DRIFT_WINDOW_MS if since is None else since
+        versions = accuracy_by_version(self.store, self.fleet, since, until, select or None)
+        ranked = sorted(versions, key=lambda v: (-versions[v]["n"], v))
+        a = a or (ranked[0] if ranked else None)
+        b = b or next((v for v in ranked if v != a), None)
+        diff = compare(versions, a, b) if a is not None and b is not None else None
+        return _finite({"versions": versions, "diff": diff, "since": since, "until": until})
 
     def fleet_summary(self) -> dict[str, Any]:
         devices = self.devices()
@@ -395,6 +436,16 @@ def make_http_server(store: Any, fleet: str, host: str = "127.0.0.1", port: int 
                     return 200, js, _json_bytes(api.alerts(_last(query, "state") or None))
                 if rest == ["fleet"]:
                     return 200, js, _json_bytes(api.fleet_summary())
+                if rest == ["ab"]:
+                    select: dict[str, list[str]] = {}
+                    for item in query.get("select", []):
+                        name, eq, value = item.partition("=")
+                        if not eq or not name:
+                            raise HTTPError(400, f"select must be label=value, not {item!r}")
+                        select.setdefault(name, []).append(value)
+                    return 200, js, _json_bytes(api.ab(_int_param(query, "since", None), _int_param(query, "until", None),
+                                                       (query.get("a") or [""])[-1] or None, (query.get("b") or [""])[-1] or None,
+                                                       select))
                 raise HTTPError(404, f"no API route {url.path}")
             html_type = "text/html; charset=utf-8"
             if not parts:

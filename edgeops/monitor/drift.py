@@ -177,9 +177,9 @@ class _Window:
         return probes
 
 
-def _reference(name: str, entry: Any) -> tuple[np.ndarray, np.ndarray] | str:
-    """The (edges, counts) of a profiled input, or why it cannot be monitored."""
-    where = f"profile inputs.{name}"
+def _reference(name: str, entry: Any, section: str = "inputs") -> tuple[np.ndarray, np.ndarray] | str:
+    """The (edges, counts) of a profiled input (or output), or why it cannot be monitored."""
+    where = f"profile {section}.{name}"
     if not isinstance(entry, dict):
         raise DataError(f"{where} must be an object with min/max/histogram, not {type(entry).__name__}")
     hist = entry.get("histogram")
@@ -215,24 +215,26 @@ class DriftMonitor:
     """
 
     def __init__(self, profile: dict[str, Any] | str | PathLike[str], inputs: Iterable[str] | None = None,
-                 *, min_samples: int = MIN_SAMPLES, max_values: int = MAX_VALUES):
+                 *, min_samples: int = MIN_SAMPLES, max_values: int = MAX_VALUES, section: str = "inputs"):
         for arg, value in (("min_samples", min_samples), ("max_values", max_values)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{arg} must be a positive integer, not {value!r}")
-        section = load_profile(profile).get("inputs") or {}
-        if not isinstance(section, dict):
-            raise DataError("profile 'inputs' must be an object of input name -> statistics")
-        names = list(section) if inputs is None else list(inputs)
-        unknown = [n for n in names if n not in section]
+        self.profile = load_profile(profile)
+        self.section = section  # "inputs"; "outputs" or "classes" for output drift (edgeops.monitor.output_drift)
+        entries = self.profile.get(section) or {}
+        if not isinstance(entries, dict):
+            raise DataError(f"profile '{section}' must be an object of {section[:-1]} name -> statistics")
+        names = list(entries) if inputs is None else list(inputs)
+        unknown = [n for n in names if n not in entries]
         if unknown:
-            raise DataError(f"the profile has no input(s) {', '.join(map(repr, unknown))} "
-                            f"(profiled: {', '.join(section) or 'none'}); is it the profile of another model?")
+            raise DataError(f"the profile has no {section[:-1]}(s) {', '.join(map(repr, unknown))} "
+                            f"(profiled: {', '.join(entries) or 'none'}); is it the profile of another model?")
         self.min_samples = min_samples
         self.max_values = max_values
         self.skipped: dict[str, str] = {}
         self._windows: dict[str, _Window] = {}
         for name in names:
-            ref = _reference(name, section[name])
+            ref = _reference(name, entries[name], section)
             if isinstance(ref, str):
                 self.skipped[name] = ref
             else:

@@ -4,12 +4,21 @@
 contract: a fast check of the feeds (see :mod:`.spec`), the backend call, one
 latency record (see :mod:`.stats`), and the output dict. Guardrails add their
 checks only when enabled.
+
+**Request ids.** Every run gets a request id, an int unique in the process (a random per-process
+base plus a counter, below 2**53 so JSON readers in any language keep it exact), or the one the
+caller passes (``run(x, request_id=...)``). ``run`` still returns only the outputs: the id of the
+last run is ``model.last_request_id`` (one thread), and :meth:`Model.run_with_id` returns
+``(request_id, outputs)`` (any number of threads). A label that arrives later goes to
+:meth:`Model.feedback` with that id (the agent counts labelled predictions per model version).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
+import secrets
 from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
@@ -28,6 +37,9 @@ from .stats import RunStats
 if TYPE_CHECKING:  # pragma: no cover
     from ..bundle.manifest import Manifest
 
+# request ids: a random base per process (ids of two runs of the agent do not collide) plus a counter;
+# next() on it is atomic under the GIL, and one call is all the hot path pays
+_REQUEST_IDS = itertools.count((secrets.randbits(20) << 32) + 1)
 _EXTENSIONS = {".onnx": "onnx", ".ort": "onnx", ".tflite": "tflite", ".lite": "tflite"}
 
 
@@ -56,11 +68,18 @@ class Model:
         self._sha256 = sha256
         self.observer: Callable[[dict[str, np.ndarray]], None] | None = None  # sees each accepted input (drift)
         self.bundle = manifest  # the bundle's Manifest when opened from a .eob or a store (see edgeops.bundle)
+        # sees each result: (request id, feeds, {output name: array}, latency ns); the agent's output drift,
+        # shadow model and prediction log hang here
+        self.result_observer: Callable[[Any, dict[str, np.ndarray], dict[str, np.ndarray], int], None] | None = None
+        self.feedback_log: Any = None  # a edgeops.runtime.feedback.FeedbackLog: what feedback() labels
+        self.last_request_id: Any = None
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def run(self, inputs: Any) -> dict[str, np.ndarray]:
-        """Run the model: ``{input name: array}`` (or a bare array for one input) -> ``{output name: array}``."""
+    def run(self, inputs: Any, request_id: Any = None) -> dict[str, np.ndarray]:
+        """Run the model: ``{input name: array}`` (or a bare array for one input) -> ``{output name: array}``.
+
+        ``request_id`` names this run (default: a new one); it is ``last_request_id`` afterwards."""
         t0 = perf_counter_ns()
         try:
             feeds = self._prepare(inputs)
@@ -74,12 +93,43 @@ class Model:
         except Exception as exc:
             self.stats.errors += 1
             raise InferenceError(f"{self.backend} failed to run the model: {exc}") from exc
-        self.stats.record(perf_counter_ns() - t0)
+        ns = perf_counter_ns() - t0
+        self.stats.record(ns)
+        rid = self.last_request_id = next(_REQUEST_IDS) if request_id is None else request_id
         if self.observer is not None:
             self.observer(feeds)
-        return dict(zip(self._output_names, outs))
+        result = dict(zip(self._output_names, outs))
+        if self.result_observer is not None:
+            self.result_observer(rid, feeds, result, ns)
+        return result
 
     __call__ = run
+
+    def run_with_id(self, inputs: Any) -> tuple[int, dict[str, np.ndarray]]:
+        """``(request_id, outputs)``: :meth:`run` with the id of this very run (safe from any thread)."""
+        rid = new_request_id()
+        return rid, self.run(inputs, request_id=rid)
+
+    def feedback(self, request_id: Any, label: Any) -> bool:
+        """The true label (a class index, or the target value) of the run ``request_id``; counted per model
+        version in the agent's telemetry (``feedback``). False when that run is no longer remembered (the
+        log keeps the last few thousand) or unknown. Needs a prediction log: the agent sets one, or
+        :meth:`keep_predictions`."""
+        if self.feedback_log is None:
+            raise UsageError("this model keeps no predictions to label: run it under an edgeops agent, "
+                             "or call model.keep_predictions() first")
+        return bool(self.feedback_log.label(request_id, label))
+
+    def keep_predictions(self, keep: int = 4096, version: str | None = None) -> Any:
+        """Remember the last ``keep`` predictions by request id so :meth:`feedback` can label them (without an
+        agent); returns the :class:`~edgeops.runtime.feedback.FeedbackLog` (its ``snapshot()`` has the counts)."""
+        from .feedback import FeedbackLog
+
+        log = FeedbackLog(keep)
+        tag = version or (self.bundle.version if self.bundle is not None else None) or "model"
+        self.feedback_log = log
+        self.result_observer = lambda rid, feeds, outs, ns: log.record(rid, outs, tag)
+        return log
 
     def _run_guarded(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         g = self.guardrails
@@ -138,6 +188,11 @@ class Model:
     def __repr__(self) -> str:
         ins = ", ".join(s.describe() for s in self.inputs)
         return f"<Model {self.path or '(in memory)'} [{self.backend}] inputs: {ins}>"
+
+
+def new_request_id() -> int:
+    """A request id unique in this process (what :meth:`Model.run` gives a run that is not given one)."""
+    return next(_REQUEST_IDS)
 
 
 def runtime_info(model: object) -> dict[str, Any]:

@@ -6,13 +6,19 @@ the bundle manifest read it. Schema (``version`` 1)::
     {"version": 1, "model": "<sha256 of the model file, or its path>", "samples": 1437, "bins": 10,
      "inputs":  {"pixels": {"min": 0.0, "max": 1.0, "mean": 0.30, "std": 0.37, "shape": [null, 64],
                             "histogram": {"edges": [11 numbers], "counts": [10 integers]}, "nonfinite": 0}},
-     "outputs": {"probabilities": {...}}}
+     "outputs": {"probabilities": {...}},
+     "classes": {"probabilities": {"histogram": {"edges": [-0.5, 0.5, ..., 9.5], "counts": [10 integers]}}}}
 
 ``min``/``max``/``mean``/``std`` are scalars over every finite element; ``shape``
 is one sample's shape with ``null`` for the batch axis; the histogram has equal
 bins between ``min`` and ``max``. The model is run over the data in chunks;
 outputs are kept for the histogram up to ``KEEP_BYTES`` and otherwise computed
 in a second pass, so memory stays bounded.
+
+``classes`` (added later; older profiles lack it and still load) is, for each float output with 2 to
+``MAX_CLASSES`` scores per row, how often each class was the top-1 on the data: a histogram with one
+bin per class index. The device's output drift (:mod:`edgeops.monitor.output_drift`) compares the
+predicted classes it sees with it, as it compares each output's values with ``outputs``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ..runtime.model import Model
 from .runner import Feeder, chunk_size, chunks, open_model, read_data
 
 VERSION = 1
+MAX_CLASSES = 1000  # outputs with more scores per row than this get no class histogram
 KEEP_BYTES = 64 << 20
 
 
@@ -111,8 +118,10 @@ def build_profile(model: str | os.PathLike[str] | Model, data: Any, *, bins: int
     outs = {o.name: _Moments() for o in m.outputs}
     kept: dict[str, list[np.ndarray]] | None = {name: [] for name in outs}
     kept_bytes = 0
+    classes: dict[str, np.ndarray] = {}
     for start, stop in chunks(n, size, f"profile {os.path.basename(m.path or 'model')}"):
         for name, v in feeder.run(start, stop).items():
+            _count_classes(classes, name, v)
             mo = outs[name]
             mo.add(v)
             if mo.shape is None:
@@ -133,8 +142,22 @@ def build_profile(model: str | os.PathLike[str] | Model, data: Any, *, bins: int
                 counts = _summed(_counts(feeder.run(s, t)[name], edges)
                                  for s, t in chunks(n, size, "profile histograms"))
         outputs[name] = mo.entry(edges, counts)
-    return {"version": VERSION, "model": m.sha256 or m.path, "samples": int(n), "bins": bins,
-            "inputs": inputs, "outputs": outputs}
+    profile = {"version": VERSION, "model": m.sha256 or m.path, "samples": int(n), "bins": bins,
+               "inputs": inputs, "outputs": outputs}
+    if classes:
+        profile["classes"] = {name: {"histogram": {"edges": (np.arange(c.size + 1) - 0.5).tolist(),
+                                                   "counts": c.tolist()}} for name, c in classes.items()}
+    return profile
+
+
+def _count_classes(into: dict[str, np.ndarray], name: str, values: np.ndarray) -> None:
+    """Add the top-1 class counts of one chunk of a classifier-like output (float, 2..MAX_CLASSES per row)."""
+    v = np.asarray(values)
+    if v.dtype.kind != "f" or v.ndim < 2 or not 2 <= v.shape[-1] <= MAX_CLASSES:
+        return
+    top = np.argmax(v.reshape(-1, v.shape[-1]), axis=1)
+    counts = np.bincount(top, minlength=v.shape[-1])
+    into[name] = counts if name not in into else into[name] + counts
 
 
 def write_profile(profile: dict[str, Any], path: str | os.PathLike[str]) -> None:

@@ -5,7 +5,7 @@
 
   var body = document.body;
   var PAGE = body.dataset.page, FLEET = body.dataset.fleet, DEVICE = body.dataset.device;
-  var POLL_MS = { devices: 2000, alerts: 5000 };
+  var POLL_MS = { devices: 2000, alerts: 5000, ab: 10000 };
   // [key, length ms, label, how often the device page reads it again (a long window is a heavy read)]
   var WINDOWS = [["15m", 15 * 60e3, "15 min", 5e3], ["1h", 3600e3, "1 h", 10e3], ["24h", 86400e3, "24 h", 60e3],
                  ["7d", 7 * 86400e3, "7 d", 300e3]];
@@ -125,20 +125,71 @@
     main.textContent = "";
     var counts = el("p", { id: "counts", "class": "counts" });
     var drift = el("p", { id: "drift", "class": "counts" });
+    var outDrift = el("p", { id: "output-drift", "class": "counts" });
     var holder = el("div", { id: "table" });
     main.appendChild(el("h1", { text: "Devices" }));
     main.appendChild(counts);
     main.appendChild(drift);
+    main.appendChild(outDrift);
     main.appendChild(holder);
+    abSection(main);
     poll(function () {
       return Promise.all([getJSON("/api/devices"), getJSON("/api/fleet")]).then(function (r) {
         var devices = r[0], c = r[1].counts;
         counts.textContent = c.devices + " devices · " + c.online + " online · " + c.offline + " offline · " +
           c.firing_alerts + " firing alerts";
         drift.textContent = driftLine(r[1].drift);
+        var od = r[1].drift && r[1].drift.outputs;
+        outDrift.textContent = od && od.devices ? driftLine(od).replace("fleet drift", "output drift") : "";
         replace(holder, devices.length ? deviceTable(devices) : el("p", { "class": "muted", text: "No device has reported yet." }));
       });
     }, POLL_MS.devices);
+  }
+
+  // -- the A/B view: online accuracy per model version, side by side, with intervals ---------------------
+
+  function pct(v) { return v === null || v === undefined ? "—" : (100 * v).toFixed(1) + " %"; }
+
+  function abCard(version, s) {
+    var bar = el("div", { "class": "ab-bar", "aria-hidden": "true" });
+    var range = el("span", { "class": "ab-range" });
+    range.style.left = (100 * s.lo) + "%";
+    range.style.width = Math.max(100 * (s.hi - s.lo), 0.5) + "%";
+    var point = el("span", { "class": "ab-point" });
+    point.style.left = (100 * (s.acc || 0)) + "%";
+    bar.appendChild(range);
+    bar.appendChild(point);
+    var labels = Object.keys(s.by_label || {}).map(function (k) {
+      var g = s.by_label[k];
+      return el("li", { "data-label": k, text: k + ": " + pct(g.acc) + " [" + pct(g.lo) + ", " + pct(g.hi) + "], n " + g.n });
+    });
+    return el("div", { "class": "ab-card", "data-version": version }, [
+      el("h3", { text: "version " + version }),
+      el("p", { "class": "ab-acc", text: pct(s.acc) + "  [" + pct(s.lo) + ", " + pct(s.hi) + "]" }),
+      bar,
+      el("p", { "class": "muted", text: s.n + " labelled · " + s.correct + " correct" + (s.mae !== null ? " · MAE " + fmt(s.mae, 3) : "") }),
+      el("ul", { "class": "ab-labels" }, labels)
+    ]);
+  }
+
+  function abSection(main) {
+    var holder = el("section", { id: "ab", "class": "ab", hidden: "" });
+    main.appendChild(holder);
+    poll(function () {
+      return getJSON("/api/ab").then(function (r) {
+        var versions = Object.keys(r.versions || {});
+        if (!versions.length) { holder.hidden = true; return; }
+        holder.hidden = false;
+        var d = r.diff;
+        var diffText = d && d.diff !== null ? "version " + d.b + " − version " + d.a + ": " + pct(d.diff) +
+          " [" + pct(d.lo) + ", " + pct(d.hi) + "] (Newcombe 95 %)" : "one version has labels";
+        var shown = d && d.a && d.b ? [d.a, d.b] : versions;
+        holder.textContent = "";
+        holder.appendChild(el("h2", { text: "Online accuracy (A/B, last hour)" }));
+        holder.appendChild(el("p", { id: "ab-diff", "class": "counts", text: diffText }));
+        holder.appendChild(el("div", { "class": "ab-cards" }, shown.map(function (v) { return abCard(v, r.versions[v]); })));
+      });
+    }, POLL_MS.ab);
   }
 
   // -- /device/<id> : its charts ----------------------------------------------------------------------
