@@ -42,7 +42,21 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import agent, bench, bridge, bundle, convert, explain, flash, fleet, info, quickstart, rollout, store, validate
+    from . import (
+        agent,
+        bench,
+        bridge,
+        bundle,
+        convert,
+        explain,
+        flash,
+        fleet,
+        info,
+        quickstart,
+        rollout,
+        store,
+        validate,
+    )
 
     cli.add_command(agent.agent)
     cli.add_command(bench.bench)
