@@ -24,6 +24,7 @@ shadow_rate = 0.1                 # the share of inputs the candidate sees (defa
 [workload]                        # optional: replay a data file through the model
 data = "samples.npz"
 rate_hz = 20
+labels = "labels.npy"             # optional: each sample's true label, fed back to the model (online accuracy)
 [ota]                             # optional: accept model updates over MQTT (edgeops.agent.ota)
 trusted_keys = ["fleet.pub"]      # a bundle must be signed by one of these keys
 health_window_s = 10              # how long the new model must stay healthy before it is committed
@@ -61,7 +62,7 @@ _KEYS = {
     "telemetry": {"interval_s", "home_assistant"},
     "store": {"dir", "max_mb", "max_age_days"},
     "model": {"path", "name", "version", "shadow", "shadow_rate"},
-    "workload": {"data", "rate_hz"},
+    "workload": {"data", "rate_hz", "labels"},
     "ota": {"trusted_keys", "health_window_s", "max_p95_ms", "timeout_s", "chunk_size"},
 }
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -100,6 +101,7 @@ class AgentConfig:
     max_age_s: float = 7 * 86400
     workload_data: str | None = None
     workload_rate_hz: float = 10.0
+    workload_labels: str | None = None
     source: str | None = None
     ota: OtaConfig | None = None
     shadow: str | None = None
@@ -208,6 +210,7 @@ def from_dict(data: dict[str, Any], *, base: str = ".", source: str | None = Non
         max_bytes=int(float(store.get("max_mb", 32)) * 1024 * 1024),
         max_age_s=float(store.get("max_age_days", 7)) * 86400,
         workload_data=path(work.get("data")), workload_rate_hz=float(work.get("rate_hz", 10)), source=source,
+        workload_labels=path(work.get("labels")),
         labels=check_labels(device.get("labels"), f"{where}: [device] labels"))
     if "ota" in data:  # before the [workload] check, which accepts an [ota] store as the model's source
         cfg.ota = _ota(data["ota"], path, where)

@@ -31,8 +31,9 @@ def run(config_path: str, duration: float | None) -> None:
     a.start()
     err.print(f"agent {cfg.fleet}/{cfg.device} -> {cfg.broker_url}, telemetry every {cfg.interval_s:g} s, "
               f"model {a.model_info['name']} {a.model_info['version']}, store {cfg.store_dir}")
-    workload = _workload(a, cfg, stop)
+    workload = None
     try:
+        workload = _workload(a, cfg, stop)
         stop.wait(duration)
     finally:
         stop.set()
@@ -44,10 +45,11 @@ def run(config_path: str, duration: float | None) -> None:
 def _workload(a, cfg, stop):  # noqa: ANN001, ANN202 - internal
     if not cfg.workload_data:
         return None
-    from ..agent.workload import replay
+    from ..agent.workload import load_labels, replay
 
-    t = threading.Thread(target=replay, args=(a.model, cfg.workload_data, cfg.workload_rate_hz, stop, lambda: a.model),
-                         name="edgeops-agent-workload", daemon=True)
+    labels = load_labels(cfg.workload_labels) if cfg.workload_labels else None  # a bad file stops the start
+    t = threading.Thread(target=replay, name="edgeops-agent-workload", daemon=True,
+                         args=(a.model, cfg.workload_data, cfg.workload_rate_hz, stop, lambda: a.model, labels))
     t.start()
     a.watched["workload"] = t  # telemetry reports it in health.threads
     return t

@@ -60,7 +60,9 @@ def rollout() -> None:
 @click.option("--select", "selects", multiple=True, help="Only devices with this label: label=value (repeatable).")
 @click.option("--shadow", is_flag=True, help="Install the bundle as the devices' shadow model, not the active one.")
 @click.option("--shadow-rate", type=float, default=0.1, show_default=True, help="Share of inputs the shadow runs.")
-@click.option("--ab", type=float, default=None, help="A/B: this percentage of the fleet gets the new version.")
+@click.option("--ab", type=float, default=None,
+              help="A/B: this percentage of the fleet gets the new version and keeps it until the accuracy gate "
+                   "(default accuracy_drop_ci_upper<=2pt) decides; then the whole fleet does. Needs labels (feedback).")
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=8, show_default=True)
 @click.option("--retries", type=click.IntRange(0, 100), default=2, show_default=True)
 @click.option("--flash-timeout", type=float, default=120.0, show_default=True, help="Seconds per device flash.")

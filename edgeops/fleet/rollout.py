@@ -40,7 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import UsageError
-from .rollout_gates import check, measure, parse_gates
+from .rollout_gates import check, measure, parse_gate, parse_gates
 
 __all__ = ["RolloutController", "bucket", "stage_of", "parse_stages", "create_rollout", "rollout_status",
            "STATES", "KILL_ENV"]
@@ -51,11 +51,22 @@ STATES = ("running", "paused", "halted", "rolled_back", "completed", "aborted")
 FINAL = ("rolled_back", "completed", "aborted")
 LEASE = "rollout-controller"
 ROLLBACK_RESEND_S = 5.0
+AB_GATE = "accuracy_drop_ci_upper<=2pt"  # an A/B rollout's gate when none on accuracy is given
+SHADOW_GATE = "shadow_samples>=50"  # a shadow rollout's gate when none on samples is given
 MIN_ROWS = 2  # telemetry messages an updated device must have sent since its commit before a gate passes on it
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _candidate(spec: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Whether a telemetry row comes from a device running the rollout's bundle: as its model, or for a
+    shadow rollout, as its shadow candidate (the active model is still the old one then)."""
+    if spec.get("shadow"):
+        shadow = (row.get("payload") or {}).get("shadow") if isinstance(row.get("payload"), dict) else None
+        return isinstance(shadow, dict) and bool(shadow.get("enabled")) and shadow.get("version") == spec.get("version")
+    return row.get("model_version") == spec.get("version")
 
 
 def _kill_point(step: str) -> None:
@@ -120,11 +131,17 @@ def create_rollout(store: Any, fleet: str, spec: dict[str, Any]) -> dict[str, An
     shadow = spec.get("shadow")
     if shadow is not None and not (isinstance(shadow, (int, float)) and 0 < float(shadow) <= 1):
         raise UsageError("--shadow-rate must be in (0, 1]")
+    if shadow is not None and spec.get("ab") is not None:
+        raise UsageError("--shadow and --ab exclude each other: a shadow never answers, so it has no accuracy to split")
+    if shadow is not None and not any(g.metric == "shadow_samples" for g in gates):
+        gates = [*gates, parse_gate(SHADOW_GATE)]  # an agreement is judged over this many samples at least
     ab = spec.get("ab")
     if ab is not None:
         if not (isinstance(ab, (int, float)) and 0 < float(ab) < 100):
             raise UsageError("--ab takes the share of the fleet (in %) that gets the new version, e.g. 50")
-        stages = [float(ab)]  # the split: one stage, held until the gates decide
+        stages = [float(ab), 100.0]  # the split, held until the accuracy gate decides; then the whole fleet
+        if not any(g.metric.startswith("accuracy_") for g in gates):
+            gates = [*gates, parse_gate(AB_GATE)]
         import importlib.util
 
         if importlib.util.find_spec("edgeops.fleet.abstats") is None:
@@ -226,7 +243,8 @@ class RolloutController:
                 continue
             b = bucket(r["id"], dev["id"])
             st = stage_of(spec["stages"], b, dev.get("labels") or {})
-            state = "updated" if dev.get("model_version") == spec.get("version") else "pending"
+            there = dev.get("model_version") == spec.get("version") and not spec.get("shadow")
+            state = "updated" if there else "pending"
             row = {"rollout": r["id"], "device": dev["id"], "stage": st, "bucket": b, "state": state, "attempts": 0,
                    "from_version": dev.get("model_version"), "version": None, "deployment": None, "error": None,
                    "updated": now_ms(), "committed_at": None}
@@ -316,8 +334,7 @@ class RolloutController:
         new, base, offline, enough = {}, {}, 0, True
         for d in updated:
             start = max(d.get("committed_at") or since, since - spec["soak_ms"])
-            rows = [x for x in self.store.telemetry(self.fleet, d["device"], since_ms=start)
-                    if x.get("model_version") == spec.get("version")]
+            rows = [x for x in self.store.telemetry(self.fleet, d["device"], since_ms=start) if _candidate(spec, x)]
             new[d["device"]] = rows
             last = max((x["received"] for x in rows), default=start)
             if now - last > spec["offline_after_s"] * 1000:
@@ -326,22 +343,23 @@ class RolloutController:
                 enough = False
         olds = [d for d in devices.values() if d["state"] in ("pending", "retry", "failed") and d["device"] not in new]
         for d in olds:
-            rows = [x for x in self.store.telemetry(self.fleet, d["device"], since_ms=since)
-                    if x.get("model_version") != spec.get("version")]
+            rows = [x for x in self.store.telemetry(self.fleet, d["device"], since_ms=since) if not _candidate(spec, x)]
             if rows:
                 base[d["device"]] = rows
         if not base:  # no device left on the old version: the updated ones' own history before their update
             for d in updated:
                 end = d.get("committed_at") or since
                 rows = [x for x in self.store.telemetry(self.fleet, d["device"], since_ms=end - max(spec["soak_ms"], 60_000),
-                                                        until_ms=end) if x.get("model_version") != spec.get("version")]
+                                                        until_ms=end) if not _candidate(spec, x)]
                 if rows:
                     base[d["device"]] = rows
         failed = sum(d["state"] == "failed" for d in stage)
-        accuracy = self._accuracy(r, devices) if spec.get("ab") else None
+        accuracy = self._accuracy(r, devices) if spec.get("ab") and r["stage"] == 0 else None  # the split's stage
         values = measure(new, base, offline=offline, flash_failed=failed / len(stage) if stage else None,
                          accuracy=accuracy)
-        return check(parse_gates(spec["gates"], defaults=False), values), enough
+        deciding = tuple(m for m, on in (("accuracy_drop_ci_upper", accuracy is not None or (spec.get("ab") and r["stage"] == 0)),
+                                         ("shadow_samples", bool(spec.get("shadow")))) if on)
+        return check(parse_gates(spec["gates"], defaults=False), values, deciding), enough
 
     def _accuracy(self, r: dict[str, Any], devices: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         try:
@@ -356,7 +374,7 @@ class RolloutController:
         if not new or not old or not new.get("n") or not old.get("n"):
             return None
         diff, lo, hi = abstats.newcombe_diff(old["correct"], old["n"], new["correct"], new["n"])
-        return {"drop": diff, "drop_ci_lower": lo, "drop_ci_upper": hi}
+        return {"drop": diff, "drop_ci_lower": lo, "drop_ci_upper": hi, "n_old": old["n"], "n_new": new["n"]}
 
     def _soak(self, r: dict[str, Any], devices: dict[str, dict[str, Any]]) -> None:
         self._collect(r, devices)
@@ -367,7 +385,9 @@ class RolloutController:
             why = "; ".join(f"{g['metric']} = {g['value']:.4g} fails {g['text']}" for g in bad)
             self._halt(r, f"stage {r['stage'] + 1} ({r['spec']['stages'][r['stage']]}): {why}")
             return
-        if now_ms() - r["phase_at"] < r["spec"]["soak_ms"] or not enough:
+        # a statistical gate (A/B accuracy at the split, shadow samples) holds the stage until it is decided
+        undecided = any(g.get("decides") and g["ok"] is not True for g in gates)
+        if now_ms() - r["phase_at"] < r["spec"]["soak_ms"] or not enough or undecided:
             r["updated"] = now_ms()
             self._keep_operator(r)
             self.store.put_rollout(r)
@@ -413,7 +433,7 @@ class RolloutController:
                 waiting = True  # its result decides whether it needs undoing
                 continue
             if d["state"] == "flashing":  # its flash was lost with a killed controller: the store says how it ended
-                on_new = (current.get(d["device"]) or {}).get("model_version") == r["spec"].get("version")
+                on_new = self._on_candidate(r["spec"], d["device"], current, since=0)
                 d.update(state="updated" if on_new else "skipped", updated=now)
                 self.store.put_rollout_device(d)
             if d["state"] in ("pending", "retry"):
@@ -422,9 +442,7 @@ class RolloutController:
                 continue
             if d["state"] not in ("updated", "rolling_back"):
                 continue
-            dev = current.get(d["device"]) or {}
-            if d["state"] == "rolling_back" and dev.get("model_version") == d["from_version"] \
-                    and (dev.get("last_seen") or 0) > d["updated"]:
+            if d["state"] == "rolling_back" and self._undone(r["spec"], d, current):
                 d.update(state="rolled_back", updated=now)
                 self.store.put_rollout_device(d)
                 _kill_point("device_rolled_back")
@@ -436,10 +454,31 @@ class RolloutController:
                 _kill_point("rolling_back")
             if time.monotonic() - self._sent.get(key, 0.0) > ROLLBACK_RESEND_S:
                 self._sent[key] = time.monotonic()
-                self._publish(d["device"], "rollback", {"reason": f"rollout {r['id']} halted",
-                                                        "request_id": f"{r['id']}-rb"})
+                if r["spec"].get("shadow"):  # the active model was never touched: only the shadow goes
+                    self._publish(d["device"], "shadow-stop", {})
+                else:
+                    self._publish(d["device"], "rollback", {"reason": f"rollout {r['id']} halted",
+                                                            "request_id": f"{r['id']}-rb"})
         if not waiting:
             self._save(r, "rolled_back", state="rolled_back", phase="done")
+
+    def _newest(self, device: str, since: int) -> dict[str, Any] | None:
+        rows = self.store.telemetry(self.fleet, device, since_ms=since, limit=1_000_000)
+        return rows[-1] if rows else None
+
+    def _on_candidate(self, spec: dict[str, Any], device: str, current: dict[str, Any], since: int) -> bool:
+        if spec.get("shadow"):
+            row = self._newest(device, since)
+            return row is not None and _candidate(spec, row)
+        return (current.get(device) or {}).get("model_version") == spec.get("version")
+
+    def _undone(self, spec: dict[str, Any], d: dict[str, Any], current: dict[str, Any]) -> bool:
+        """Whether a device told to go back has reported since, from its old version (or without the shadow)."""
+        if spec.get("shadow"):
+            row = self._newest(d["device"], d["updated"] - 60_000)
+            return row is not None and row.get("received", 0) > d["updated"] and not _candidate(spec, row)
+        dev = current.get(d["device"]) or {}
+        return dev.get("model_version") == d["from_version"] and (dev.get("last_seen") or 0) > d["updated"]
 
     def _keep_operator(self, r: dict[str, Any]) -> None:
         """A pause or abort the API stored while this tick ran wins over the tick's copy."""

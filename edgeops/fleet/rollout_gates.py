@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["Gate", "METRICS", "DEFAULT_GATES", "parse_gates", "measure", "check"]
+__all__ = ["Gate", "METRICS", "DEFAULT_GATES", "DECIDING", "parse_gate", "parse_gates", "measure", "check"]
 
 METRICS = {
     "p95_ratio": "median p95 latency of the updated devices / that of the baseline",
@@ -38,8 +38,8 @@ METRICS = {
     "restarts": "agent thread restarts on the updated devices during the soak",
     "offline": "updated devices that stopped reporting during the soak",
     "flash_failed": "share of the stage's devices that could not be updated (after retries)",
-    "shadow_agreement": "lowest shadow agreement of an updated device (shadow rollouts)",
-    "shadow_samples": "fewest shadow samples of an updated device (shadow rollouts)",
+    "shadow_agreement": "lowest shadow agreement of an updated device over its soak (shadow rollouts)",
+    "shadow_samples": "fewest shadow samples of an updated device over its soak (shadow rollouts)",
     "accuracy_drop_ci_upper": "upper bound of the 95 % interval of (baseline accuracy - new accuracy) (A/B)",
 }
 DEFAULT_GATES = ("p95_ratio<=1.5", "error_rate_delta<=0.01", "guardrail_rate_delta<=0.05", "psi_in<=0.25",
@@ -146,14 +146,18 @@ def measure(new: dict[str, list[dict[str, Any]]], base: dict[str, list[dict[str,
     g_new, g_base = guard(new_rows), guard(base_rows)
     p_new, p_base = p95(new_rows), p95(base_rows)
     e_new, e_base = err(new_rows), err(base_rows)
-    shadow = [r["payload"].get("shadow") for r in new_rows if isinstance(r.get("payload"), dict)]
-    shadow = [s for s in shadow if isinstance(s, dict) and _num(s.get("agreement")) is not None]
-    last_shadow = {}
+    # the shadow block is per telemetry window (``count`` samples, their ``agreement``): add up each device's soak
+    shadow_n: dict[str, float] = {}
+    shadow_agree: dict[str, float] = {}
     for device, rows in new.items():
-        ss = [r["payload"]["shadow"] for r in rows if isinstance(_dig(r["payload"], "shadow", "agreement"),
-                                                                   (int, float))]
-        if ss:
-            last_shadow[device] = ss[-1]
+        for r in rows:
+            block = r["payload"].get("shadow") if isinstance(r.get("payload"), dict) else None
+            n = _num(block.get("count")) if isinstance(block, dict) else None
+            a = _num(block.get("agreement")) if isinstance(block, dict) else None
+            if n is not None:
+                shadow_n[device] = shadow_n.get(device, 0.0) + n
+                if a is not None and n > 0:
+                    shadow_agree[device] = shadow_agree.get(device, 0.0) + a * n
     out: dict[str, float | None] = {
         "p95_ratio": None if p_new is None or not p_base else round(p_new / p_base, 4),
         "error_rate": e_new,
@@ -167,15 +171,42 @@ def measure(new: dict[str, list[dict[str, Any]]], base: dict[str, list[dict[str,
         "restarts": sum(_restarts(rows) for rows in new.values()) if new_rows else None,
         "offline": float(offline),
         "flash_failed": flash_failed,
-        "shadow_agreement": min((_num(s.get("agreement")) or 0.0) for s in last_shadow.values()) if last_shadow else None,
-        "shadow_samples": min((_num(s.get("count")) or 0.0) for s in last_shadow.values()) if last_shadow else None,
+        "shadow_agreement": min((shadow_agree.get(d, 0.0) / n for d, n in shadow_n.items() if n > 0), default=None),
+        "shadow_samples": min(shadow_n.values(), default=None),
         "accuracy_drop_ci_upper": None,
+        "accuracy_drop_ci_lower": None,
     }
     if accuracy:
         out["accuracy_drop_ci_upper"] = _num(accuracy.get("drop_ci_upper"))
+        out["accuracy_drop_ci_lower"] = _num(accuracy.get("drop_ci_lower"))
     return out
 
 
-def check(gates: list[Gate], values: dict[str, float | None]) -> list[dict[str, Any]]:
-    """One row per gate: ``metric, op, threshold, text, value, ok`` (``ok`` None: no data yet)."""
-    return [{**g.to_dict(), "value": values.get(g.metric), "ok": g.passes(values.get(g.metric))} for g in gates]
+DECIDING = ("accuracy_drop_ci_upper", "shadow_samples")
+
+
+def check(gates: list[Gate], values: dict[str, float | None], deciding: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One row per gate: ``metric, op, threshold, text, value, ok`` (``ok`` None: no data yet, or not decided).
+
+    A metric in ``deciding`` (of :data:`DECIDING`) is a sequential decision that holds its stage (``decides``)
+    until it is made, instead of failing while the evidence is thin:
+
+    * ``accuracy_drop_ci_upper``: passes once the interval's upper bound meets the threshold (the drop is
+      shown small enough); fails only once its *lower* bound misses it too (the drop is shown too large);
+      in between, more labels are needed (``ok`` None);
+    * ``shadow_samples``: too few samples is a wait, not a failure, and ``shadow_agreement`` is judged only
+      once there are enough."""
+    rows = [{**g.to_dict(), "value": values.get(g.metric), "ok": g.passes(values.get(g.metric))} for g in gates]
+    for row, g in zip(rows, gates):
+        if g.metric not in deciding:
+            continue
+        row["decides"] = True
+        if g.metric == "accuracy_drop_ci_upper" and row["ok"] is False:
+            row["ok"] = False if g.passes(values.get("accuracy_drop_ci_lower")) is False else None
+        elif g.metric == "shadow_samples" and row["ok"] is False:
+            row["ok"] = None
+    if any(r["metric"] == "shadow_samples" and r.get("decides") and r["ok"] is not True for r in rows):
+        for row in rows:
+            if row["metric"] == "shadow_agreement":
+                row["ok"] = None
+    return rows

@@ -49,6 +49,7 @@ dir = "{store}"
 [workload]
 data = "{sample}"
 rate_hz = 40
+{workload}
 [ota]
 trusted_keys = ["{pub}"]
 health_window_s = 0.3
@@ -103,7 +104,7 @@ def _free_port() -> int:
 class Fleet:
     """N agent processes on 1.0 and a ``fleet serve`` process (restartable, with a kill point)."""
 
-    def __init__(self, broker, tmp: Path, bundles, n: int):
+    def __init__(self, broker, tmp: Path, bundles, n: int, workload: str = ""):
         from edgeops.deploy.store import ModelStore
 
         self.broker, self.tmp, self.bundles = broker, tmp, bundles
@@ -114,7 +115,8 @@ class Fleet:
             models = ModelStore(store / "models")
             models.switch(models.install(bundles.v1, trusted_keys=[bundles.pub], require_signature=True).slot)
             (tmp / dev / "agent.toml").write_text(AGENT.format(url=broker.url, device=dev, store=store, pub=bundles.pub,
-                                                               sample=SAMPLE, ring="canary" if i == 0 else "stable"))
+                                                               sample=SAMPLE, ring="canary" if i == 0 else "stable",
+                                                               workload=workload))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server: subprocess.Popen | None = None
@@ -207,8 +209,8 @@ def wait(pred, timeout: float, step: float = 0.2) -> bool:
 def fleet(broker, tmp_path, ota_bundles):  # noqa: F811
     made: list[Fleet] = []
 
-    def make(n: int = 4) -> Fleet:
-        f = Fleet(broker, tmp_path, ota_bundles, n)
+    def make(n: int = 4, workload: str = "") -> Fleet:
+        f = Fleet(broker, tmp_path, ota_bundles, n, workload)
         made.append(f)
         for dev in f.devices:
             f.start_agent(dev)

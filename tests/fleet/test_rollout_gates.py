@@ -42,3 +42,32 @@ def test_stages_and_sticky_buckets():
     assert 0.44 < sum(x < 50 for x in b) / 2000 < 0.56  # spread evenly
     assert stage_of([1.0, 10.0, 100.0], 5.0, {}) == 1 and stage_of(["canary", "stable"], 0.0, {"ring": "canary"}) == 0
     assert stage_of(["canary", "stable"], 0.0, {}) == 1
+
+
+@pytest.mark.parametrize("lo, hi, ok", [(-0.01, 0.015, True), (-0.02, 0.06, None), (0.03, 0.12, False)],
+                         ids=["shown-small", "undecided", "shown-too-large"])
+def test_the_ab_accuracy_gate_waits_until_the_interval_decides(lo, hi, ok):
+    gates = [parse_gate("accuracy_drop_ci_upper<=2pt")]
+    row = check(gates, {"accuracy_drop_ci_upper": hi, "accuracy_drop_ci_lower": lo},
+                deciding=("accuracy_drop_ci_upper",))[0]
+    assert row["ok"] is ok and row["decides"] and row["value"] == hi
+    plain = check(gates, {"accuracy_drop_ci_upper": hi, "accuracy_drop_ci_lower": lo})[0]
+    assert plain["ok"] is (hi <= 0.02) and "decides" not in plain  # outside an A/B split: a plain threshold
+
+
+def test_shadow_agreement_is_judged_only_over_enough_samples():
+    gates = parse_gates(["shadow_agreement>=0.95", "shadow_samples>=50"], defaults=False)
+    few = check(gates, {"shadow_agreement": 0.5, "shadow_samples": 10}, deciding=("shadow_samples",))
+    assert [r["ok"] for r in few] == [None, None]  # too few samples: a wait, not a halt
+    many = check(gates, {"shadow_agreement": 0.5, "shadow_samples": 80}, deciding=("shadow_samples",))
+    assert [r["ok"] for r in many] == [False, True]
+
+
+def test_shadow_blocks_add_up_over_the_soak_window():
+    from edgeops.fleet.rollout_gates import measure
+
+    def row(n, a):
+        return {"payload": {"shadow": {"enabled": True, "count": n, "agreement": a}}, "count": n}
+
+    values = measure({"d1": [row(10, 1.0), row(30, 0.5)], "d2": [row(5, 1.0)]}, {}, offline=0, flash_failed=None)
+    assert values["shadow_samples"] == 5 and values["shadow_agreement"] == pytest.approx((10 + 15) / 40)
