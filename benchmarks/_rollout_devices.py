@@ -88,6 +88,12 @@ class OtaFleet(SimFleet):
         return asyncio.create_task(self._read(d, client, gone))
 
     async def _read(self, d: OtaDevice, client: aiomqtt.Client, gone: asyncio.Future[None]) -> None:
+        try:
+            await self._serve(d, client, gone)
+        except aiomqtt.MqttError:
+            pass  # the connection dropped: the session ends and a new one subscribes again
+
+    async def _serve(self, d: OtaDevice, client: aiomqtt.Client, gone: asyncio.Future[None]) -> None:
         async for message in client.messages:
             topic = str(message.topic)
             payload = bytes(message.payload) if isinstance(message.payload, (bytes, bytearray)) else b""
@@ -97,10 +103,7 @@ class OtaFleet(SimFleet):
                 self.errors.append(f"{d.name} {topic}: {type(exc).__name__}: {exc}")
                 continue
             for t, body in out:
-                try:
-                    await _unless_gone(client.publish(t, body, qos=1), gone)
-                except aiomqtt.MqttError:
-                    return
+                await _unless_gone(client.publish(t, body, qos=1), gone)
 
     # -- the device's side of the protocol (pure: returns what to publish) ------------------------
 

@@ -12,8 +12,8 @@ tests make them (``edgeops.bundle.create`` with ``examples/models/digits_mlp.onn
    ``--stages``, ``--soak``, the default gates); the run waits for ``completed`` and checks that every device
    reports 2.0 (the devices' own state and the store's). Reported: seconds from the POST to ``completed``, and
    per stage how long its flashing and its soak took (from polling ``GET /api/rollouts/<id>`` every 0.25 s).
-2. **bad**: ``3.0`` the same way; the p95 gate halts it in its first stage. Reported: seconds from the POST to
-   ``halted`` (detect) and to ``rolled_back``, then the check that every device the rollout updated is back
+2. **bad**: ``3.0`` the same way; the p95 gate halts it in its first stage with devices. Reported: seconds
+   from the POST to ``halted`` (detect) and to ``rolled_back``, then the check that every device the rollout updated is back
    on 2.0 (the devices' state, the store's model version, the rollout's per-device state) and that no other
    device left 2.0.
 
@@ -265,15 +265,16 @@ def table(opts: argparse.Namespace, r: dict[str, Any]) -> str:
     g, b = r.get("good", {}), r.get("bad", {})
     lines = [f"rollout_sim: {opts.devices} devices at {opts.rate:g} Hz, stages {opts.stages}, soak {opts.soak:g} s, "
              f"concurrency {opts.concurrency}", ""]
-    lines.append(f"good (2.0)  time to 100 %           {g.get('to_100_s')} s   floor (stages x soak) {g.get('floor_s')} s"
-                 f"   ratio {g.get('ratio')}")
+    lines.append(f"good (2.0)  time to 100 %           {g.get('to_100_s')} s   "
+                 f"floor (stages x soak) {g.get('floor_s')} s   ratio {g.get('ratio')}")
     for s in g.get("stages") or []:
         lines.append(f"            stage {s['stage']:>5}: flash {s['flash_s']} s, soak {s['soak_s']} s")
     lines.append(f"            devices on 2.0: {g.get('devices_on_new')} (store {g.get('store_on_new')})   "
                  f"{'OK' if g.get('ok') else 'FAILED'}")
     lines.append(f"bad (3.0)   time to detect (halted) {b.get('detect_s')} s   reason: {b.get('reason')}")
     lines.append(f"            time to rolled_back     {b.get('rolled_back_s')} s   floor (flash of stage "
-                 f"{b.get('halted_stage')}: {b.get('flash_stage_s')} s + {MIN_ROWS + 1} intervals) {b.get('floor_s')} s   ratio {b.get('ratio')}")
+                 f"{b.get('halted_stage')}: {b.get('flash_stage_s')} s + {MIN_ROWS + 1} intervals) "
+                 f"{b.get('floor_s')} s   ratio {b.get('ratio')}")
     lines.append(f"            updated devices back on 2.0: {b.get('devices_back')}/{b.get('updated_devices')} "
                  f"(store {b.get('store_back')})   {'OK' if b.get('ok') else 'FAILED'}")
     return "\n".join(lines)
