@@ -5,8 +5,8 @@ that also speaks the device side of the OTA wire protocol (:mod:`edgeops.agent.o
 agent uses to read an offer and a chunk topic), enough for :func:`edgeops.deploy.mqtt.flash_mqtt` to succeed:
 
 * an offer on ``cmd/ota`` (checked by :func:`~edgeops.agent.ota_wire.parse_offer`) is answered with an
-  ``ota.need`` event for every chunk still missing; an offer for a deployment already finished gets its
-  ``ota.result`` again (as the agent does);
+  ``ota.need`` event for every chunk still missing (a malformed one with a ``refused`` result); an offer
+  for a deployment already finished gets its ``ota.result`` again (as the agent does);
 * each chunk on ``ota/<deployment>/<index>`` is checked against the offer's sha256 (a bad one is asked for
   again); the assembled bundle's sha256 and size must match the offer, or the result is ``refused``;
 * then the device "installs" it: its model becomes the bundle's name and version (read once per bundle from
@@ -36,7 +36,7 @@ from typing import Any
 import aiomqtt
 from _fleet_devices import Device, SimFleet, _unless_gone
 
-from edgeops.agent.ota_wire import MAX_CHUNK_SIZE, Kind, OfferError, Outcome, parse_chunk_topic, parse_offer
+from edgeops.agent import ota_wire as wire
 
 MAX_MISSING = 1024  # chunk indices in one ota.need, as the agent (edgeops.agent.ota.MAX_MISSING)
 
@@ -113,20 +113,21 @@ class OtaFleet(SimFleet):
         if topic == f"{d.base}/cmd/rollback":
             return self._rollback(d, payload)
         if topic.startswith(f"{d.base}/ota/"):
-            where = parse_chunk_topic(d.base, topic)
+            where = wire.parse_chunk_topic(d.base, topic)
             if where is not None:
                 return self._chunk(d, where[0], where[1], payload)
         return []
 
     def _offer(self, d: OtaDevice, payload: bytes) -> list[tuple[str, bytes]]:
         try:
-            offer = parse_offer(payload, MAX_CHUNK_SIZE)
-        except OfferError as exc:
+            offer = wire.parse_offer(payload, wire.MAX_CHUNK_SIZE)
+        except wire.OfferError as exc:  # as the agent: a refused result when the offer names a valid deployment
             self.errors.append(f"{d.name}: offer refused: {exc}")
-            return []
+            dep = wire.deployment_of(payload)
+            return self._result(d, dep, wire.Outcome.REFUSED, f"bad offer: {exc}", None) if dep else []
         dep = offer["deployment"]
         if dep in d.results:
-            return [d.event(Kind.RESULT.value, deployment=dep, **d.results[dep])]
+            return [d.event(wire.Kind.RESULT.value, deployment=dep, **d.results[dep])]
         if d.transfer is None or d.transfer["offer"]["deployment"] != dep:
             d.transfer = {"offer": offer, "chunks": {}}
         return [self._need(d)]
@@ -135,7 +136,7 @@ class OtaFleet(SimFleet):
         assert d.transfer is not None
         offer, have = d.transfer["offer"], d.transfer["chunks"]
         missing = [i for i in range(offer["chunks"]) if i not in have][:MAX_MISSING]
-        return d.event(Kind.NEED.value, deployment=offer["deployment"], missing=missing, reason=reason,
+        return d.event(wire.Kind.NEED.value, deployment=offer["deployment"], missing=missing, reason=reason,
                        have=len(have), chunks=offer["chunks"])
 
     def _chunk(self, d: OtaDevice, dep: str, index: int, data: bytes) -> list[tuple[str, bytes]]:
@@ -151,17 +152,17 @@ class OtaFleet(SimFleet):
         bundle = b"".join(t["chunks"][i] for i in range(t["offer"]["chunks"]))
         sha = hashlib.sha256(bundle).hexdigest()
         if sha != t["offer"]["bundle_sha256"] or len(bundle) != t["offer"]["size"]:
-            return self._result(d, dep, Outcome.REFUSED, "the bundle's sha256 or size does not match the offer", None)
+            return self._result(d, dep, wire.Outcome.REFUSED, "the bundle's sha256 or size does not match the offer", None)
         name, version = self._manifest(sha, bundle)
         d.previous, d.model = d.model, {"name": name, "version": version, "sha256": sha}
         d.last = dep
         d.committed += 1
-        return self._result(d, dep, Outcome.COMMITTED, "", version)
+        return self._result(d, dep, wire.Outcome.COMMITTED, "", version)
 
-    def _result(self, d: OtaDevice, dep: str, outcome: Outcome, reason: str,
+    def _result(self, d: OtaDevice, dep: str, outcome: wire.Outcome, reason: str,
                 version: str | None) -> list[tuple[str, bytes]]:
         d.results[dep] = {"outcome": outcome.value, "reason": reason, "version": version}
-        return [d.event(Kind.RESULT.value, deployment=dep, **d.results[dep])]
+        return [d.event(wire.Kind.RESULT.value, deployment=dep, **d.results[dep])]
 
     def _manifest(self, sha: str, bundle: bytes) -> tuple[str, str]:
         if sha not in self._manifests:
@@ -184,9 +185,9 @@ class OtaFleet(SimFleet):
             args = {}
         args = args if isinstance(args, dict) else {}
         rec = d.results.get(d.last or "", {})
-        can = rec.get("outcome") == Outcome.COMMITTED.value and d.previous is not None \
+        can = rec.get("outcome") == wire.Outcome.COMMITTED.value and d.previous is not None \
             and d.model.get("version") == rec.get("version")
-        state = "committed" if rec.get("outcome") == Outcome.COMMITTED.value else (rec.get("outcome") or "idle")
+        state = "committed" if rec.get("outcome") == wire.Outcome.COMMITTED.value else (rec.get("outcome") or "idle")
         reply: dict[str, Any] = {"ok": True, "queued": can, "state": state, "deployment": d.last,
                                  "version": rec.get("version")}
         if "request_id" in args:
@@ -197,8 +198,8 @@ class OtaFleet(SimFleet):
             assert d.previous is not None and d.last is not None
             d.model, d.previous = d.previous, None
             d.rolled_back += 1
-            d.results[d.last] = {"outcome": Outcome.ROLLED_BACK.value,
+            d.results[d.last] = {"outcome": wire.Outcome.ROLLED_BACK.value,
                                  "reason": str(args.get("reason") or "rollback requested")[:500],
                                  "version": d.model.get("version")}
-            out.append(d.event(Kind.RESULT.value, deployment=d.last, **d.results[d.last]))
+            out.append(d.event(wire.Kind.RESULT.value, deployment=d.last, **d.results[d.last]))
         return out

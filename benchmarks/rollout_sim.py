@@ -9,7 +9,9 @@ tests make them (``edgeops.bundle.create`` with ``examples/models/digits_mlp.onn
 (the same model; the devices report ``--slow``x the p95 for it, as a model that is that much slower would).
 
 1. **good**: ``2.0`` is uploaded (``POST /api/bundles``) and rolled out (``POST /api/rollouts``,
-   ``--stages``, ``--soak``, the default gates); the run waits for ``completed`` and checks that every device
+   ``--stages``, ``--soak``, the default gates but ``error_rate_delta<=0.05``: 2 % of the simulated messages
+   carry one run error, on every version, which over the few devices of a small stage can pass the default
+   0.01 by chance); the run waits for ``completed`` and checks that every device
    reports 2.0 (the devices' own state and the store's). Reported: seconds from the POST to ``completed``, and
    per stage how long its flashing and its soak took (from polling ``GET /api/rollouts/<id>`` every 0.25 s).
 2. **bad**: ``3.0`` the same way; the p95 gate halts it in its first stage with devices. Reported: seconds
@@ -28,7 +30,7 @@ cost at this fleet size: flashing at ``--concurrency`` with a 0.5 s controller t
 the collector's lag, and this machine's CPU (devices, broker, server and store share it: run it alone).
 
     python benchmarks/rollout_sim.py --devices 1000 --rate 1 --stages 1,10,50,100 --soak 10s
-                                     [--concurrency 8] [--slow 3] [--timeout 900] [--json]
+                                     [--concurrency 8] [--slow 3] [--gate G] [--timeout 900] [--json]
 
 Progress goes to stderr, a table (or ``--json``) to stdout. Exit 1 when a run does not reach its expected
 end (completed with every device on 2.0; rolled back with every updated device on 2.0 again).
@@ -155,7 +157,7 @@ async def rollout(server: Server, bundle: str, opts: argparse.Namespace, fleet: 
     """Upload ``bundle``, start its rollout, poll its status until a final state; the timeline."""
     up = await asyncio.to_thread(server.post, "/api/bundles", Path(bundle).read_bytes(), "application/octet-stream")
     spec = {"bundle": up["sha256"], "stages": opts.stages, "soak_s": opts.soak, "concurrency": opts.concurrency,
-            "flash_timeout_s": opts.flash_timeout}
+            "flash_timeout_s": opts.flash_timeout, "gates": opts.gate}
     t0 = time.monotonic()
     rid = (await asyncio.to_thread(server.post, "/api/rollouts", json.dumps(spec).encode()))["id"]
     log(f"rollout {rid} of {up['version']} started")
@@ -288,12 +290,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak", type=seconds, default=10.0, help="soak per stage, e.g. 10s")
     ap.add_argument("--concurrency", type=int, default=8, help="flashes at a time (the controller's default: 8)")
     ap.add_argument("--slow", type=float, default=3.0, help="the bad version's p95 as a multiple of the good one's")
+    ap.add_argument("--gate", action="append", default=None,
+                    help="a gate (repeatable), on top of the default ones (default: error_rate_delta<=0.05)")
     ap.add_argument("--flash-timeout", type=float, default=60.0)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds each rollout may take at most")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", help="keep the run's files here (default: a temporary folder, removed)")
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args(argv)
+    opts.gate = opts.gate or ["error_rate_delta<=0.05"]
     if opts.devices < 1 or opts.rate <= 0 or opts.soak < 0 or opts.concurrency < 1:
         ap.error("--devices and --concurrency must be >= 1, --rate > 0, --soak >= 0")
     from edgeops.agent.localbroker import LocalBroker
