@@ -152,7 +152,8 @@ class OtaFleet(SimFleet):
         bundle = b"".join(t["chunks"][i] for i in range(t["offer"]["chunks"]))
         sha = hashlib.sha256(bundle).hexdigest()
         if sha != t["offer"]["bundle_sha256"] or len(bundle) != t["offer"]["size"]:
-            return self._result(d, dep, wire.Outcome.REFUSED, "the bundle's sha256 or size does not match the offer", None)
+            why = "the bundle's sha256 or size does not match the offer"
+            return self._result(d, dep, wire.Outcome.REFUSED, why, None)
         name, version = self._manifest(sha, bundle)
         d.previous, d.model = d.model, {"name": name, "version": version, "sha256": sha}
         d.last = dep

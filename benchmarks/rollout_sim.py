@@ -15,9 +15,9 @@ tests make them (``edgeops.bundle.create`` with ``examples/models/digits_mlp.onn
    reports 2.0 (the devices' own state and the store's). Reported: seconds from the POST to ``completed``, and
    per stage how long its flashing and its soak took (from polling ``GET /api/rollouts/<id>`` every 0.25 s).
 2. **bad**: ``3.0`` the same way; the p95 gate halts it in its first stage with devices. Reported: seconds
-   from the POST to ``halted`` (detect) and to ``rolled_back``, then the check that every device the rollout updated is back
-   on 2.0 (the devices' state, the store's model version, the rollout's per-device state) and that no other
-   device left 2.0.
+   from the POST to ``halted`` (detect) and to ``rolled_back``, then the check that every device the rollout
+   updated is back on 2.0 (the devices' state, the store's model version, the rollout's per-device state) and
+   that no other device left 2.0.
 
 **The floors (the ratios' baselines, computed in the same run from its own settings)**. A rollout cannot be
 faster than its soaks: ``completed`` comes at least ``stages x soak`` after the start, so *time to 100 %*
