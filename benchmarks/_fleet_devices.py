@@ -231,9 +231,11 @@ class SimFleet:
                                     keepalive=60, timeout=30, logger=_QUIET)
             await client.__aenter__()
         gone = client._disconnected  # noqa: SLF001 - a publish awaiting its PUBACK must end when the link drops
+        extra: asyncio.Task[None] | None = None
         try:
             d.connects += 1
             await _unless_gone(client.publish(d.status_topic, d.status("online"), qos=1, retain=True), gone)
+            extra = await self._attach(d, client, gone)
             d.connected = True
             while not self._closing and not self._offline:
                 if not d.outbox:
@@ -245,12 +247,20 @@ class SimFleet:
                 d.acked += 1
         finally:
             d.connected = False
+            if extra is not None:
+                extra.cancel()
             if gone.done() and not gone.cancelled():
                 gone.exception()  # retrieved: asyncio would log it as never retrieved
             try:
                 await client.__aexit__(None, None, None)
             except (aiomqtt.MqttError, OSError):
                 pass
+
+    async def _attach(self, d: Device, client: aiomqtt.Client,
+                      gone: asyncio.Future[None]) -> asyncio.Task[None] | None:
+        """A subclass's hook, once per connection before the device counts as connected: subscribe and return
+        the task that reads the device's messages (cancelled when the connection ends). Here: nothing."""
+        return None
 
 
 async def _unless_gone(step: Awaitable[Any], gone: asyncio.Future[None]) -> None:

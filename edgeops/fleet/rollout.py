@@ -258,16 +258,20 @@ class RolloutController:
     # -- flashing
 
     def _bundle_path(self, sha: str) -> str:
-        path = self._bundles.get(sha)
-        if path is None or not os.path.exists(path):
-            data = self.store.bundle(sha)
-            if data is None:
-                raise UsageError(f"bundle {sha} is not in the store")
-            path = os.path.join(self._tmp, f"{sha}.eob")
-            with open(path, "wb") as fh:
-                fh.write(data)
-            self._bundles[sha] = path
-        return path
+        """The bundle as a file for the flash threads: written once (under the lock, renamed into place), so a
+        flash never reads a file another thread is still writing or rewriting."""
+        with self._lock:
+            path = self._bundles.get(sha)
+            if path is None or not os.path.exists(path):
+                data = self.store.bundle(sha)
+                if data is None:
+                    raise UsageError(f"bundle {sha} is not in the store")
+                path = os.path.join(self._tmp, f"{sha}.eob")
+                with open(path + ".part", "wb") as fh:
+                    fh.write(data)
+                os.replace(path + ".part", path)
+                self._bundles[sha] = path
+            return path
 
     def _flash(self, r: dict[str, Any], devices: dict[str, dict[str, Any]]) -> None:
         spec = r["spec"]
