@@ -248,6 +248,9 @@
       return { metric: String(t).split(/[<>=]/)[0], text: t, value: null, ok: null };
     });
     if (!rows.length) return el("p", { "class": "muted", text: "No gates." });
+    var rank = { failing: 0, ok: 1, nodata: 2 };  // a failing gate first: it is why a rollout halts
+    rows = rows.map(function (g, i) { return [rank[gateStatus(g)[0]], i, g]; })
+      .sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; }).map(function (x) { return x[2]; });
     var cols = ["metric", "threshold", "value", "status"];
     var head = el("tr", {}, cols.map(function (c) { return el("th", { scope: "col", text: c }); }));
     var body = rows.map(function (g) {
@@ -271,7 +274,7 @@
                           el("span", { "class": "why", text: r.reason })]));
     }
     var dl = el("dl", { "class": "info" });
-    [["bundle", bundleText(r)], ["stage", stageText(r)], ["stages", (r.stages || []).join(" → ") || "—"],
+    [["bundle", bundleText(r)], ["stage", stageText(r)], ["stages", (r.stages || []).map(function (v) { return typeof v === "number" ? v + " %" : String(v); }).join(" → ") || "—"],
      ["phase", r.phase || "—"], ["created", when(r.created)], ["updated", when(r.updated)]].forEach(function (kv) {
       dl.appendChild(el("dt", { text: kv[0] }));
       dl.appendChild(el("dd", { "data-field": kv[0], text: kv[1] }));
