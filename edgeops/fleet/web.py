@@ -30,7 +30,9 @@ Routes (all ``GET``; times are UTC milliseconds)::
 The pages are one HTML shell (``static/page.html``) and ``static/app.js``, which polls the API (the
 device list every 2 s) and draws the charts as SVG polylines whose ``data-ts``/``data-values`` (and
 one ``circle`` per point with ``data-ts``/``data-value``) are the numbers plotted; the stylesheet
-turns the tables into cards below 700 px. They are served with a Content-Security-Policy that allows
+turns the tables into cards below 700 px. Below the device list, a Rollouts panel (polled every 3 s,
+hidden without rollouts) lists ``/api/rollouts`` and details the newest or the clicked one: devices per
+OTA state, the gates and the reason it halted. They are served with a Content-Security-Policy that allows
 only this server's own script and style.
 
 A device is ``offline`` when its retained status says so (the broker's last will) or when its newest
