@@ -19,13 +19,20 @@ Routes (all ``GET``; times are UTC milliseconds)::
                                                       Newcombe's interval (edgeops.fleet.abstats);
                                                       since defaults to an hour ago, a/b to the two
                                                       versions with the most labels
+    /api/rollouts[?limit=N]                           the fleet's rollouts, newest first: state, phase, stage,
+                                                      counts of devices per OTA state, gates (metric, op,
+                                                      threshold, text, value, ok), reason (why it halted)
+    /api/rollouts/<id>                                one rollout, with its devices
+                                                      (edgeops.fleet.rollout.rollout_status)
     /  /device/<id>  /alerts                          the HTML pages (static/, no CDN, SVG charts)
     /static/<file>                                    the page's script and stylesheet
 
 The pages are one HTML shell (``static/page.html``) and ``static/app.js``, which polls the API (the
 device list every 2 s) and draws the charts as SVG polylines whose ``data-ts``/``data-values`` (and
 one ``circle`` per point with ``data-ts``/``data-value``) are the numbers plotted; the stylesheet
-turns the tables into cards below 700 px. They are served with a Content-Security-Policy that allows
+turns the tables into cards below 700 px. Below the device list, a Rollouts panel (polled every 3 s,
+hidden without rollouts) lists ``/api/rollouts`` and details the newest or the clicked one: devices per
+OTA state, the gates and the reason it halted. They are served with a Content-Security-Policy that allows
 only this server's own script and style.
 
 A device is ``offline`` when its retained status says so (the broker's last will) or when its newest
@@ -300,6 +307,28 @@ class FleetAPI:
         diff = compare(versions, a, b) if a is not None and b is not None else None
         return _finite({"versions": versions, "diff": diff, "since": since, "until": until})
 
+    def rollouts(self, limit: int) -> list[dict[str, Any]]:
+        """``/api/rollouts``: what :func:`~edgeops.fleet.rollout.rollout_status` says of each of the fleet's newest
+        ``limit`` rollouts, without the per-device list."""
+        from .rollout import rollout_status
+
+        out = []
+        for r in self.store.rollouts(self.fleet, limit=limit):
+            st = rollout_status(self.store, r["id"])
+            if st is not None:
+                st.pop("devices", None)
+                out.append(st)
+        return _finite(out)
+
+    def rollout(self, rollout_id: str) -> dict[str, Any]:
+        """``/api/rollouts/<id>``: the rollout's status with its devices; 404 when this fleet has none by that id."""
+        from .rollout import rollout_status
+
+        st = rollout_status(self.store, rollout_id)
+        if st is None or st["fleet"] != self.fleet:
+            raise HTTPError(404, f"no rollout {rollout_id!r} in fleet {self.fleet!r}")
+        return _finite(st)
+
     def fleet_summary(self) -> dict[str, Any]:
         devices = self.devices()
         firing = self.store.alerts(self.fleet, state="firing")
@@ -446,6 +475,10 @@ def make_http_server(store: Any, fleet: str, host: str = "127.0.0.1", port: int 
                     return 200, js, _json_bytes(api.ab(_int_param(query, "since", None), _int_param(query, "until", None),
                                                        (query.get("a") or [""])[-1] or None, (query.get("b") or [""])[-1] or None,
                                                        select))
+                if rest == ["rollouts"]:
+                    return 200, js, _json_bytes(api.rollouts(_int_param(query, "limit", 50, 1, 1000) or 50))
+                if len(rest) == 2 and rest[0] == "rollouts":
+                    return 200, js, _json_bytes(api.rollout(rest[1]))
                 raise HTTPError(404, f"no API route {url.path}")
             html_type = "text/html; charset=utf-8"
             if not parts:

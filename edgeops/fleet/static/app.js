@@ -5,7 +5,7 @@
 
   var body = document.body;
   var PAGE = body.dataset.page, FLEET = body.dataset.fleet, DEVICE = body.dataset.device;
-  var POLL_MS = { devices: 2000, alerts: 5000, ab: 10000 };
+  var POLL_MS = { devices: 2000, alerts: 5000, ab: 10000, rollouts: 3000 };
   // [key, length ms, label, how often the device page reads it again (a long window is a heavy read)]
   var WINDOWS = [["15m", 15 * 60e3, "15 min", 5e3], ["1h", 3600e3, "1 h", 10e3], ["24h", 86400e3, "24 h", 60e3],
                  ["7d", 7 * 86400e3, "7 d", 300e3]];
@@ -133,6 +133,7 @@
     main.appendChild(outDrift);
     main.appendChild(holder);
     abSection(main);
+    rolloutSection(main);
     poll(function () {
       return Promise.all([getJSON("/api/devices"), getJSON("/api/fleet")]).then(function (r) {
         var devices = r[0], c = r[1].counts;
@@ -190,6 +191,127 @@
         holder.appendChild(el("div", { "class": "ab-cards" }, shown.map(function (v) { return abCard(v, r.versions[v]); })));
       });
     }, POLL_MS.ab);
+  }
+
+  // -- the rollouts: newest first; for the chosen one its devices per OTA state, its gates, why it halted ------
+
+  // the OTA states of a rollout's devices (edgeops/fleet/rollout.py), in the order of their life
+  var DEVICE_STATES = ["pending", "flashing", "retry", "updated", "failed", "rolling_back", "rolled_back", "skipped"];
+  var STOPPED = { halted: true, rolled_back: true, aborted: true };
+
+  function stageText(r) {
+    var stages = r.stages || [], n = stages.length, k = Math.min(r.stage || 0, Math.max(n - 1, 0));
+    var v = r.stage_value;
+    var what = typeof v === "number" ? fmt(v, v % 1 ? 1 : 0) + " %" : (v === null || v === undefined ? "—" : String(v));
+    return "stage " + (n ? k + 1 : 0) + "/" + n + " · " + what;
+  }
+
+  function bundleText(r) {
+    var spec = r.spec || {};
+    return [spec.name, r.version].filter(function (x) { return x !== null && x !== undefined && x !== ""; }).join(" ") || "—";
+  }
+
+  function rolloutRow(r, chosen, choose) {
+    var link = el("a", { href: "#rollouts", "class": "rollout-pick", text: r.id });
+    link.addEventListener("click", function (e) { e.preventDefault(); choose(r.id); });
+    var cells = [["rollout", link], ["bundle", bundleText(r)], ["state", badge(r.state)], ["stage", stageText(r)],
+                 ["created", when(r.created)], ["updated", when(r.updated)]];
+    return el("tr", { "data-rollout": r.id, "data-state": r.state, "class": r.id === chosen ? "chosen" : null },
+      cells.map(function (c) { return el("td", { "data-label": c[0], "data-col": c[0] }, [c[1]]); }));
+  }
+
+  function rolloutCounts(counts) {
+    var names = DEVICE_STATES.filter(function (s) { return counts[s]; });
+    Object.keys(counts).forEach(function (s) { if (names.indexOf(s) < 0) names.push(s); });
+    var total = names.reduce(function (a, s) { return a + counts[s]; }, 0);
+    var bar = el("div", { "class": "rollout-bar", "aria-hidden": "true" });
+    names.forEach(function (s) {
+      var seg = el("span", { "class": "seg dev-" + s, title: s + ": " + counts[s] });
+      seg.style.width = (100 * counts[s] / Math.max(total, 1)) + "%";
+      bar.appendChild(seg);
+    });
+    var list = el("ul", { id: "rollout-counts", "class": "rollout-counts" }, names.map(function (s) {
+      return el("li", { "data-state": s }, [el("span", { "class": "dot dev-" + s }), s + " ",
+                                            el("b", { "class": "n", text: String(counts[s]) })]);
+    }));
+    return el("div", {}, [el("p", { "class": "muted", text: total + " devices" }), bar, list]);
+  }
+
+  function gateStatus(g) {
+    if (g.ok === true) return ["ok", "ok"];
+    if (g.ok === false) return ["failing", "failing"];
+    return ["nodata", "no data"];
+  }
+
+  function gatesTable(r) {
+    var rows = r.gates || ((r.spec || {}).gates || []).map(function (t) {
+      return { metric: String(t).split(/[<>=]/)[0], text: t, value: null, ok: null };
+    });
+    if (!rows.length) return el("p", { "class": "muted", text: "No gates." });
+    var rank = { failing: 0, ok: 1, nodata: 2 };  // a failing gate first: it is why a rollout halts
+    rows = rows.map(function (g, i) { return [rank[gateStatus(g)[0]], i, g]; })
+      .sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; }).map(function (x) { return x[2]; });
+    var cols = ["metric", "threshold", "value", "status"];
+    var head = el("tr", {}, cols.map(function (c) { return el("th", { scope: "col", text: c }); }));
+    var body = rows.map(function (g) {
+      var st = gateStatus(g);
+      return el("tr", { "data-metric": g.metric, "data-ok": st[0], "class": "gate-" + st[0] }, [
+        el("td", { "data-label": "metric", "data-col": "metric", text: g.metric }),
+        el("td", { "data-label": "threshold", "data-col": "threshold", text: g.text }),
+        el("td", { "data-label": "value", "data-col": "value", text: fmt(g.value, 3) }),
+        el("td", { "data-label": "status", "data-col": "status" }, [el("span", { "class": "badge gate-" + st[0], text: st[1] })])
+      ]);
+    });
+    return el("table", { id: "rollout-gates", "class": "devices" }, [el("thead", {}, [head]), el("tbody", {}, body)]);
+  }
+
+  function rolloutDetail(r) {
+    var box = el("div", { id: "rollout-detail", "class": "rollout-detail", "data-rollout": r.id, "data-state": r.state });
+    box.appendChild(el("h3", {}, [el("span", { text: "rollout " + r.id + " " }), badge(r.state)]));
+    if (r.reason && (STOPPED[r.state] || r.state === "paused")) {
+      box.appendChild(el("p", { id: "rollout-reason", "class": "rollout-reason" },
+                         [el("b", { text: (r.state === "rolled_back" ? "halted, rolled back" : r.state) + ": " }),
+                          el("span", { "class": "why", text: r.reason })]));
+    }
+    var dl = el("dl", { "class": "info" });
+    [["bundle", bundleText(r)], ["stage", stageText(r)], ["stages", (r.stages || []).map(function (v) { return typeof v === "number" ? v + " %" : String(v); }).join(" → ") || "—"],
+     ["phase", r.phase || "—"], ["created", when(r.created)], ["updated", when(r.updated)]].forEach(function (kv) {
+      dl.appendChild(el("dt", { text: kv[0] }));
+      dl.appendChild(el("dd", { "data-field": kv[0], text: kv[1] }));
+    });
+    box.appendChild(dl);
+    box.appendChild(el("h4", { text: "Devices per state" }));
+    box.appendChild(rolloutCounts(r.counts || {}));
+    box.appendChild(el("h4", { text: "Gates" }));
+    box.appendChild(gatesTable(r));
+    return box;
+  }
+
+  function rolloutSection(main) {
+    var holder = el("section", { id: "rollouts", "class": "rollouts", hidden: "" });
+    main.appendChild(holder);
+    var chosen = null, last = [];
+
+    function draw() {
+      var shown = last.filter(function (r) { return r.id === chosen; })[0] || last[0];
+      var cols = ["rollout", "bundle", "state", "stage", "created", "updated"];
+      var head = el("tr", {}, cols.map(function (c) { return el("th", { scope: "col", text: c }); }));
+      var rows = last.map(function (r) { return rolloutRow(r, shown.id, choose); });
+      holder.textContent = "";
+      holder.appendChild(el("h2", { text: "Rollouts" }));
+      holder.appendChild(el("table", { id: "rollouts-list", "class": "devices" }, [el("thead", {}, [head]), el("tbody", {}, rows)]));
+      holder.appendChild(rolloutDetail(shown));
+    }
+
+    function choose(id) { chosen = id; draw(); }
+
+    poll(function () {
+      return getJSON("/api/rollouts").then(function (list) {
+        last = list || [];
+        holder.hidden = !last.length;
+        if (last.length) draw(); else holder.textContent = "";
+      });
+    }, POLL_MS.rollouts);
   }
 
   // -- /device/<id> : its charts ----------------------------------------------------------------------
