@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")  # test_ota needs it (the bundles), and perturb() edits weights with it
 
 import edgeops
 from edgeops.agent import Agent

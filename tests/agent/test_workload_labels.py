@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ pytest.importorskip("onnxruntime")
 import edgeops
 from edgeops.agent.workload import load_labels, replay
 from edgeops.errors import DataError
-from tests.agent.test_ota import EXAMPLES, SAMPLE
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
+SAMPLE = EXAMPLES / "digits_mlp_test.npz"
 LABELS = EXAMPLES / "digits_test_labels.npy"
 
 
