@@ -726,7 +726,7 @@ class SqliteStore(Store):
         try:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 30000")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the fleet store {self.path!r}: {exc}", transient=False) from exc
@@ -735,6 +735,21 @@ class SqliteStore(Store):
             raise StoreError(f"{self.path!r} cannot use sqlite's WAL mode (journal_mode={mode}); put it on a local "
                              "disk, not a network share", transient=False)
         return conn
+
+    def _wal(self, conn: Any, timeout_s: float = 30.0) -> str:
+        """Switch to WAL mode (once per file). Several processes opening a new file at once can find it locked:
+        sqlite answers that pragma with SQLITE_BUSY without waiting on busy_timeout, so wait here."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+                return mode if mode.lower() == "wal" else str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except self._sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
