@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")  # test_ota needs it (the bundles), and perturb() edits weights with it
+for _needed in ("onnx", "cryptography", "paho.mqtt"):  # test_ota's (signed bundles); perturb() edits weights with onnx
+    pytest.importorskip(_needed)
 
 import edgeops
 from edgeops.agent import Agent
