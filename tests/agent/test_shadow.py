@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
-for _needed in ("onnx", "cryptography", "paho.mqtt"):  # test_ota's (signed bundles); perturb() edits weights with onnx
-    pytest.importorskip(_needed)
+pytest.importorskip("onnx")  # test_ota's needs (signed bundles); perturb() edits weights with onnx
+pytest.importorskip("cryptography")
+pytest.importorskip("paho.mqtt")
 
 import edgeops
 from edgeops.agent import Agent
