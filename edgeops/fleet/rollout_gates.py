@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from .store import _dig
 
 __all__ = ["Gate", "METRICS", "DEFAULT_GATES", "DECIDING", "parse_gate", "parse_gates", "measure", "check"]
 
@@ -87,14 +88,6 @@ def parse_gates(texts: list[str] | tuple[str, ...] | None, defaults: bool = True
 
 
 # -- the numbers ------------------------------------------------------------------------------------
-
-
-def _dig(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
 
 
 def _num(v: Any) -> float | None:
